@@ -20,7 +20,7 @@ ASYNCPG = ["asyncpg>=0.29"]
 # aiomysql 0.3.2 calls a PyMySQL helper that PyMySQL 1.2 removed; every bytes
 # parameter breaks with it, so PyMySQL stays below 1.2.
 AIOMYSQL = ["aiomysql>=0.2", "PyMySQL>=1.1,<1.2"]
-AIOSQLITE = ["aiosqlite>=0.20"]
+AIOSQLITE = ["aiosqlite>=0.22"]
 
 setup(
     name="databases",

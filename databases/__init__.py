@@ -1,1 +1,6 @@
+"""Async database support for Python on SQLAlchemy Core, safe across event loops."""
+
+from databases.core import Database, DatabaseURL
+
 __version__ = "0.10.0"
+__all__ = ["Database", "DatabaseURL"]

@@ -1,0 +1,176 @@
+"""Result rows, converted once when they are built.
+
+A `RecordShape` is worked out once per statement (and kept with the compiled
+statement), so building a row is a copy plus the conversions its column types need.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterator, KeysView, Sequence, ValuesView
+from types import MappingProxyType
+
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql.compiler import ResultColumnsEntry
+
+from databases.interfaces import Record as RecordInterface
+
+Converter = typing.Callable[[typing.Any], typing.Any]
+
+
+class RecordShape:
+    """Column names, lookup tables and value converters shared by all rows of a statement."""
+
+    __slots__ = ("_by_name", "_by_object", "converters", "keys")
+
+    def __init__(
+        self,
+        keys: tuple[str, ...],
+        converters: tuple[tuple[int, Converter], ...] = (),
+        objects: Sequence[tuple[typing.Any, ...]] = (),
+    ) -> None:
+        self.keys = keys
+        self.converters = converters
+        # A later duplicate name wins, as it did in the original; duplicates stay
+        # reachable by position.
+        self._by_name: dict[str, int] = {name: index for index, name in enumerate(keys)}
+        self._by_object: dict[typing.Any, int] = {}
+        for index, column_objects in enumerate(objects):
+            for obj in column_objects:
+                self._by_object.setdefault(obj, index)
+
+    @classmethod
+    def build(
+        cls,
+        names: Sequence[str],
+        result_columns: Sequence[ResultColumnsEntry],
+        dialect: Dialect,
+        type_codes: Sequence[typing.Any] | None = None,
+    ) -> RecordShape:
+        """Match the driver's columns with what SQLAlchemy compiled, by position or name."""
+        if result_columns and len(result_columns) == len(names):
+            entries: list[ResultColumnsEntry | None] = list(result_columns)
+        else:
+            by_name = {entry.keyname: entry for entry in result_columns}
+            entries = [by_name.get(name) for name in names]
+        keys = tuple(
+            entry.keyname if entry is not None else name for name, entry in zip(names, entries)
+        )
+        converters: list[tuple[int, Converter]] = []
+        for index, entry in enumerate(entries):
+            if entry is None:
+                continue
+            type_code = type_codes[index] if type_codes is not None else None
+            processor = entry.type._cached_result_processor(dialect, type_code)
+            if processor is not None:
+                converters.append((index, processor))
+        objects = [entry.objects if entry is not None else () for entry in entries]
+        return cls(keys, tuple(converters), objects)
+
+    def index_of(self, key: typing.Any) -> int:
+        """The position of a column given by name or by SQLAlchemy column object."""
+        if isinstance(key, str):
+            return self._by_name[key]
+        try:
+            return self._by_object[key]
+        except (KeyError, TypeError):
+            pass
+        name = getattr(key, "key", None) or getattr(key, "name", None)
+        if isinstance(name, str) and name in self._by_name:
+            return self._by_name[name]
+        raise KeyError(key)
+
+    def make(self, raw: Sequence[typing.Any]) -> Record:
+        """Build one row from the driver's values."""
+        if not self.converters:
+            values = raw if type(raw) is tuple else tuple(raw)
+            return Record(self, values)
+        converted = list(raw)
+        for index, convert in self.converters:
+            converted[index] = convert(converted[index])
+        return Record(self, tuple(converted))
+
+    def make_all(self, rows: typing.Iterable[Sequence[typing.Any]]) -> list[RecordInterface]:
+        make = self.make
+        return [make(raw) for raw in rows]
+
+
+class Record(RecordInterface):
+    """A row: `row["name"]`, `row[0]`, `row[table.c.name]`, `row.name` and mapping methods."""
+
+    __slots__ = ("_shape", "_values")
+
+    def __init__(self, shape: RecordShape, values: tuple[typing.Any, ...]) -> None:
+        self._shape = shape
+        self._values = values
+
+    @property
+    def _row(self) -> tuple[typing.Any, ...]:
+        """The converted values in column order (the original exposed the driver row here)."""
+        return self._values
+
+    @property
+    def _mapping(self) -> typing.Mapping[str, typing.Any]:
+        return MappingProxyType(dict(zip(self._shape.keys, self._values)))
+
+    def keys(self) -> KeysView[str]:
+        return self._mapping.keys()
+
+    def values(self) -> ValuesView[typing.Any]:
+        return self._mapping.values()
+
+    def items(self) -> typing.ItemsView[str, typing.Any]:
+        return self._mapping.items()
+
+    def get(self, key: typing.Any, default: typing.Any = None) -> typing.Any:
+        try:
+            return self[key]
+        except (KeyError, IndexError):
+            return default
+
+    def __getitem__(self, key: typing.Any) -> typing.Any:
+        if isinstance(key, (int, slice)):
+            return self._values[key]
+        return self._values[self._shape.index_of(key)]
+
+    def __getattr__(self, name: str) -> typing.Any:
+        if name.startswith("__") or name in Record.__slots__:
+            raise AttributeError(name)
+        try:
+            return self._values[self._shape.index_of(name)]
+        except KeyError:
+            raise AttributeError(
+                f"Record has no column {name!r}; columns: {', '.join(self._shape.keys)}"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shape.keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._shape.keys
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Record):
+            return self._shape.keys == other._shape.keys and self._values == other._values
+        if isinstance(other, tuple):
+            return self._values == other
+        if isinstance(other, typing.Mapping):
+            return dict(self._mapping) == dict(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values)
+
+    def __getstate__(self) -> dict[str, typing.Any]:
+        return {"keys": self._shape.keys, "values": self._values}
+
+    def __setstate__(self, state: dict[str, typing.Any]) -> None:
+        self._shape = RecordShape(tuple(state["keys"]))
+        self._values = tuple(state["values"])
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value!r}" for key, value in zip(self._shape.keys, self._values))
+        return f"<Record {fields}>"

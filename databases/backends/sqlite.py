@@ -1,0 +1,349 @@
+"""SQLite through aiosqlite, with connections reused from a small pool per event loop.
+
+Each aiosqlite connection owns a worker thread; a query is one trip to that thread
+(execute and fetch together), not one connection and thread per query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import typing
+import uuid
+from collections import deque
+from collections.abc import AsyncGenerator
+
+from sqlalchemy.dialects.sqlite import pysqlite
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql import ClauseElement
+
+from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
+from databases.interfaces import Record
+from databases.url import DatabaseURL
+
+try:
+    import aiosqlite
+    import aiosqlite.core as _aiosqlite_core
+except ImportError:  # pragma: no cover - reported when the backend is used
+    aiosqlite = None  # type: ignore[assignment]
+
+__all__ = ["SQLiteBackend", "SQLiteConnection", "SQLitePool", "SQLiteTransaction"]
+
+# Our pool's own options; every other option goes to `aiosqlite.connect`.
+POOL_OPTIONS = ("min_size", "max_size")
+# Idle connections kept per loop; more are closed when released.
+MAX_IDLE = 8
+ITERATE_CHUNK = 256
+
+Args = tuple[typing.Any, ...]
+
+
+def _require_driver() -> None:
+    if aiosqlite is None:
+        raise ImportError(
+            "The SQLite backend needs the 'aiosqlite' package: pip install 'databases[sqlite]'"
+        )
+
+
+def _is_memory(url: DatabaseURL) -> bool:
+    return url.database in ("", ":memory:") or url.options.get("mode") == "memory"
+
+
+def _connect_target(url: DatabaseURL) -> tuple[str, bool]:
+    """The filename or URI aiosqlite opens, and whether it is a URI.
+
+    A plain `:memory:` database becomes a uniquely named shared-cache memory database,
+    so every pooled connection (and every loop) sees the same data.
+    """
+    database = url.database
+    options = url.options
+    if database in ("", ":memory:") and not options:
+        return f"file:databases-memory-{uuid.uuid4().hex}?mode=memory&cache=shared", True
+    if options:
+        query = "&".join(f"{key}={value}" for key, value in options.items())
+        return f"file:{database}?{query}", True
+    return database, False
+
+
+def _stop_worker(connection: aiosqlite.Connection) -> None:
+    """Close an aiosqlite connection and end its thread without an event loop."""
+    sentinel = getattr(_aiosqlite_core, "_STOP_RUNNING_SENTINEL", None)
+    queue = getattr(connection, "_tx", None)
+    db = connection._connection
+    if sentinel is None or queue is None:  # pragma: no cover - other aiosqlite layouts
+        connection.stop()
+        return
+    connection._connection = None
+    connection._running = False
+
+    def close_and_stop() -> object:
+        if db is not None:
+            db.close()
+        return sentinel
+
+    queue.put_nowait((None, close_and_stop))
+
+
+class _MemoryKeeper:
+    """Holds one plain connection to a memory database so its data lives while connected."""
+
+    def __init__(self) -> None:
+        self._connection: sqlite3.Connection | None = None
+
+    def open(self, target: str) -> None:
+        if self._connection is None:
+            self._connection = sqlite3.connect(target, uri=True, check_same_thread=False)
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+class SQLitePool:
+    """aiosqlite connections for one event loop: reused, opened on demand."""
+
+    def __init__(self, url: DatabaseURL, **options: typing.Any) -> None:
+        self._url = DatabaseURL(url)
+        self._options = options
+        self._target, self._uri = _connect_target(self._url)
+        self._connect_kwargs = {k: v for k, v in options.items() if k not in POOL_OPTIONS}
+        max_size = options.get("max_size")
+        self._max_size: int | None = int(max_size) if max_size is not None else None
+        self._idle: list[aiosqlite.Connection] = []
+        self._in_use: set[aiosqlite.Connection] = set()
+        self._waiters: deque[asyncio.Future[aiosqlite.Connection]] = deque()
+        self._closed = False
+
+    @property
+    def is_memory(self) -> bool:
+        return _is_memory(self._url)
+
+    def _copy(self) -> SQLitePool:
+        """The same configuration, and the same memory database, for another loop."""
+        pool = type(self)(self._url, **self._options)
+        pool._target, pool._uri = self._target, self._uri
+        return pool
+
+    async def _open(self) -> aiosqlite.Connection:
+        _require_driver()
+        connection = aiosqlite.connect(
+            self._target, uri=self._uri, isolation_level=None, **self._connect_kwargs
+        )
+        # A daemon worker cannot keep the process alive if a database is never disconnected.
+        worker = typing.cast(threading.Thread, getattr(connection, "_thread", connection))
+        worker.daemon = True
+        return await connection
+
+    async def acquire(self) -> aiosqlite.Connection:
+        if self._closed:
+            raise RuntimeError("The SQLite pool is closed.")
+        if self._idle:
+            connection = self._idle.pop()
+        elif self._max_size is not None and len(self._in_use) >= self._max_size:
+            waiter: asyncio.Future[aiosqlite.Connection]
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                connection = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    await self.release(waiter.result(), rollback=False, handed=True)
+                raise
+            return connection
+        else:
+            connection = await self._open()
+        self._in_use.add(connection)
+        return connection
+
+    async def release(
+        self, connection: aiosqlite.Connection, rollback: bool = True, handed: bool = False
+    ) -> None:
+        if not handed and connection not in self._in_use:
+            return
+        if rollback and connection._connection is not None and connection.in_transaction:
+            # Never hand the next user a connection inside someone else's transaction.
+            await connection.rollback()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        self._in_use.discard(connection)
+        if self._closed or len(self._idle) >= MAX_IDLE:
+            await connection.close()
+        else:
+            self._idle.append(connection)
+
+    async def close(self) -> None:
+        self._closed = True
+        connections = [*self._idle, *self._in_use]
+        self._idle.clear()
+        self._in_use.clear()
+        for connection in connections:
+            await connection.close()
+
+    def terminate(self) -> None:
+        self._closed = True
+        connections = [*self._idle, *self._in_use]
+        self._idle.clear()
+        self._in_use.clear()
+        for connection in connections:
+            _stop_worker(connection)
+
+
+class SQLiteBackend(SQLBackend):
+    """SQLite: `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:`."""
+
+    def __init__(self, database_url: DatabaseURL | str, **options: typing.Any) -> None:
+        super().__init__(database_url, **options)
+        self._pool = SQLitePool(self._database_url, **self._options)
+        self._memory_keeper = _MemoryKeeper()
+
+    def _make_dialect(self) -> Dialect:
+        dialect = pysqlite.dialect(paramstyle="qmark")
+        dialect.supports_native_decimal = False
+        return dialect
+
+    def _for_new_loop(self) -> SQLiteBackend:
+        backend = typing.cast(SQLiteBackend, super()._for_new_loop())
+        backend._pool = self._pool._copy()
+        backend._memory_keeper = self._memory_keeper
+        return backend
+
+    async def connect(self) -> None:
+        _require_driver()
+        if self._pool.is_memory:
+            self._memory_keeper.open(self._pool._target)
+
+    async def disconnect(self) -> None:
+        await self._pool.close()
+
+    def connection(self) -> SQLiteConnection:
+        return SQLiteConnection(self)
+
+    def _terminate(self) -> None:
+        self._pool.terminate()
+
+    def _release_shared(self) -> None:
+        self._memory_keeper.close()
+
+
+def _names(description: typing.Any) -> tuple[str, ...]:
+    return tuple(column[0] for column in description or ())
+
+
+def _fetch_all(db: sqlite3.Connection, sql: str, args: Args) -> tuple[list[typing.Any], typing.Any]:
+    cursor = db.execute(sql, args)
+    try:
+        return cursor.fetchall(), cursor.description
+    finally:
+        cursor.close()
+
+
+def _fetch_one(db: sqlite3.Connection, sql: str, args: Args) -> tuple[typing.Any, typing.Any]:
+    cursor = db.execute(sql, args)
+    try:
+        return cursor.fetchone(), cursor.description
+    finally:
+        cursor.close()
+
+
+def _execute(db: sqlite3.Connection, sql: str, args: Args, is_insert: bool) -> int:
+    cursor = db.execute(sql, args)
+    try:
+        # A pooled connection remembers an earlier insert's rowid; only an INSERT reports it.
+        if is_insert and cursor.lastrowid:
+            return cursor.lastrowid
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def _execute_many(db: sqlite3.Connection, sql: str, rows: list[Args]) -> None:
+    db.executemany(sql, rows).close()
+
+
+def _run(db: sqlite3.Connection, sql: str) -> None:
+    db.execute(sql).close()
+
+
+def _open_cursor(db: sqlite3.Connection, sql: str, args: Args) -> sqlite3.Cursor:
+    return db.execute(sql, args)
+
+
+class SQLiteTransaction(SQLTransaction):
+    """BEGIN / SAVEPOINT; like the original, extra options are accepted and ignored."""
+
+
+class SQLiteConnection(SQLConnection):
+    _backend: SQLiteBackend
+
+    def __init__(self, backend: SQLiteBackend) -> None:
+        super().__init__(backend)
+        self._pool = backend._pool
+        self._connection: aiosqlite.Connection | None = None
+
+    def _driver_connection(self) -> aiosqlite.Connection | None:
+        return self._connection
+
+    def transaction(self) -> SQLiteTransaction:
+        return SQLiteTransaction(self)
+
+    async def acquire(self) -> None:
+        if self._connection is None:
+            self._connection = await self._pool.acquire()
+
+    async def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._pool.release(connection)
+
+    async def _call(
+        self, function: typing.Callable[..., typing.Any], *args: typing.Any
+    ) -> typing.Any:
+        """Run `function(sqlite3_connection, *args)` in the connection's worker thread."""
+        connection = self._connection
+        if connection is None:
+            raise RuntimeError("The connection is not acquired: use `async with connection:`.")
+        run = typing.cast(typing.Callable[..., typing.Awaitable[typing.Any]], connection._execute)
+        return await run(function, connection._conn, *args)
+
+    async def fetch_all(self, query: ClauseElement) -> list[Record]:
+        statement, sql, args = self._compiler.prepare(query)
+        rows, description = await self._call(_fetch_all, sql, args)
+        return statement.shape(_names(description)).make_all(rows)
+
+    async def fetch_one(self, query: ClauseElement) -> Record | None:
+        statement, sql, args = self._compiler.prepare(query)
+        row, description = await self._call(_fetch_one, sql, args)
+        if row is None:
+            return None
+        return statement.shape(_names(description)).make(row)
+
+    async def execute(self, query: ClauseElement) -> typing.Any:
+        statement, sql, args = self._compiler.prepare(query)
+        return await self._call(_execute, sql, args, statement.is_insert)
+
+    async def execute_many(self, queries: list[ClauseElement]) -> None:
+        for _, sql, rows in self._compiler.prepare_many(queries):
+            await self._call(_execute_many, sql, rows)
+
+    async def iterate(self, query: ClauseElement) -> AsyncGenerator[Record, None]:
+        statement, sql, args = self._compiler.prepare(query)
+        cursor: sqlite3.Cursor = await self._call(_open_cursor, sql, args)
+        try:
+            shape = statement.shape(_names(cursor.description))
+            while True:
+                rows = await self._call(lambda _db: cursor.fetchmany(ITERATE_CHUNK))
+                if not rows:
+                    break
+                for row in rows:
+                    yield shape.make(row)
+        finally:
+            if self._connection is not None:
+                await self._call(lambda _db: cursor.close())
+
+    async def _run(self, sql: str) -> None:
+        await self._call(_run, sql)

@@ -1,0 +1,699 @@
+"""`Database`, `Connection` and `Transaction`: the public core, safe across event loops.
+
+Everything bound to an event loop (the backend and its pool, per-task connections, the
+force-rollback connection and its transaction, every lock) lives in the `LoopState` of
+the loop that uses it. `Database` itself holds only configuration, so a module-global
+instance can be created at import time and used from any loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import threading
+import typing
+import weakref
+from collections.abc import AsyncGenerator, Iterator
+from contextvars import ContextVar
+from types import TracebackType
+
+from sqlalchemy import text
+from sqlalchemy.sql import ClauseElement
+
+from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, LOG_EXTRA, logger
+from databases.errors import (
+    ConnectionLoopError,
+    DatabaseNotConnectedError,
+    TransactionOpenError,
+    UnsupportedDatabaseURLError,
+)
+from databases.importer import import_from_string
+from databases.interfaces import DatabaseBackend, Record, TransactionBackend
+from databases.loops import LoopRegistry, LoopState
+from databases.url import DatabaseURL
+
+__all__ = [
+    "CONNECT_EXTRA",
+    "DISCONNECT_EXTRA",
+    "LOG_EXTRA",
+    "Connection",
+    "Database",
+    "DatabaseURL",
+    "Transaction",
+    "logger",
+]
+
+_CallableT = typing.TypeVar("_CallableT", bound=typing.Callable[..., typing.Any])
+
+# Per context: the transactions this context (task) is inside, each mapped to its backend
+# transaction. Copied on write, so a child task inherits its parent's transactions and a
+# transaction it starts stays invisible to the parent.
+_ACTIVE_TRANSACTIONS: ContextVar[
+    weakref.WeakKeyDictionary[Transaction, TransactionBackend] | None
+] = ContextVar("databases:active_transactions", default=None)
+
+# How long `disconnect()` waits for another thread's loop to close its own state.
+FOREIGN_CLOSE_TIMEOUT = 10.0
+
+
+class Database:
+    """A database URL plus options; connections are made per event loop on demand."""
+
+    SUPPORTED_BACKENDS: typing.ClassVar[dict[str, str]] = {
+        "postgresql": "databases.backends.postgres:PostgresBackend",
+        "postgresql+aiopg": "databases.backends.aiopg:AiopgBackend",
+        "postgres": "databases.backends.postgres:PostgresBackend",
+        "mysql": "databases.backends.mysql:MySQLBackend",
+        "mysql+asyncmy": "databases.backends.asyncmy:AsyncMyBackend",
+        "sqlite": "databases.backends.sqlite:SQLiteBackend",
+    }
+
+    def __init__(
+        self,
+        url: str | DatabaseURL,
+        *,
+        force_rollback: bool = False,
+        **options: typing.Any,
+    ) -> None:
+        self.url = DatabaseURL(url)
+        self.options = options
+        self.is_connected = False
+        self._force_rollback = force_rollback
+        self._backend_class = self._find_backend_class(self.url)
+        # Built outside any loop and never connected: it answers questions about the
+        # dialect (ORMs read `database._backend._dialect`) and is the model for the
+        # per-loop instances.
+        self._template_backend: DatabaseBackend = self._backend_class(self.url, **self.options)
+        self._states = LoopRegistry()
+
+    def _find_backend_class(self, url: DatabaseURL) -> typing.Callable[..., DatabaseBackend]:
+        if not url.scheme:
+            raise UnsupportedDatabaseURLError(
+                f"Invalid database URL {url.obscure_password!r}: expected "
+                "'<dialect>[+<driver>]://...', e.g. 'postgresql://user:password@host/name' "
+                "or 'sqlite:///file.db'."
+            )
+        backend_str = self.SUPPORTED_BACKENDS.get(url.scheme)
+        if backend_str is None:
+            backend_str = self.SUPPORTED_BACKENDS.get(url.dialect)
+        if backend_str is None:
+            supported = ", ".join(sorted(self.SUPPORTED_BACKENDS))
+            raise UnsupportedDatabaseURLError(
+                f"Unsupported database URL scheme {url.scheme!r}. Supported schemes: "
+                f"{supported}. Register another backend in Database.SUPPORTED_BACKENDS."
+            )
+        backend_class: typing.Callable[..., DatabaseBackend] = import_from_string(backend_str)
+        return backend_class
+
+    # -- per-loop state -------------------------------------------------------------
+
+    def _state(self) -> LoopState:
+        """The running loop's state, created on first use in that loop."""
+        loop = asyncio.get_running_loop()
+        state = self._states.find(loop)
+        if state is None:
+            state = self._states.create(loop, self._backend_for_new_loop)
+        return state
+
+    def _backend_for_new_loop(self) -> DatabaseBackend:
+        template = self._template_backend
+        hook = getattr(template, "_for_new_loop", None)
+        backend = hook() if hook is not None else None
+        if backend is None:
+            backend = self._backend_class(self.url, **self.options)
+        return backend
+
+    async def _open_state(self, state: LoopState) -> None:
+        """Connect the loop's backend, once; the first use in a loop gets here."""
+        async with state.open_lock:
+            if not state.is_open:
+                await state.backend.connect()
+                state.is_open = True
+
+    async def _close_state(self, state: LoopState) -> None:
+        """Close a state on its own loop: roll back force-rollback work, close the pool."""
+        global_connection = state.global_connection
+        state.global_connection = None
+        state.global_transaction = None
+        try:
+            if global_connection is not None:
+                await global_connection._close_global()
+        finally:
+            if state.is_open:
+                state.is_open = False
+                await state.backend.disconnect()
+
+    async def _close_foreign_state(self, state: LoopState) -> None:
+        """Close another loop's state: on that loop if it runs in another thread, else at once."""
+        loop = state.loop
+        runs_elsewhere = (
+            loop is not None
+            and loop.is_running()
+            and not loop.is_closed()
+            and state.thread_id != threading.get_ident()
+        )
+        if loop is not None and runs_elsewhere:
+            future = asyncio.run_coroutine_threadsafe(self._close_state(state), loop)
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(future), FOREIGN_CLOSE_TIMEOUT)
+                return
+            except Exception:
+                logger.warning(
+                    "Could not close the connections of event loop %#x on that loop; "
+                    "terminating them",
+                    state.loop_id,
+                    exc_info=True,
+                )
+        state.terminate()
+
+    # -- connecting ---------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect in the running loop; other loops then connect on first use."""
+        state = self._state()
+        if state.connected_explicitly:
+            logger.debug("Already connected, skipping connection")
+            return
+        await self._open_state(state)
+        state.connected_explicitly = True
+        self.is_connected = True
+        logger.info("Connected to database %s", self.url.obscure_password, extra=CONNECT_EXTRA)
+
+    async def disconnect(self) -> None:
+        """Close this loop's state; close everything unless another live loop connected."""
+        if not self.is_connected:
+            logger.debug("Already disconnected, skipping disconnection")
+            return
+        loop = asyncio.get_running_loop()
+        state = self._states.find(loop)
+        if state is not None:
+            self._check_no_open_transaction(state)
+            self._states.remove(state)
+            state.connected_explicitly = False
+            await self._close_state(state)
+        others = self._states.all()
+        if any(other.connected_explicitly and other.is_alive() for other in others):
+            logger.debug("Disconnected one event loop; still connected in another")
+            return
+        self.is_connected = False
+        try:
+            for other in self._states.pop_all():
+                await self._close_foreign_state(other)
+        finally:
+            release_shared = getattr(self._template_backend, "_release_shared", None)
+            if release_shared is not None:
+                release_shared()
+        logger.info(
+            "Disconnected from database %s", self.url.obscure_password, extra=DISCONNECT_EXTRA
+        )
+
+    def _check_no_open_transaction(self, state: LoopState) -> None:
+        active = _ACTIVE_TRANSACTIONS.get()
+        if not active:
+            return
+        for transaction, backend in list(active.items()):
+            connection = transaction._open.get(backend)
+            if connection is not None and connection._state is state:
+                raise TransactionOpenError(
+                    "disconnect() was called while this task still has a transaction open: "
+                    "commit or roll it back first (use `async with database.transaction():`)."
+                )
+
+    async def __aenter__(self) -> Database:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self.disconnect()
+
+    # -- queries ----------------------------------------------------------------------
+
+    def _connection_for_query(self) -> Connection:
+        if not self.is_connected:
+            raise DatabaseNotConnectedError(self.url.obscure_password)
+        return self.connection()
+
+    async def fetch_all(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> list[Record]:
+        return await self._connection_for_query().fetch_all(query, values)
+
+    async def fetch_one(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> Record | None:
+        return await self._connection_for_query().fetch_one(query, values)
+
+    async def fetch_val(
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        column: typing.Any = 0,
+    ) -> typing.Any:
+        return await self._connection_for_query().fetch_val(query, values, column=column)
+
+    async def execute(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> typing.Any:
+        return await self._connection_for_query().execute(query, values)
+
+    async def execute_many(
+        self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
+    ) -> None:
+        return await self._connection_for_query().execute_many(query, values)
+
+    async def iterate(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> AsyncGenerator[Record, None]:
+        connection = self._connection_for_query()
+        async with connection:
+            async for record in connection.iterate(query, values):
+                yield record
+
+    # -- connections and transactions -----------------------------------------------------
+
+    def connection(self) -> Connection:
+        """The current task's connection, or with force_rollback the loop's shared one."""
+        state = self._state()
+        if self._force_rollback:
+            connection = state.global_connection
+            if connection is None:
+                connection = Connection(self, state.backend)
+                connection._state = state
+                connection._is_global = True
+                state.global_connection = connection
+            return connection
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("database.connection() must be called from inside an asyncio task.")
+        connection = state.connections.get(task)
+        if connection is None:
+            connection = Connection(self, state.backend)
+            connection._state = state
+            connection._task = weakref.ref(task)
+            state.connections[task] = connection
+        return connection
+
+    def transaction(self, *, force_rollback: bool = False, **kwargs: typing.Any) -> Transaction:
+        return Transaction(self.connection, force_rollback=force_rollback, **kwargs)
+
+    @contextlib.contextmanager
+    def force_rollback(self) -> Iterator[None]:
+        """Route every query of the block through the loop's rollback-only connection."""
+        initial = self._force_rollback
+        self._force_rollback = True
+        try:
+            yield
+        finally:
+            self._force_rollback = initial
+
+    # -- introspection (also what existing tests and ORMs reach for) ----------------------
+
+    def _current_state(self) -> LoopState | None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return self._states.find(loop)
+
+    @property
+    def _backend(self) -> DatabaseBackend:
+        state = self._current_state()
+        return state.backend if state is not None else self._template_backend
+
+    @property
+    def _connection_map(self) -> typing.MutableMapping[asyncio.Task[typing.Any], Connection]:
+        state = self._current_state()
+        if state is None:
+            return {}
+        return state.connections
+
+    @property
+    def _global_connection(self) -> Connection | None:
+        state = self._current_state()
+        return state.global_connection if state is not None else None
+
+    @property
+    def _global_transaction(self) -> Transaction | None:
+        state = self._current_state()
+        return state.global_transaction if state is not None else None
+
+    def loop_states(self) -> list[dict[str, typing.Any]]:
+        """What this database holds in each event loop, for debugging."""
+        return [state.describe() for state in self._states.all()]
+
+    def __repr__(self) -> str:
+        return f"<Database {self.url.obscure_password!r} loops={len(self._states)}>"
+
+
+class Connection:
+    """One backend connection, held while `async with` blocks are open (re-entrant)."""
+
+    def __init__(self, database: Database, backend: DatabaseBackend) -> None:
+        self._database = database
+        self._backend = backend
+        self._connection = backend.connection()
+        self._connection_lock = asyncio.Lock()
+        self._connection_counter = 0
+        self._transaction_stack: list[Transaction] = []
+        self._query_lock = asyncio.Lock()
+        self._transaction_waiters: list[asyncio.Future[None]] = []
+        self._state: LoopState | None = None
+        self._task: weakref.ref[asyncio.Task[typing.Any]] | None = None
+        self._is_global = False
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+
+    def _check_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise ConnectionLoopError()
+
+    async def __aenter__(self) -> Connection:
+        self._check_loop()
+        async with self._connection_lock:
+            self._connection_counter += 1
+            if self._connection_counter == 1:
+                try:
+                    await self._open()
+                except BaseException:
+                    self._connection_counter = 0
+                    self._forget()
+                    raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        async with self._connection_lock:
+            self._connection_counter -= 1
+            if self._connection_counter == 0:
+                try:
+                    await self._connection.release()
+                finally:
+                    self._forget()
+
+    async def _open(self) -> None:
+        """Acquire from the pool, connecting this loop's backend first if needed."""
+        database = self._database
+        if not database.is_connected:
+            raise DatabaseNotConnectedError(database.url.obscure_password)
+        state = self._state
+        if state is not None and not state.is_open:
+            await database._open_state(state)
+        await self._connection.acquire()
+        if self._is_global:
+            try:
+                await self._begin_rollback_transaction()
+            except BaseException:
+                await self._connection.release()
+                raise
+
+    async def _begin_rollback_transaction(self) -> None:
+        """Put the force-rollback connection inside a transaction that is never committed."""
+        transaction = Transaction(lambda: self, force_rollback=True)
+        transaction._ambient = True
+        backend = self._connection.transaction()
+        await backend.start(is_root=True, extra_options={})
+        transaction._open[backend] = self
+        self._transaction_stack.append(transaction)
+        # Held until the loop's state closes, so the connection outlives every block.
+        self._connection_counter += 1
+        if self._state is not None:
+            self._state.global_transaction = transaction
+
+    async def _close_global(self) -> None:
+        """Roll back everything done on the force-rollback connection and release it."""
+        async with self._connection_lock:
+            if self._connection_counter == 0:
+                return
+            try:
+                if self._transaction_stack:
+                    root = self._transaction_stack[0]
+                    for backend in list(root._open):
+                        if root._open.get(backend) is self:
+                            del root._open[backend]
+                            await backend.rollback()
+            finally:
+                self._transaction_stack.clear()
+                self._connection_counter = 0
+                await self._connection.release()
+
+    def _forget(self) -> None:
+        """Drop this connection from its task's slot once it is released."""
+        if self._state is None or self._task is None:
+            return
+        task = self._task()
+        if task is not None and self._state.connections.get(task) is self:
+            del self._state.connections[task]
+
+    # -- queries ----------------------------------------------------------------------
+
+    async def fetch_all(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> list[Record]:
+        built = self._build_query(query, values)
+        async with self, self._query_lock:
+            return await self._connection.fetch_all(built)
+
+    async def fetch_one(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> Record | None:
+        built = self._build_query(query, values)
+        async with self, self._query_lock:
+            return await self._connection.fetch_one(built)
+
+    async def fetch_val(
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        column: typing.Any = 0,
+    ) -> typing.Any:
+        built = self._build_query(query, values)
+        async with self, self._query_lock:
+            return await self._connection.fetch_val(built, column)
+
+    async def execute(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> typing.Any:
+        built = self._build_query(query, values)
+        async with self, self._query_lock:
+            return await self._connection.execute(built)
+
+    async def execute_many(
+        self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
+    ) -> None:
+        queries = [self._build_query(query, row) for row in values]
+        async with self, self._query_lock:
+            await self._connection.execute_many(queries)
+
+    async def iterate(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> AsyncGenerator[Record, None]:
+        built = self._build_query(query, values)
+        async with self:
+            rows = typing.cast(
+                AsyncGenerator[Record, None], self._connection.iterate(built).__aiter__()
+            )
+            try:
+                while True:
+                    # The lock is taken per step, so tasks sharing this connection can run
+                    # their own queries between rows instead of waiting for the whole scan.
+                    async with self._query_lock:
+                        try:
+                            record = await rows.__anext__()
+                        except StopAsyncIteration:
+                            return
+                    yield record
+            finally:
+                async with self._query_lock:
+                    await rows.aclose()
+
+    @staticmethod
+    def _build_query(
+        query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> ClauseElement:
+        if isinstance(query, str):
+            clause = text(query)
+            return clause.bindparams(**values) if values is not None else clause
+        if values:
+            return query.values(**values)  # type: ignore[attr-defined,no-any-return]
+        return query
+
+    # -- transactions -------------------------------------------------------------------
+
+    def transaction(self, *, force_rollback: bool = False, **kwargs: typing.Any) -> Transaction:
+        def connection_callable() -> Connection:
+            return self
+
+        return Transaction(connection_callable, force_rollback, **kwargs)
+
+    @property
+    def raw_connection(self) -> typing.Any:
+        return self._connection.raw_connection
+
+    def _may_start_transaction(self) -> bool:
+        """A task may open a transaction here unless another task's transaction is on top."""
+        if not self._transaction_stack:
+            return True
+        top = self._transaction_stack[-1]
+        if top._ambient:
+            return True
+        active = _ACTIVE_TRANSACTIONS.get()
+        return active is not None and top in active
+
+    async def _wait_transaction_turn(self) -> None:
+        """On a shared connection, wait until other tasks' transactions have ended."""
+        while not self._may_start_transaction():
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._transaction_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._transaction_waiters.remove(waiter)
+
+    def _transaction_ended(self) -> None:
+        for waiter in self._transaction_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._transaction_waiters.clear()
+
+
+class Transaction:
+    """A transaction (or savepoint, when nested): a context manager, awaitable or decorator."""
+
+    def __init__(
+        self,
+        connection_callable: typing.Callable[[], Connection],
+        force_rollback: bool = False,
+        **kwargs: typing.Any,
+    ) -> None:
+        self._connection_callable = connection_callable
+        self._force_rollback = force_rollback
+        self._extra_options = kwargs
+        # Backend transactions started through this object and not yet ended, oldest
+        # first, each with the connection it runs on. One object can be active in
+        # several tasks at once when it decorates a function.
+        self._open: dict[TransactionBackend, Connection] = {}
+        # The force-rollback connection's own transaction: shared by every task.
+        self._ambient = False
+
+    @property
+    def _transaction(self) -> TransactionBackend | None:
+        """The backend transaction of the current context, else the newest still open.
+
+        The fallback serves a transaction ended from another task than the one that
+        started it (a pytest fixture's setup and teardown).
+        """
+        active = _ACTIVE_TRANSACTIONS.get()
+        if active is not None:
+            backend = active.get(self)
+            if backend is not None and backend in self._open:
+                return backend
+        for backend in reversed(self._open):
+            return backend
+        return None
+
+    @property
+    def _connection(self) -> Connection:
+        backend = self._transaction
+        if backend is not None:
+            return self._open[backend]
+        return self._connection_callable()
+
+    async def __aenter__(self) -> Transaction:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        if exc_type is not None or self._force_rollback:
+            await self.rollback()
+        else:
+            await self.commit()
+
+    def __await__(self) -> typing.Generator[typing.Any, None, Transaction]:
+        return self.start().__await__()
+
+    def __call__(self, func: _CallableT) -> _CallableT:
+        """Run each call of the decorated async function inside this transaction."""
+
+        @functools.wraps(func)
+        async def wrapper(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+            async with self:
+                return await func(*args, **kwargs)
+
+        return typing.cast(_CallableT, wrapper)
+
+    async def start(self) -> Transaction:
+        connection = self._connection_callable()
+        await connection.__aenter__()
+        try:
+            await connection._wait_transaction_turn()
+            is_root = not connection._transaction_stack
+            backend = connection._connection.transaction()
+            async with connection._query_lock:
+                await backend.start(is_root=is_root, extra_options=self._extra_options)
+        except BaseException:
+            await connection.__aexit__()
+            raise
+        connection._transaction_stack.append(self)
+        self._open[backend] = connection
+        active = _ACTIVE_TRANSACTIONS.get()
+        active = weakref.WeakKeyDictionary() if active is None else active.copy()
+        active[self] = backend
+        _ACTIVE_TRANSACTIONS.set(active)
+        return self
+
+    async def commit(self) -> None:
+        await self._end(commit=True)
+
+    async def rollback(self) -> None:
+        await self._end(commit=False)
+
+    async def _end(self, commit: bool) -> None:
+        backend = self._transaction
+        if backend is None:
+            raise RuntimeError(
+                "This transaction is not active: start it first "
+                "(`async with database.transaction():` or `await transaction.start()`)."
+            )
+        connection = self._open[backend]
+        stack = connection._transaction_stack
+        if not stack or stack[-1] is not self:
+            raise RuntimeError(
+                "Cannot end a transaction while a transaction nested in it is still open: "
+                "commit or roll back the inner one first."
+            )
+        try:
+            async with connection._query_lock:
+                if commit:
+                    await backend.commit()
+                else:
+                    await backend.rollback()
+        finally:
+            del self._open[backend]
+            stack.pop()
+            active = _ACTIVE_TRANSACTIONS.get()
+            if active is not None and active.get(self) is backend:
+                active = active.copy()
+                del active[self]
+                _ACTIVE_TRANSACTIONS.set(active)
+            connection._transaction_ended()
+            await connection.__aexit__()

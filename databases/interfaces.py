@@ -1,0 +1,106 @@
+"""The contracts between the core and a database driver adapter.
+
+A backend is a thin adapter: it opens a pool, hands out connections and runs built
+SQLAlchemy clauses. Everything loop-bound lives in one backend instance, and the core
+creates one instance per event loop, so a backend never has to think about loops.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import AsyncGenerator, Sequence
+
+from sqlalchemy.sql import ClauseElement
+
+
+class DatabaseBackend:
+    """A pool of connections to one database, used from one event loop."""
+
+    async def connect(self) -> None:
+        raise NotImplementedError()  # pragma: no cover
+
+    async def disconnect(self) -> None:
+        raise NotImplementedError()  # pragma: no cover
+
+    def connection(self) -> ConnectionBackend:
+        raise NotImplementedError()  # pragma: no cover
+
+    # The hooks below are ours; the defaults keep third-party backends working unchanged.
+
+    def _for_new_loop(self) -> DatabaseBackend | None:
+        """A fresh, unconnected instance for another event loop.
+
+        `None` tells the core to build one from the URL and options as it built this one.
+        """
+        return None
+
+    def _terminate(self) -> None:
+        """Drop every connection at once, awaiting nothing.
+
+        Called for a loop that is closed or cannot run our coroutines any more; the
+        server rolls back whatever those connections left open.
+        """
+
+    def _release_shared(self) -> None:
+        """Free what all loops' instances share, once the database is fully disconnected."""
+
+
+class ConnectionBackend:
+    """One driver connection, acquired from the backend's pool."""
+
+    async def acquire(self) -> None:
+        raise NotImplementedError()  # pragma: no cover
+
+    async def release(self) -> None:
+        raise NotImplementedError()  # pragma: no cover
+
+    async def fetch_all(self, query: ClauseElement) -> list[Record]:
+        raise NotImplementedError()  # pragma: no cover
+
+    async def fetch_one(self, query: ClauseElement) -> Record | None:
+        raise NotImplementedError()  # pragma: no cover
+
+    async def fetch_val(self, query: ClauseElement, column: typing.Any = 0) -> typing.Any:
+        row = await self.fetch_one(query)
+        return None if row is None else row[column]
+
+    async def execute(self, query: ClauseElement) -> typing.Any:
+        raise NotImplementedError()  # pragma: no cover
+
+    async def execute_many(self, queries: list[ClauseElement]) -> None:
+        raise NotImplementedError()  # pragma: no cover
+
+    async def iterate(self, query: ClauseElement) -> AsyncGenerator[Record, None]:
+        raise NotImplementedError()  # pragma: no cover
+        yield True  # pragma: no cover
+
+    def transaction(self) -> TransactionBackend:
+        raise NotImplementedError()  # pragma: no cover
+
+    @property
+    def raw_connection(self) -> typing.Any:
+        raise NotImplementedError()  # pragma: no cover
+
+
+class TransactionBackend:
+    """A transaction (root) or savepoint (nested) on one connection."""
+
+    async def start(self, is_root: bool, extra_options: dict[typing.Any, typing.Any]) -> None:
+        raise NotImplementedError()  # pragma: no cover
+
+    async def commit(self) -> None:
+        raise NotImplementedError()  # pragma: no cover
+
+    async def rollback(self) -> None:
+        raise NotImplementedError()  # pragma: no cover
+
+
+class Record(Sequence[typing.Any]):
+    """A result row: positional like a tuple, keyed like a mapping."""
+
+    @property
+    def _mapping(self) -> typing.Mapping[str, typing.Any]:
+        raise NotImplementedError()  # pragma: no cover
+
+    def __getitem__(self, key: typing.Any) -> typing.Any:
+        raise NotImplementedError()  # pragma: no cover

@@ -1,0 +1,130 @@
+"""Per-event-loop state of a database, and the registry that finds it for the running loop.
+
+Pools, locks and connections belong to the loop that made them. A `Database` keeps one
+`LoopState` per loop it is used in, created on first use in that loop, so the same
+`Database` object works from any number of loops, one after another or at once in
+several threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import typing
+import weakref
+
+from databases.interfaces import DatabaseBackend
+
+if typing.TYPE_CHECKING:
+    from databases.core import Connection, Transaction
+
+logger = logging.getLogger("databases")
+
+
+class LoopState:
+    """Everything one database owns in one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, backend: DatabaseBackend) -> None:
+        self._loop_ref = weakref.ref(loop)
+        self.loop_id = id(loop)
+        self.thread_id = threading.get_ident()
+        self.backend = backend
+        self.connections: weakref.WeakKeyDictionary[asyncio.Task[typing.Any], Connection]
+        self.connections = weakref.WeakKeyDictionary()
+        self.global_connection: Connection | None = None
+        self.global_transaction: Transaction | None = None
+        # `connect()` was called in this loop (and not yet `disconnect()`).
+        self.connected_explicitly = False
+        # The backend's `connect()` has run (explicitly or on first use).
+        self.is_open = False
+        self.open_lock = asyncio.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop_ref()
+
+    def is_alive(self) -> bool:
+        """The loop still exists and is not closed: it may run our coroutines again."""
+        loop = self._loop_ref()
+        return loop is not None and not loop.is_closed()
+
+    def terminate(self) -> None:
+        """Drop the backend's connections synchronously (the loop cannot run coroutines)."""
+        self.is_open = False
+        self.connected_explicitly = False
+        try:
+            self.backend._terminate()
+        except Exception:  # pragma: no cover - a failing third-party backend must not block
+            logger.warning("Could not terminate the connections of a closed loop", exc_info=True)
+
+    def describe(self) -> dict[str, typing.Any]:
+        loop = self._loop_ref()
+        return {
+            "loop": loop,
+            "loop_id": self.loop_id,
+            "thread_id": self.thread_id,
+            "alive": self.is_alive(),
+            "open": self.is_open,
+            "connected_explicitly": self.connected_explicitly,
+            "connections": len(self.connections),
+            "force_rollback_connection": self.global_connection is not None,
+        }
+
+
+class LoopRegistry:
+    """Finds the `LoopState` of the running loop; creating one is rare and locked.
+
+    States are keyed by `id(loop)` and checked against a weak reference, so a new loop
+    that happens to reuse a dead loop's id never gets the dead loop's state.
+    """
+
+    def __init__(self) -> None:
+        self._states: dict[int, LoopState] = {}
+        self._lock = threading.Lock()
+
+    def find(self, loop: asyncio.AbstractEventLoop) -> LoopState | None:
+        state = self._states.get(id(loop))
+        if state is not None and state.loop is loop:
+            return state
+        return None
+
+    def create(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        make_backend: typing.Callable[[], DatabaseBackend],
+    ) -> LoopState:
+        """The loop's state, made now if needed; states of dead loops are released on the way."""
+        with self._lock:
+            state = self.find(loop)
+            if state is not None:
+                return state
+            dead = [s for s in self._states.values() if not s.is_alive()]
+            for old in dead:
+                del self._states[old.loop_id]
+            state = LoopState(loop, make_backend())
+            self._states[state.loop_id] = state
+        for old in dead:
+            logger.debug("Releasing the state of closed event loop %#x", old.loop_id)
+            old.terminate()
+        logger.debug("Opened state for event loop %#x (%d open)", state.loop_id, len(self))
+        return state
+
+    def remove(self, state: LoopState) -> None:
+        with self._lock:
+            if self._states.get(state.loop_id) is state:
+                del self._states[state.loop_id]
+        logger.debug("Closed state for event loop %#x (%d open)", state.loop_id, len(self))
+
+    def pop_all(self) -> list[LoopState]:
+        with self._lock:
+            states = list(self._states.values())
+            self._states.clear()
+        return states
+
+    def all(self) -> list[LoopState]:
+        with self._lock:
+            return list(self._states.values())
+
+    def __len__(self) -> int:
+        return len(self._states)
