@@ -113,8 +113,17 @@ class Database:
         loop = asyncio.get_running_loop()
         state = self._states.find(loop)
         if state is None:
-            state = self._states.create(loop, self._backend_for_new_loop)
+            state = self._states.create(loop, self._backend_for_new_loop, self._on_loop_end)
         return state
+
+    async def _on_loop_end(self, state: LoopState) -> None:
+        """The loop is shutting down: close its state while it can still run coroutines."""
+        self._states.remove(state)
+        try:
+            await self._close_state(state)
+        except Exception:
+            logger.warning("Could not close the connections of an ending event loop", exc_info=True)
+            state.terminate()
 
     def _backend_for_new_loop(self) -> DatabaseBackend:
         template = self._template_backend
@@ -133,6 +142,7 @@ class Database:
 
     async def _close_state(self, state: LoopState) -> None:
         """Close a state on its own loop: roll back force-rollback work, close the pool."""
+        state.end()
         global_connection = state.global_connection
         state.global_connection = None
         state.global_transaction = None
@@ -644,16 +654,23 @@ class Transaction:
     async def start(self) -> Transaction:
         connection = self._connection_callable()
         await connection.__aenter__()
+        stack = connection._transaction_stack
         try:
             await connection._wait_transaction_turn()
-            is_root = not connection._transaction_stack
+            is_root = not stack
+            # Claim the connection before awaiting, so other tasks wait for their turn.
+            stack.append(self)
             backend = connection._connection.transaction()
-            async with connection._query_lock:
-                await backend.start(is_root=is_root, extra_options=self._extra_options)
+            try:
+                async with connection._query_lock:
+                    await backend.start(is_root=is_root, extra_options=self._extra_options)
+            except BaseException:
+                stack.pop()
+                connection._transaction_ended()
+                raise
         except BaseException:
             await connection.__aexit__()
             raise
-        connection._transaction_stack.append(self)
         self._open[backend] = connection
         active = _ACTIVE_TRANSACTIONS.get()
         active = weakref.WeakKeyDictionary() if active is None else active.copy()

@@ -9,6 +9,7 @@ several threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import typing
@@ -20,6 +21,24 @@ if typing.TYPE_CHECKING:
     from databases.core import Connection, Transaction
 
 logger = logging.getLogger("databases")
+
+LoopEndCallback = typing.Callable[["LoopState"], typing.Awaitable[None]]
+
+
+async def _watch_loop_end(
+    state: LoopState, on_end: LoopEndCallback
+) -> typing.AsyncGenerator[None, None]:
+    """Suspended for the loop's lifetime; `shutdown_asyncgens()` resumes it at the end.
+
+    `asyncio.run()`, `asyncio.Runner` (pytest-asyncio, anyio) and uvloop close their
+    async generators while the loop still runs, just before closing it. That is the
+    last moment a state can be closed properly on its own loop.
+    """
+    try:
+        yield
+    finally:
+        if not state.ended:
+            await on_end(state)
 
 
 class LoopState:
@@ -39,6 +58,25 @@ class LoopState:
         # The backend's `connect()` has run (explicitly or on first use).
         self.is_open = False
         self.open_lock = asyncio.Lock()
+        # Closed or terminated: nothing may run on it any more.
+        self.ended = False
+        self._loop_end_watch: typing.AsyncGenerator[None, None] | None = None
+
+    def watch_loop_end(self, on_end: LoopEndCallback) -> None:
+        """Have `on_end(state)` awaited on this loop when the loop shuts down."""
+        watch = _watch_loop_end(self, on_end)
+        # Run it to its `yield` now: the loop's asyncgen hook registers it on first use.
+        with contextlib.suppress(StopIteration):
+            watch.asend(None).send(None)
+        self._loop_end_watch = watch
+
+    def end(self) -> None:
+        """Mark the state finished and close its loop-end watch without awaiting."""
+        self.ended = True
+        watch, self._loop_end_watch = self._loop_end_watch, None
+        if watch is not None:
+            with contextlib.suppress(StopIteration, RuntimeError):
+                watch.aclose().send(None)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -51,6 +89,7 @@ class LoopState:
 
     def terminate(self) -> None:
         """Drop the backend's connections synchronously (the loop cannot run coroutines)."""
+        self.end()
         self.is_open = False
         self.connected_explicitly = False
         try:
@@ -93,6 +132,7 @@ class LoopRegistry:
         self,
         loop: asyncio.AbstractEventLoop,
         make_backend: typing.Callable[[], DatabaseBackend],
+        on_loop_end: LoopEndCallback,
     ) -> LoopState:
         """The loop's state, made now if needed; states of dead loops are released on the way."""
         with self._lock:
@@ -103,6 +143,7 @@ class LoopRegistry:
             for old in dead:
                 del self._states[old.loop_id]
             state = LoopState(loop, make_backend())
+            state.watch_loop_end(on_loop_end)
             self._states[state.loop_id] = state
         for old in dead:
             logger.debug("Releasing the state of closed event loop %#x", old.loop_id)

@@ -24,7 +24,8 @@ from databases.url import DatabaseURL
 
 try:
     import aiosqlite
-    import aiosqlite.core as _aiosqlite_core
+
+    from databases.backends import _sqlite_worker as worker
 except ImportError:  # pragma: no cover - reported when the backend is used
     aiosqlite = None  # type: ignore[assignment]
 
@@ -32,11 +33,12 @@ __all__ = ["SQLiteBackend", "SQLiteConnection", "SQLitePool", "SQLiteTransaction
 
 # Our pool's own options; every other option goes to `aiosqlite.connect`.
 POOL_OPTIONS = ("min_size", "max_size")
-# Idle connections kept per loop; more are closed when released.
-MAX_IDLE = 8
+# Connections per loop unless `max_size` says otherwise. SQLite runs one writer at a time,
+# so more connections only add lock contention ("database is locked").
+DEFAULT_MAX_SIZE = 5
 ITERATE_CHUNK = 256
 
-Args = tuple[typing.Any, ...]
+T = typing.TypeVar("T")
 
 
 def _require_driver() -> None:
@@ -66,25 +68,6 @@ def _connect_target(url: DatabaseURL) -> tuple[str, bool]:
     return database, False
 
 
-def _stop_worker(connection: aiosqlite.Connection) -> None:
-    """Close an aiosqlite connection and end its thread without an event loop."""
-    sentinel = getattr(_aiosqlite_core, "_STOP_RUNNING_SENTINEL", None)
-    queue = getattr(connection, "_tx", None)
-    db = connection._connection
-    if sentinel is None or queue is None:  # pragma: no cover - other aiosqlite layouts
-        connection.stop()
-        return
-    connection._connection = None
-    connection._running = False
-
-    def close_and_stop() -> object:
-        if db is not None:
-            db.close()
-        return sentinel
-
-    queue.put_nowait((None, close_and_stop))
-
-
 class _MemoryKeeper:
     """Holds one plain connection to a memory database so its data lives while connected."""
 
@@ -109,8 +92,8 @@ class SQLitePool:
         self._options = options
         self._target, self._uri = _connect_target(self._url)
         self._connect_kwargs = {k: v for k, v in options.items() if k not in POOL_OPTIONS}
-        max_size = options.get("max_size")
-        self._max_size: int | None = int(max_size) if max_size is not None else None
+        self._gate = worker.gate_for(self._target) if aiosqlite is not None else None
+        self._max_size = int(options.get("max_size", DEFAULT_MAX_SIZE))
         self._idle: list[aiosqlite.Connection] = []
         self._in_use: set[aiosqlite.Connection] = set()
         self._waiters: deque[asyncio.Future[aiosqlite.Connection]] = deque()
@@ -123,7 +106,7 @@ class SQLitePool:
     def _copy(self) -> SQLitePool:
         """The same configuration, and the same memory database, for another loop."""
         pool = type(self)(self._url, **self._options)
-        pool._target, pool._uri = self._target, self._uri
+        pool._target, pool._uri, pool._gate = self._target, self._uri, self._gate
         return pool
 
     async def _open(self) -> aiosqlite.Connection:
@@ -141,7 +124,7 @@ class SQLitePool:
             raise RuntimeError("The SQLite pool is closed.")
         if self._idle:
             connection = self._idle.pop()
-        elif self._max_size is not None and len(self._in_use) >= self._max_size:
+        elif len(self._in_use) >= self._max_size:
             waiter: asyncio.Future[aiosqlite.Connection]
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -164,14 +147,14 @@ class SQLitePool:
             return
         if rollback and connection._connection is not None and connection.in_transaction:
             # Never hand the next user a connection inside someone else's transaction.
-            await connection.rollback()
+            await worker.call(connection, worker.rollback_if_open, self._gate)
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(connection)
                 return
         self._in_use.discard(connection)
-        if self._closed or len(self._idle) >= MAX_IDLE:
+        if self._closed:
             await connection.close()
         else:
             self._idle.append(connection)
@@ -190,7 +173,7 @@ class SQLitePool:
         self._idle.clear()
         self._in_use.clear()
         for connection in connections:
-            _stop_worker(connection)
+            worker.stop(connection)
 
 
 class SQLiteBackend(SQLBackend):
@@ -234,45 +217,6 @@ def _names(description: typing.Any) -> tuple[str, ...]:
     return tuple(column[0] for column in description or ())
 
 
-def _fetch_all(db: sqlite3.Connection, sql: str, args: Args) -> tuple[list[typing.Any], typing.Any]:
-    cursor = db.execute(sql, args)
-    try:
-        return cursor.fetchall(), cursor.description
-    finally:
-        cursor.close()
-
-
-def _fetch_one(db: sqlite3.Connection, sql: str, args: Args) -> tuple[typing.Any, typing.Any]:
-    cursor = db.execute(sql, args)
-    try:
-        return cursor.fetchone(), cursor.description
-    finally:
-        cursor.close()
-
-
-def _execute(db: sqlite3.Connection, sql: str, args: Args, is_insert: bool) -> int:
-    cursor = db.execute(sql, args)
-    try:
-        # A pooled connection remembers an earlier insert's rowid; only an INSERT reports it.
-        if is_insert and cursor.lastrowid:
-            return cursor.lastrowid
-        return cursor.rowcount
-    finally:
-        cursor.close()
-
-
-def _execute_many(db: sqlite3.Connection, sql: str, rows: list[Args]) -> None:
-    db.executemany(sql, rows).close()
-
-
-def _run(db: sqlite3.Connection, sql: str) -> None:
-    db.execute(sql).close()
-
-
-def _open_cursor(db: sqlite3.Connection, sql: str, args: Args) -> sqlite3.Cursor:
-    return db.execute(sql, args)
-
-
 class SQLiteTransaction(SQLTransaction):
     """BEGIN / SAVEPOINT; like the original, extra options are accepted and ignored."""
 
@@ -300,50 +244,49 @@ class SQLiteConnection(SQLConnection):
         if connection is not None:
             await self._pool.release(connection)
 
-    async def _call(
-        self, function: typing.Callable[..., typing.Any], *args: typing.Any
-    ) -> typing.Any:
-        """Run `function(sqlite3_connection, *args)` in the connection's worker thread."""
+    def _call(self, function: typing.Callable[..., T], *args: typing.Any) -> asyncio.Future[T]:
+        """Run `function(sqlite3_connection, gate, *args)` on the connection's thread."""
         connection = self._connection
         if connection is None:
             raise RuntimeError("The connection is not acquired: use `async with connection:`.")
-        run = typing.cast(typing.Callable[..., typing.Awaitable[typing.Any]], connection._execute)
-        return await run(function, connection._conn, *args)
+        return worker.call(connection, function, self._pool._gate, *args)
 
     async def fetch_all(self, query: ClauseElement) -> list[Record]:
         statement, sql, args = self._compiler.prepare(query)
-        rows, description = await self._call(_fetch_all, sql, args)
+        rows, description = await self._call(worker.fetch_all, sql, args)
         return statement.shape(_names(description)).make_all(rows)
 
     async def fetch_one(self, query: ClauseElement) -> Record | None:
         statement, sql, args = self._compiler.prepare(query)
-        row, description = await self._call(_fetch_one, sql, args)
+        row, description = await self._call(worker.fetch_one, sql, args)
         if row is None:
             return None
         return statement.shape(_names(description)).make(row)
 
     async def execute(self, query: ClauseElement) -> typing.Any:
         statement, sql, args = self._compiler.prepare(query)
-        return await self._call(_execute, sql, args, statement.is_insert)
+        return await self._call(worker.execute, sql, args, statement.is_insert)
 
     async def execute_many(self, queries: list[ClauseElement]) -> None:
         for _, sql, rows in self._compiler.prepare_many(queries):
-            await self._call(_execute_many, sql, rows)
+            await self._call(worker.execute_many, sql, rows)
 
     async def iterate(self, query: ClauseElement) -> AsyncGenerator[Record, None]:
         statement, sql, args = self._compiler.prepare(query)
-        cursor: sqlite3.Cursor = await self._call(_open_cursor, sql, args)
+        cursor = await self._call(worker.open_cursor, sql, args)
+        connection = self._connection
+        assert connection is not None  # _call() checked it
         try:
             shape = statement.shape(_names(cursor.description))
             while True:
-                rows = await self._call(lambda _db: cursor.fetchmany(ITERATE_CHUNK))
+                rows = await worker.call(connection, worker.fetch_many, cursor, ITERATE_CHUNK)
                 if not rows:
                     break
                 for row in rows:
                     yield shape.make(row)
         finally:
-            if self._connection is not None:
-                await self._call(lambda _db: cursor.close())
+            if connection._connection is not None:
+                await worker.call(connection, worker.close_cursor, cursor)
 
     async def _run(self, sql: str) -> None:
-        await self._call(_run, sql)
+        await self._call(worker.run, sql)
