@@ -282,8 +282,13 @@ class Database:
     ) -> AsyncGenerator[Record, None]:
         connection = self._connection_for_query()
         async with connection:
-            async for record in connection.iterate(query, values):
-                yield record
+            records = connection.iterate(query, values)
+            try:
+                async for record in records:
+                    yield record
+            finally:
+                # Closed here, not whenever it is garbage collected: it holds the connection.
+                await records.aclose()
 
     # -- connections and transactions -----------------------------------------------------
 

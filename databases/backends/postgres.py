@@ -1,0 +1,278 @@
+"""PostgreSQL through asyncpg: one asyncpg pool per event loop.
+
+SQLAlchemy's asyncpg dialect compiles (numbered `$n` parameters with casts); its result
+types are adjusted for a bare asyncpg connection, which returns JSON as text and does
+not report column type codes with rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import decimal
+import typing
+from collections.abc import AsyncGenerator
+
+from sqlalchemy.dialects.postgresql import JSON, JSONB
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine import processors
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql import ClauseElement, sqltypes
+
+from databases._logging import logger
+from databases.backends.common.base import SQLBackend, SQLConnection
+from databases.interfaces import Record, TransactionBackend
+from databases.url import DatabaseURL
+
+try:
+    import asyncpg
+except ImportError:  # pragma: no cover - reported when the backend is used
+    asyncpg = None
+
+__all__ = ["PostgresBackend", "PostgresConnection", "PostgresTransaction"]
+
+# Pool sizes when the URL and options give none. asyncpg's own default opens ten
+# connections at once; with a pool per event loop that multiplies by the loops in use.
+DEFAULT_MIN_SIZE = 1
+DEFAULT_MAX_SIZE = 10
+# How long disconnect() waits for connections still in use before terminating them.
+CLOSE_TIMEOUT = 5.0
+# URL query options that are numbers for asyncpg.
+INT_OPTIONS = ("min_size", "max_size", "statement_cache_size")
+FLOAT_OPTIONS = ("command_timeout",)
+
+
+class _Numeric(sqltypes.Numeric):  # type: ignore[type-arg]
+    """Numeric results by value: asyncpg gives Decimal for NUMERIC and float for FLOAT."""
+
+    render_bind_cast = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+    def result_processor(
+        self, dialect: Dialect, coltype: object
+    ) -> typing.Callable[[typing.Any], typing.Any]:
+        if self.asdecimal:
+            to_decimal = processors.to_decimal_processor_factory(
+                decimal.Decimal, self._effective_decimal_return_scale
+            )
+
+            def as_decimal(value: typing.Any) -> typing.Any:
+                return to_decimal(value) if isinstance(value, float) else value
+
+            return as_decimal
+
+        def as_float(value: typing.Any) -> typing.Any:
+            return float(value) if isinstance(value, decimal.Decimal) else value
+
+        return as_float
+
+
+class _Float(_Numeric, sqltypes.Float):  # type: ignore[type-arg]
+    __visit_name__ = "float"
+
+
+class PostgresDialect(PGDialect_asyncpg):
+    """The asyncpg dialect, with JSON decoded from text and numbers converted by value."""
+
+    colspecs = {  # noqa: RUF012
+        **PGDialect_asyncpg.colspecs,
+        sqltypes.JSON: JSON,
+        JSONB: JSONB,
+        sqltypes.Numeric: _Numeric,
+        sqltypes.Float: _Float,
+    }
+
+
+def _require_driver() -> None:
+    if asyncpg is None:
+        raise ImportError(
+            "The PostgreSQL backend needs the 'asyncpg' package: "
+            "pip install 'databases[postgresql]'"
+        )
+
+
+class PostgresBackend(SQLBackend):
+    """`postgresql://user:password@host:5432/name?min_size=1&max_size=10&ssl=true`."""
+
+    def __init__(self, database_url: DatabaseURL | str, **options: typing.Any) -> None:
+        _require_driver()
+        super().__init__(database_url, **options)
+        self._pool: typing.Any = None
+
+    def _make_dialect(self) -> Dialect:
+        dialect: Dialect = PostgresDialect()  # type: ignore[no-untyped-call]
+        return dialect
+
+    def _get_connection_kwargs(self) -> dict[str, typing.Any]:
+        """asyncpg pool arguments from the URL query, overridden by keyword options."""
+        url_options = self._database_url.options
+        kwargs: dict[str, typing.Any] = {}
+        for name in INT_OPTIONS:
+            if name in url_options:
+                kwargs[name] = int(url_options[name])
+        for name in FLOAT_OPTIONS:
+            if name in url_options:
+                kwargs[name] = float(url_options[name])
+        ssl = url_options.get("ssl")
+        if ssl is not None:
+            kwargs["ssl"] = {"true": True, "false": False}.get(ssl.lower(), ssl.lower())
+        kwargs.update(self._options)
+        return kwargs
+
+    async def connect(self) -> None:
+        if self._pool is not None:
+            return
+        url = self._database_url
+        kwargs: dict[str, typing.Any] = {
+            "host": url.hostname,
+            "port": url.port,
+            "user": url.username,
+            "password": url.password,
+            "database": url.database,
+        }
+        kwargs.update(self._get_connection_kwargs())
+        kwargs.setdefault("max_size", max(DEFAULT_MAX_SIZE, kwargs.get("min_size", 0)))
+        kwargs.setdefault("min_size", min(DEFAULT_MIN_SIZE, kwargs["max_size"]))
+        self._pool = await asyncpg.create_pool(**kwargs)
+
+    async def disconnect(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            logger.warning(
+                "PostgreSQL connections were still in use %.0f s after disconnect(); "
+                "terminating them",
+                CLOSE_TIMEOUT,
+            )
+            pool.terminate()
+
+    def connection(self) -> PostgresConnection:
+        return PostgresConnection(self)
+
+    def _terminate(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for holder in getattr(pool, "_holders", ()):
+            connection = getattr(holder, "_con", None)
+            if connection is not None:
+                _close_socket(connection)
+
+
+def _close_socket(connection: typing.Any) -> None:
+    """Close a connection's socket directly: its loop is closed and cannot do it."""
+    transport = getattr(getattr(connection, "_protocol", None), "transport", None)
+    if transport is None:
+        return
+    sock = getattr(transport, "_sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()
+        transport._sock = None
+
+
+class PostgresTransaction(TransactionBackend):
+    """asyncpg's own transaction (savepoints when nested), which its cursors require.
+
+    Options: `isolation` ("serializable", "repeatable_read", "read_committed",
+    "read_uncommitted"), `readonly`, `deferrable`.
+    """
+
+    def __init__(self, connection: PostgresConnection) -> None:
+        self._connection = connection
+        self._transaction: typing.Any = None
+
+    async def start(self, is_root: bool, extra_options: dict[typing.Any, typing.Any]) -> None:
+        self._transaction = self._connection._live().transaction(**extra_options)
+        await self._transaction.start()
+
+    async def commit(self) -> None:
+        await self._transaction.commit()
+
+    async def rollback(self) -> None:
+        await self._transaction.rollback()
+
+
+class PostgresConnection(SQLConnection):
+    _backend: PostgresBackend
+
+    def __init__(self, backend: PostgresBackend) -> None:
+        super().__init__(backend)
+        self._connection: typing.Any = None
+
+    def _driver_connection(self) -> typing.Any:
+        return self._connection
+
+    def transaction(self) -> PostgresTransaction:
+        return PostgresTransaction(self)
+
+    async def acquire(self) -> None:
+        if self._connection is not None:
+            return
+        pool = self._backend._pool
+        if pool is None:
+            raise RuntimeError("The PostgreSQL backend is not connected.")
+        self._connection = await pool.acquire()
+
+    async def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._backend._pool.release(connection)
+
+    def _live(self) -> typing.Any:
+        if self._connection is None:
+            raise RuntimeError("The connection is not acquired: use `async with connection:`.")
+        return self._connection
+
+    async def fetch_all(self, query: ClauseElement) -> list[Record]:
+        statement, sql, args = self._compiler.prepare(query)
+        rows = await self._live().fetch(sql, *args)
+        if not rows:
+            return []
+        return statement.shape(tuple(rows[0].keys())).make_all(rows)
+
+    async def fetch_one(self, query: ClauseElement) -> Record | None:
+        statement, sql, args = self._compiler.prepare(query)
+        row = await self._live().fetchrow(sql, *args)
+        if row is None:
+            return None
+        return statement.shape(tuple(row.keys())).make(row)
+
+    async def execute(self, query: ClauseElement) -> typing.Any:
+        _, sql, args = self._compiler.prepare(query)
+        return await self._live().fetchval(sql, *args)
+
+    async def execute_many(self, queries: list[ClauseElement]) -> None:
+        connection = self._live()
+        for _, sql, rows in self._compiler.prepare_many(queries):
+            await connection.executemany(sql, rows)
+
+    async def iterate(self, query: ClauseElement) -> AsyncGenerator[Record, None]:
+        statement, sql, args = self._compiler.prepare(query)
+        connection = self._live()
+        if connection.is_in_transaction():
+            async for record in self._stream(connection, statement, sql, args):
+                yield record
+            return
+        # Server-side cursors live inside a transaction.
+        async with connection.transaction():
+            async for record in self._stream(connection, statement, sql, args):
+                yield record
+
+    @staticmethod
+    async def _stream(
+        connection: typing.Any, statement: typing.Any, sql: str, args: tuple[typing.Any, ...]
+    ) -> AsyncGenerator[Record, None]:
+        shape = None
+        async for row in connection.cursor(sql, *args):
+            if shape is None:
+                shape = statement.shape(tuple(row.keys()))
+            yield shape.make(row)
+
+    async def _run(self, sql: str) -> None:
+        await self._live().execute(sql)
