@@ -97,6 +97,7 @@ class SQLitePool:
         self._idle: list[aiosqlite.Connection] = []
         self._in_use: set[aiosqlite.Connection] = set()
         self._waiters: deque[asyncio.Future[aiosqlite.Connection]] = deque()
+        self._size = 0  # connections open or opening
         self._closed = False
 
     @property
@@ -124,7 +125,14 @@ class SQLitePool:
             raise RuntimeError("The SQLite pool is closed.")
         if self._idle:
             connection = self._idle.pop()
-        elif len(self._in_use) >= self._max_size:
+        elif self._size < self._max_size:
+            self._size += 1
+            try:
+                connection = await self._open()
+            except BaseException:
+                self._size -= 1
+                raise
+        else:
             waiter: asyncio.Future[aiosqlite.Connection]
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -132,47 +140,56 @@ class SQLitePool:
                 connection = await waiter
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
-                    await self.release(waiter.result(), rollback=False, handed=True)
+                    self._hand_over(waiter.result())
                 raise
-            return connection
-        else:
-            connection = await self._open()
         self._in_use.add(connection)
         return connection
 
-    async def release(
-        self, connection: aiosqlite.Connection, rollback: bool = True, handed: bool = False
-    ) -> None:
-        if not handed and connection not in self._in_use:
+    async def release(self, connection: aiosqlite.Connection) -> None:
+        if connection not in self._in_use:
             return
-        if rollback and connection._connection is not None and connection.in_transaction:
-            # Never hand the next user a connection inside someone else's transaction.
-            await worker.call(connection, worker.rollback_if_open, self._gate)
+        self._in_use.discard(connection)
+        try:
+            if connection._connection is not None and connection.in_transaction:
+                # Never hand the next user a connection inside someone else's transaction.
+                await worker.call(connection, worker.rollback_if_open, self._gate)
+        except BaseException:
+            self._size -= 1
+            worker.stop(connection)
+            raise
+        if self._closed:
+            self._size -= 1
+            await connection.close()
+        else:
+            self._hand_over(connection)
+
+    def _hand_over(self, connection: aiosqlite.Connection) -> None:
+        """Give a free connection to the longest waiter, or keep it idle."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(connection)
                 return
-        self._in_use.discard(connection)
-        if self._closed:
-            await connection.close()
-        else:
-            self._idle.append(connection)
+        self._idle.append(connection)
 
-    async def close(self) -> None:
+    def _take_all(self) -> list[aiosqlite.Connection]:
         self._closed = True
         connections = [*self._idle, *self._in_use]
         self._idle.clear()
         self._in_use.clear()
-        for connection in connections:
+        self._size = 0
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("The SQLite pool was closed."))
+        self._waiters.clear()
+        return connections
+
+    async def close(self) -> None:
+        for connection in self._take_all():
             await connection.close()
 
     def terminate(self) -> None:
-        self._closed = True
-        connections = [*self._idle, *self._in_use]
-        self._idle.clear()
-        self._in_use.clear()
-        for connection in connections:
+        for connection in self._take_all():
             worker.stop(connection)
 
 

@@ -1,0 +1,249 @@
+"""SQLite specifics: pooled connection reuse, memory databases, driver options, threads."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import aiosqlite
+import pytest
+import sqlalchemy as sa
+
+from databases import Database
+from databases.backends.sqlite import SQLiteBackend, SQLitePool
+
+metadata = sa.MetaData()
+items = sa.Table(
+    "pool_items",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(50)),
+)
+
+
+def worker_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+
+
+@pytest.fixture
+def file_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'items.sqlite'}"
+
+
+async def create_items(database: Database) -> None:
+    await database.execute(sa.schema.CreateTable(items, if_not_exists=True))
+
+
+@pytest.mark.asyncio
+async def test_connections_are_reused(file_url: str) -> None:
+    """Queries reuse pooled connections: no new connection (and thread) per query."""
+    before = len(worker_threads())
+    async with Database(file_url) as database:
+        await create_items(database)
+        raw_connections = set()
+        for number in range(20):
+            await database.execute(items.insert(), {"name": f"n{number}"})
+            async with database.connection() as connection:
+                raw_connections.add(id(connection.raw_connection))
+        assert len(raw_connections) == 1
+        assert len(worker_threads()) - before == 1
+        assert await database.fetch_val(sa.select(sa.func.count()).select_from(items)) == 20
+
+
+@pytest.mark.asyncio
+async def test_pool_is_bounded_per_loop(file_url: str) -> None:
+    """gather() of many queries opens at most `max_size` connections in the loop."""
+    before = len(worker_threads())
+    async with Database(file_url, max_size=3) as database:
+        await create_items(database)
+        peak = 0
+
+        async def query(number: int) -> int:
+            nonlocal peak
+            peak = max(peak, len(worker_threads()) - before)
+            await database.execute(items.insert(), {"name": f"g{number}"})
+            return int(await database.fetch_val(sa.select(sa.func.count()).select_from(items)))
+
+        counts = await asyncio.gather(*(query(n) for n in range(40)))
+        assert max(counts) == 40
+        assert len(worker_threads()) - before <= 3
+        assert peak <= 3
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "url", ["sqlite:///:memory:", "sqlite:///shared_mem_test?mode=memory&cache=shared"]
+)
+async def test_memory_database_keeps_data_while_connected(url: str) -> None:
+    database = Database(url)
+    async with database:
+        await create_items(database)
+        await database.execute(items.insert(), {"name": "kept"})
+
+        async def other_task() -> list[str]:
+            rows = await database.fetch_all(sa.select(items.c.name))
+            return [row["name"] for row in rows]
+
+        # Other tasks use other pooled connections and still see the same memory database.
+        results = await asyncio.gather(*(other_task() for _ in range(5)))
+        assert results == [["kept"]] * 5
+    # A fresh connect starts a fresh memory database.
+    async with database:
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await database.fetch_all(sa.select(items))
+
+
+def test_memory_database_is_shared_across_loops() -> None:
+    """A module-global :memory: database keeps its data from one asyncio.run() to the next."""
+    database = Database("sqlite:///:memory:")
+    asyncio.run(database.connect())
+    try:
+
+        async def write() -> None:
+            await create_items(database)
+            await database.execute(items.insert(), {"name": "first loop"})
+
+        async def read() -> list[str]:
+            return [row["name"] for row in await database.fetch_all(sa.select(items))]
+
+        asyncio.run(write())
+        assert asyncio.run(read()) == ["first loop"]
+    finally:
+        asyncio.run(database.disconnect())
+    assert not database.is_connected
+
+
+@pytest.mark.asyncio
+async def test_connection_options_reach_aiosqlite(file_url: str) -> None:
+    """Keyword options go to aiosqlite.connect (and on to sqlite3.connect)."""
+    created: list[sqlite3.Connection] = []
+
+    class CountingConnection(sqlite3.Connection):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            created.append(self)
+
+    async with Database(file_url, factory=CountingConnection, timeout=2.5) as database:
+        await create_items(database)
+        async with database.connection() as connection:
+            assert isinstance(connection.raw_connection, aiosqlite.Connection)
+            assert isinstance(connection.raw_connection._connection, CountingConnection)
+    assert len(created) == 1
+
+
+@pytest.mark.asyncio
+async def test_orm_style_pool_rebuild_keeps_factory(file_url: str) -> None:
+    """ORMs rebuild `_backend._pool` with an extra `factory=`; every loop must use it."""
+    created: list[sqlite3.Connection] = []
+
+    class Tracking(sqlite3.Connection):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            created.append(self)
+
+    database = Database(file_url)
+    backend = database._backend
+    assert isinstance(backend, SQLiteBackend)
+    assert backend._dialect.name == "sqlite"
+    backend._pool = backend._pool.__class__(
+        backend._database_url, factory=Tracking, **backend._options
+    )
+    assert isinstance(backend._pool, SQLitePool)
+    async with database:
+        await create_items(database)
+        assert await database.fetch_all(sa.select(items)) == []
+    assert len(created) >= 1
+
+
+def test_disconnect_leaves_no_worker_threads(file_url: str) -> None:
+    before = {t.ident for t in worker_threads()}
+    database = Database(file_url)
+
+    async def use() -> None:
+        async with database:
+            await create_items(database)
+            await asyncio.gather(
+                *(database.execute(items.insert(), {"name": str(n)}) for n in range(20))
+            )
+
+    asyncio.run(use())
+    for _ in range(50):
+        if not {t.ident for t in worker_threads()} - before:
+            break
+        threading.Event().wait(0.02)
+    assert not {t.ident for t in worker_threads()} - before
+
+
+def test_loop_states_of_dead_loops_release_threads(file_url: str) -> None:
+    """Loops that end without disconnect() release their connections at loop shutdown."""
+    before = {t.ident for t in worker_threads()}
+    database = Database(file_url)
+    asyncio.run(database.connect())
+
+    async def use(number: int) -> None:
+        await create_items(database)
+        await database.execute(items.insert(), {"name": str(number)})
+
+    for number in range(10):
+        asyncio.run(use(number))
+    assert len(database.loop_states()) == 0
+    assert len({t.ident for t in worker_threads()} - before) <= 1
+    asyncio.run(database.disconnect())
+
+
+def test_threads_writing_one_file_do_not_hit_database_is_locked(file_url: str) -> None:
+    """Eight loops in eight threads write concurrently; the statement gate avoids
+    SQLite's busy-wait and its "database is locked" after `timeout`."""
+    database = Database(file_url, timeout=2)
+    asyncio.run(database.connect())
+    asyncio.run(create_items(database))
+    errors: list[BaseException] = []
+
+    async def job(k: int) -> None:
+        await asyncio.gather(
+            *(database.execute(items.insert(), {"name": f"{k}-{n}"}) for n in range(30)),
+            *(database.fetch_all(sa.select(items).limit(5)) for _ in range(30)),
+        )
+
+    def run(k: int) -> None:
+        try:
+            asyncio.run(job(k))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+
+    async def count() -> int:
+        return int(await database.fetch_val(sa.select(sa.func.count()).select_from(items)))
+
+    assert asyncio.run(count()) == 240
+    asyncio.run(database.disconnect())
+
+
+@pytest.mark.asyncio
+async def test_pool_rolls_back_a_connection_released_inside_a_transaction(
+    tmp_path: Path,
+) -> None:
+    """The pool never hands the next user a connection inside someone else's transaction."""
+    path = tmp_path / "pool.sqlite"
+    sqlite3.connect(path).execute("CREATE TABLE t (x INTEGER)").connection.close()
+    pool = SQLitePool(Database(f"sqlite:///{path}").url, max_size=1)
+    connection = await pool.acquire()
+    await connection.execute("BEGIN")
+    await connection.execute("INSERT INTO t VALUES (1)")
+    assert connection.in_transaction
+    await pool.release(connection)
+    again = await pool.acquire()
+    assert again is connection
+    assert not again.in_transaction
+    async with again.execute("SELECT count(*) FROM t") as cursor:
+        assert await cursor.fetchone() == (0,)
+    await pool.release(again)
+    await pool.close()
