@@ -1,0 +1,275 @@
+"""A module-global `Database` connected once with `asyncio.run(database.connect())` and then
+used from new `asyncio.run()` loops: one after another, from eight threads at once, and
+mixed with `uvloop.run()` and `anyio.run()` loops.
+
+Every loop but the one that connected opens its own state lazily; the states of loops that
+`asyncio.run()` has closed are released without the library awaiting anything on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import anyio
+import pytest
+import uvloop
+
+from databases import Database
+from tests.loops import (
+    clear_table,
+    committed_rows,
+    count_all,
+    count_tag,
+    create_table,
+    drop_table,
+    insert_and_select,
+    is_sqlite,
+    make_table,
+    url_id,
+    values_of,
+    write_probe,
+)
+from tests.settings import DATABASE_URLS
+
+items = make_table("loops_run_items")
+
+PLAIN = {url: Database(url) for url in DATABASE_URLS}
+ROLLBACK = {url: Database(url, force_rollback=True) for url in DATABASE_URLS}
+
+THREADS = 8
+# Every thread's loop gets a pool of its own: keep them small, so that eight of them stay
+# well below a shared server's connection limit (PostgreSQL's default is 100).
+SMALL_POOL = {"min_size": 1, "max_size": 4}
+THREADED_PLAIN = {url: Database(url, **SMALL_POOL) for url in DATABASE_URLS}
+THREADED_ROLLBACK = {url: Database(url, force_rollback=True, **SMALL_POOL) for url in DATABASE_URLS}
+
+
+@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
+def url(request: pytest.FixtureRequest):
+    url = request.param
+    create_table(url, items)
+    yield url
+    drop_table(url, items)
+
+
+def prepared(url: str, databases: dict[str, Database]):
+    """One of the module-global databases, on an empty table; disconnected afterwards."""
+    clear_table(url, items)
+    database = databases[url]
+    assert not database.is_connected
+    yield database
+    if database.is_connected:
+        asyncio.run(database.disconnect())
+    clear_table(url, items)
+
+
+@pytest.fixture
+def plain(url: str):
+    yield from prepared(url, PLAIN)
+
+
+@pytest.fixture
+def rollback(url: str):
+    yield from prepared(url, ROLLBACK)
+
+
+@pytest.fixture
+def threaded_plain(url: str):
+    yield from prepared(url, THREADED_PLAIN)
+
+
+@pytest.fixture
+def threaded_rollback(url: str):
+    yield from prepared(url, THREADED_ROLLBACK)
+
+
+def assert_not_connected_error(database: Database) -> None:
+    with pytest.raises(RuntimeError, match=r"connect\(\)"):
+        asyncio.run(database.fetch_all(values_of(items, "any")))
+
+
+def test_connect_once_then_use_from_new_loops(url: str, plain: Database) -> None:
+    database = plain
+    asyncio.run(database.connect())
+    assert database.is_connected
+
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def job(n: int) -> int:
+        loops.append(asyncio.get_running_loop())
+        # Committed by the earlier loops, each through its own pool.
+        assert await database.fetch_val(count_all(items)) == 10 * n
+        for earlier in range(n):
+            assert await database.fetch_val(count_tag(items, f"run-{earlier}")) == 10
+        assert await insert_and_select(database, items, f"run-{n}", 30) == list(range(30))
+        await database.execute(items.delete().where(items.c.value >= 10))
+        return await database.fetch_val(count_all(items))
+
+    for n in range(4):
+        assert asyncio.run(job(n)) == 10 * (n + 1)
+        assert database.is_connected
+
+    assert len({id(loop) for loop in loops}) == 4
+    assert all(loop.is_closed() for loop in loops)
+    assert committed_rows(url, items) == sorted(
+        (f"run-{n}", value) for n in range(4) for value in range(10)
+    )
+
+    # The loop that connected is closed: disconnecting from yet another loop closes all.
+    asyncio.run(database.disconnect())
+    assert not database.is_connected
+    assert_not_connected_error(database)
+
+    # Connecting again works as the first time.
+    asyncio.run(database.connect())
+    assert database.is_connected
+    assert asyncio.run(database.fetch_val(count_all(items))) == 40
+    asyncio.run(database.disconnect())
+    assert not database.is_connected
+    assert_not_connected_error(database)
+    write_probe(url, items)
+
+
+def test_force_rollback_state_per_loop(url: str, rollback: Database) -> None:
+    database = rollback
+    asyncio.run(database.connect())
+    assert database.is_connected
+
+    async def job(n: int) -> None:
+        # The earlier loops' states were rolled back when they were released.
+        assert await database.fetch_val(count_all(items)) == 0
+        assert await insert_and_select(database, items, f"rollback-{n}", 30) == list(range(30))
+        assert await database.fetch_val(count_all(items)) == 30
+        # A separate connection sees none of it.
+        async with Database(url) as other:
+            assert await other.fetch_val(count_all(items)) == 0
+
+    for n in range(4):
+        asyncio.run(job(n))
+        assert database.is_connected
+        assert committed_rows(url, items) == []
+
+    asyncio.run(database.disconnect())
+    assert not database.is_connected
+    assert_not_connected_error(database)
+    assert committed_rows(url, items) == []
+    write_probe(url, items)
+
+
+def run_in_threads(job) -> list:
+    """Run `asyncio.run(job(k))` in THREADS threads started together; return the results
+    in order, failing with the threads' errors if there are any."""
+    barrier = threading.Barrier(THREADS, timeout=30)
+    results: dict[int, object] = {}
+    errors: list[tuple[int, BaseException]] = []
+
+    def worker(k: int) -> None:
+        try:
+            barrier.wait()
+            results[k] = asyncio.run(job(k))
+        except BaseException as exc:
+            errors.append((k, exc))
+
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    assert not any(thread.is_alive() for thread in threads), "a thread is still running"
+    if errors:
+        raise AssertionError(f"{len(errors)} thread(s) failed: {errors!r}") from errors[0][1]
+    return [results[k] for k in range(THREADS)]
+
+
+def test_asyncio_run_in_threads(url: str, threaded_plain: Database) -> None:
+    database = threaded_plain
+    asyncio.run(database.connect())
+    assert database.is_connected
+
+    async def job(k: int):
+        tag = f"thread-{k}"
+        values = await insert_and_select(database, items, tag, 25)
+        counts = await asyncio.gather(
+            *(database.fetch_val(count_tag(items, tag)) for _ in range(25))
+        )
+        return asyncio.get_running_loop(), values, counts
+
+    results = run_in_threads(job)
+
+    loops = [loop for loop, _values, _counts in results]
+    assert len({id(loop) for loop in loops}) == THREADS
+    for _loop, values, counts in results:
+        assert values == list(range(25))
+        assert counts == [25] * 25
+    assert database.is_connected
+    assert committed_rows(url, items) == sorted(
+        (f"thread-{k}", value) for k in range(THREADS) for value in range(25)
+    )
+
+    asyncio.run(database.disconnect())
+    assert not database.is_connected
+    assert_not_connected_error(database)
+    write_probe(url, items)
+
+
+def test_force_rollback_asyncio_run_in_threads(url: str, threaded_rollback: Database) -> None:
+    if is_sqlite(url):
+        pytest.skip(
+            "SQLite has one writer at a time: the force-rollback transactions of several "
+            "live loops would block each other"
+        )
+    database = threaded_rollback
+    asyncio.run(database.connect())
+
+    async def job(k: int):
+        tag = f"thread-{k}"
+        # Other loops' states are other connections: their rows are uncommitted.
+        assert await database.fetch_val(count_all(items)) == 0
+        values = await insert_and_select(database, items, tag, 25)
+        counts = await asyncio.gather(*(database.fetch_val(count_all(items)) for _ in range(25)))
+        return values, counts
+
+    for values, counts in run_in_threads(job):
+        assert values == list(range(25))
+        assert counts == [25] * 25
+    assert database.is_connected
+    assert committed_rows(url, items) == []
+
+    asyncio.run(database.disconnect())
+    assert not database.is_connected
+    assert committed_rows(url, items) == []
+
+
+def test_asyncio_uvloop_and_anyio_loops(url: str, plain: Database) -> None:
+    database = plain
+    uvloop.run(database.connect())
+    assert database.is_connected
+
+    async def job(n: int) -> int:
+        assert await insert_and_select(database, items, f"mixed-{n}", 25) == list(range(25))
+        return await database.fetch_val(count_all(items))
+
+    assert asyncio.run(job(0)) == 25
+    assert uvloop.run(job(1)) == 50
+    assert asyncio.run(job(2)) == 75
+
+    outcome: list[object] = []
+
+    def in_thread() -> None:
+        try:
+            outcome.append(uvloop.run(job(3)))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=in_thread, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert outcome == [100]
+    assert anyio.run(job, 4) == 125
+    assert len(committed_rows(url, items)) == 125
+
+    asyncio.run(database.disconnect())
+    assert not database.is_connected
+    assert_not_connected_error(database)

@@ -1,0 +1,380 @@
+"""When does a `Database` used from several loops stop being connected?
+
+`disconnect()` closes the calling loop's state. While another live (not closed) loop has
+called `connect()` and not yet `disconnect()`, the database stays connected for it;
+otherwise everything closes, other loops' states included, and `is_connected` turns false.
+
+The loops here run forever in background threads (`LoopThread`) and are driven with
+`asyncio.run_coroutine_threadsafe()`, while the main thread runs loops of its own with
+`asyncio.run()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import threading
+import warnings
+from collections.abc import Coroutine
+from typing import Any, Callable
+
+import pytest
+
+from databases import Database
+from tests.loops import (
+    clear_table,
+    committed_rows,
+    count_all,
+    count_tag,
+    create_table,
+    drop_table,
+    insert_and_select,
+    make_table,
+    url_id,
+    values_of,
+    write_probe,
+)
+from tests.settings import DATABASE_URLS
+
+items = make_table("loops_disc_items")
+
+DATABASES = {
+    (url, force_rollback): Database(url, force_rollback=force_rollback)
+    for url in DATABASE_URLS
+    for force_rollback in (False, True)
+}
+
+TIMEOUT = 60
+
+
+class LoopThread:
+    """An event loop running forever in a thread of its own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._graceful = True
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            if self._graceful:
+                # What asyncio.run() does at the end; the library may close its state here.
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run `coro` in this loop from a thread that is not running a loop."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(TIMEOUT)
+
+    async def run_async(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run `coro` in this loop from another running loop, without blocking that one."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return await asyncio.wait_for(asyncio.wrap_future(future), TIMEOUT)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self, graceful: bool = True) -> None:
+        """Stop the loop and close it, without disconnecting anything.
+
+        `graceful=False` closes it without `shutdown_asyncgens()`, as a bare `loop.close()`
+        does: nothing more can run on it, so the library must release its state without it.
+        """
+        self._graceful = graceful
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(TIMEOUT)
+        assert not self._thread.is_alive()
+        assert self.loop.is_closed()
+
+
+@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
+def url(request: pytest.FixtureRequest):
+    url = request.param
+    create_table(url, items)
+    yield url
+    drop_table(url, items)
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "force_rollback"])
+def force_rollback(request: pytest.FixtureRequest) -> bool:
+    return request.param
+
+
+@pytest.fixture
+def loop_threads():
+    """A factory of `LoopThread`s, all closed after the test."""
+    started: list[LoopThread] = []
+
+    def start() -> LoopThread:
+        loop_thread = LoopThread()
+        started.append(loop_thread)
+        return loop_thread
+
+    start.started = started  # type: ignore[attr-defined]
+    yield start
+    for loop_thread in started:
+        loop_thread.close()
+
+
+@pytest.fixture
+def database(url: str, force_rollback: bool, loop_threads: Callable[[], LoopThread]):
+    clear_table(url, items)
+    database = DATABASES[(url, force_rollback)]
+    assert not database.is_connected
+    yield database
+    # Leave the module-global database disconnected even when the test failed half-way.
+    for loop_thread in loop_threads.started:  # type: ignore[attr-defined]
+        if loop_thread.alive and database.is_connected:
+            with contextlib.suppress(Exception):
+                loop_thread.run(database.disconnect())
+    if database.is_connected:
+        asyncio.run(database.disconnect())
+    clear_table(url, items)
+
+
+def insert(database: Database, tag: str, value: int = 1) -> Coroutine[Any, Any, Any]:
+    return database.execute(items.insert(), {"tag": tag, "value": value})
+
+
+def assert_not_connected_error_in(database: Database, loop_thread: LoopThread | None) -> None:
+    query = database.fetch_all(values_of(items, "any"))
+    with pytest.raises(RuntimeError, match=r"connect\(\)"):
+        if loop_thread is None:
+            asyncio.run(query)
+        else:
+            loop_thread.run(query)
+
+
+@pytest.mark.parametrize("b_connects", [True, False], ids=["b_connects", "b_only_queries"])
+def test_disconnect_in_other_loop_keeps_connected_loop_working(
+    url: str,
+    database: Database,
+    force_rollback: bool,
+    loop_threads: Callable[[], LoopThread],
+    b_connects: bool,
+) -> None:
+    a = loop_threads()
+    a.run(database.connect())
+    assert database.is_connected
+    a.run(insert(database, "A"))
+    assert a.run(database.fetch_val(count_tag(items, "A"))) == 1
+
+    async def in_b() -> None:
+        if b_connects:
+            await database.connect()
+        assert database.is_connected
+        # B has a state of its own: with force rollback, A's row is not visible to it.
+        assert await database.fetch_val(count_tag(items, "A")) == (0 if force_rollback else 1)
+        if not force_rollback:
+            await insert(database, "B")
+        # Both loops work at the same time.
+        assert await a.run_async(database.fetch_val(count_tag(items, "A"))) == 1
+
+        await database.disconnect()
+        # A connected and has not disconnected: still connected.
+        assert database.is_connected
+
+    asyncio.run(in_b())
+    assert database.is_connected
+
+    # A's state (and its force-rollback transaction) survived B's disconnect.
+    assert a.run(database.fetch_val(count_tag(items, "A"))) == 1
+    assert a.run(insert_and_select(database, items, "A-more", 25)) == list(range(25))
+    assert a.run(database.fetch_val(count_all(items))) == (26 if force_rollback else 27)
+    # Yet another loop can still use it.
+    expected = 0 if force_rollback else 1
+    assert asyncio.run(database.fetch_val(count_tag(items, "A"))) == expected
+
+    a.run(database.disconnect())
+    assert not database.is_connected
+    assert_not_connected_error_in(database, a)
+    assert_not_connected_error_in(database, None)
+
+    if force_rollback:
+        assert committed_rows(url, items) == []
+    else:
+        assert committed_rows(url, items) == sorted(
+            [("A", 1), ("B", 1)] + [("A-more", value) for value in range(25)]
+        )
+    write_probe(url, items)
+
+
+@pytest.mark.parametrize("graceful", [True, False], ids=["shutdown_asyncgens", "bare_close"])
+def test_disconnect_after_the_connected_loop_closed(
+    url: str,
+    database: Database,
+    force_rollback: bool,
+    loop_threads: Callable[[], LoopThread],
+    graceful: bool,
+) -> None:
+    a = loop_threads()
+    a.run(database.connect())
+    a.run(insert(database, "A"))
+    a.close(graceful)  # closed without ever disconnecting
+    assert database.is_connected
+
+    async def main() -> None:
+        assert database.is_connected
+        assert await database.fetch_val(count_tag(items, "A")) == (0 if force_rollback else 1)
+        # The only loop that connected is closed: this closes everything.
+        await database.disconnect()
+        assert not database.is_connected
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(main())
+        gc.collect()
+    never_awaited = [w for w in caught if "never awaited" in str(w.message)]
+    assert never_awaited == []
+
+    assert not database.is_connected
+    assert_not_connected_error_in(database, None)
+    assert committed_rows(url, items) == ([] if force_rollback else [("A", 1)])
+    write_probe(url, items)
+
+
+def test_stays_connected_while_any_live_loop_is_connected(
+    url: str, database: Database, force_rollback: bool, loop_threads: Callable[[], LoopThread]
+) -> None:
+    a, c, d = loop_threads(), loop_threads(), loop_threads()
+    for loop_thread in (a, c, d):
+        loop_thread.run(database.connect())
+    assert database.is_connected
+    a.run(insert(database, "A"))  # only A writes: SQLite has one writer at a time
+
+    async def in_b() -> None:
+        await database.connect()
+        await database.fetch_val(count_all(items))
+        await database.disconnect()
+
+    asyncio.run(in_b())
+    assert database.is_connected  # A, C and D are connected
+
+    assert c.run(database.fetch_val(count_tag(items, "A"))) == (0 if force_rollback else 1)
+    c.run(database.disconnect())
+    assert database.is_connected  # A and D are connected
+
+    d.run(database.fetch_val(count_all(items)))
+    # Never disconnected, but closed (bare close): it no longer keeps the database connected.
+    d.close(graceful=False)
+    assert database.is_connected  # A is connected
+
+    assert a.run(database.fetch_val(count_tag(items, "A"))) == 1
+    a.run(database.disconnect())
+    assert not database.is_connected
+    assert_not_connected_error_in(database, a)
+    assert_not_connected_error_in(database, c)
+    assert_not_connected_error_in(database, None)
+    assert committed_rows(url, items) == ([] if force_rollback else [("A", 1)])
+    write_probe(url, items)
+
+
+def test_disconnect_closes_live_loops_that_never_connected(
+    url: str, database: Database, force_rollback: bool, loop_threads: Callable[[], LoopThread]
+) -> None:
+    a = loop_threads()
+
+    async def main() -> None:
+        await database.connect()
+        # A runs in its thread and uses the database without ever connecting.
+        assert await a.run_async(database.fetch_val(count_all(items))) == 0
+        await a.run_async(insert(database, "A"))
+        assert await a.run_async(database.fetch_val(count_tag(items, "A"))) == 1
+
+        # A never called connect(): this closes everything, A's state included.
+        await database.disconnect()
+        assert not database.is_connected
+        with pytest.raises(RuntimeError, match=r"connect\(\)"):
+            await a.run_async(database.fetch_val(count_all(items)))
+
+    asyncio.run(main())
+    assert not database.is_connected
+    a.run(database.disconnect())  # a no-op
+    assert not database.is_connected
+    assert_not_connected_error_in(database, a)
+    assert committed_rows(url, items) == ([] if force_rollback else [("A", 1)])
+    write_probe(url, items)
+
+
+def test_connect_twice_and_disconnect_twice_in_one_loop(
+    url: str, database: Database, force_rollback: bool
+) -> None:
+    async def main() -> None:
+        await database.connect()
+        await database.connect()  # a logged no-op
+        assert database.is_connected
+        await insert(database, "twice")
+        assert await database.fetch_val(count_tag(items, "twice")) == 1
+        await database.disconnect()
+        assert not database.is_connected
+        await database.disconnect()  # a logged no-op
+        assert not database.is_connected
+
+    asyncio.run(main())
+    assert_not_connected_error_in(database, None)
+    assert committed_rows(url, items) == ([] if force_rollback else [("twice", 1)])
+
+
+def test_not_connected_error_before_connect(
+    url: str, database: Database, loop_threads: Callable[[], LoopThread]
+) -> None:
+    a = loop_threads()
+    assert_not_connected_error_in(database, None)
+    assert_not_connected_error_in(database, a)
+    # Disconnecting what never connected is a no-op, in any loop.
+    asyncio.run(database.disconnect())
+    a.run(database.disconnect())
+    assert not database.is_connected
+    assert_not_connected_error_in(database, a)
+
+
+def run_in_bare_loop(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run `coro` in a new loop closed right after, without `shutdown_asyncgens()`."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def test_loops_closed_without_shutdown_asyncgens(
+    url: str, database: Database, force_rollback: bool
+) -> None:
+    """Loops closed by a bare `loop.close()`: their states are released without awaiting
+    anything on them, when the next loop comes along or at the final disconnect."""
+    run_in_bare_loop(database.connect())
+    assert database.is_connected
+
+    async def job(n: int) -> int:
+        if force_rollback:
+            # The earlier loops' states were released, rolled back, and unlocked.
+            assert await database.fetch_val(count_all(items)) == 0
+        assert await insert_and_select(database, items, f"bare-{n}", 20) == list(range(20))
+        return await database.fetch_val(count_all(items))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(4):
+            assert run_in_bare_loop(job(n)) == (20 if force_rollback else 20 * (n + 1))
+            assert database.is_connected
+        run_in_bare_loop(database.disconnect())
+        gc.collect()
+    never_awaited = [w for w in caught if "never awaited" in str(w.message)]
+    assert never_awaited == []
+
+    assert not database.is_connected
+    assert_not_connected_error_in(database, None)
+    expected = (
+        []
+        if force_rollback
+        else sorted((f"bare-{n}", value) for n in range(4) for value in range(20))
+    )
+    assert committed_rows(url, items) == expected
+    write_probe(url, items)
