@@ -519,22 +519,21 @@ class Connection:
     ) -> AsyncGenerator[Record, None]:
         built = self._build_query(query, values)
         async with self:
-            rows = typing.cast(
-                AsyncGenerator[Record, None], self._connection.iterate(built).__aiter__()
-            )
+            batches = self._connection._iterate_batches(built)
             try:
                 while True:
-                    # The lock is taken per step, so tasks sharing this connection can run
-                    # their own queries between rows instead of waiting for the whole scan.
+                    # The lock is taken per batch, so tasks sharing this connection can run
+                    # their own queries between batches instead of waiting for the whole scan.
                     async with self._query_lock:
                         try:
-                            record = await rows.__anext__()
+                            batch = await batches.__anext__()
                         except StopAsyncIteration:
                             return
-                    yield record
+                    for record in batch:
+                        yield record
             finally:
                 async with self._query_lock:
-                    await rows.aclose()
+                    await batches.aclose()
 
     @staticmethod
     def _build_query(

@@ -74,6 +74,14 @@ class ConnectionBackend:
         raise NotImplementedError()  # pragma: no cover
         yield True  # pragma: no cover
 
+    async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:
+        """Rows in the batches the driver fetches them in; the core locks per batch.
+
+        The default serves backends that only implement `iterate()`: a row per batch.
+        """
+        async for record in self.iterate(query):
+            yield [record]
+
     def transaction(self) -> TransactionBackend:
         raise NotImplementedError()  # pragma: no cover
 

@@ -15,7 +15,6 @@ import datetime
 import decimal
 import enum
 import json
-import os
 import time
 import typing
 import uuid
@@ -30,10 +29,15 @@ from sqlalchemy.schema import CreateTable, DropTable
 
 from databases import Database, DatabaseURL
 from databases.backends.postgres import PostgresBackend
+from tests.settings import DATABASE_URLS
 
 asyncpg = pytest.importorskip("asyncpg", reason="the PostgreSQL backend needs asyncpg")
 
-PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# The first PostgreSQL URL of TEST_DATABASE_URLS, else the local server's `test` database.
+PG_URL = next(
+    (url for url in DATABASE_URLS if DatabaseURL(url).dialect in ("postgresql", "postgres")),
+    "postgresql://postgres@127.0.0.1:5432/test",
+)
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -35,6 +35,8 @@ __all__ = ["PostgresBackend", "PostgresConnection", "PostgresTransaction"]
 # connections at once; with a pool per event loop that multiplies by the loops in use.
 DEFAULT_MIN_SIZE = 1
 DEFAULT_MAX_SIZE = 10
+# Rows fetched from a server-side cursor per round trip.
+ITERATE_CHUNK = 500
 # How long disconnect() waits for connections still in use before terminating them.
 CLOSE_TIMEOUT = 5.0
 # URL query options that are numbers for asyncpg.
@@ -252,27 +254,33 @@ class PostgresConnection(SQLConnection):
         for _, sql, rows in self._compiler.prepare_many(queries):
             await connection.executemany(sql, rows)
 
-    async def iterate(self, query: ClauseElement) -> AsyncGenerator[Record, None]:
+    async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:
         statement, sql, args = self._compiler.prepare(query)
         connection = self._live()
         if connection.is_in_transaction():
-            async for record in self._stream(connection, statement, sql, args):
-                yield record
+            async for batch in self._stream(connection, statement, sql, args):
+                yield batch
             return
         # Server-side cursors live inside a transaction.
         async with connection.transaction():
-            async for record in self._stream(connection, statement, sql, args):
-                yield record
+            async for batch in self._stream(connection, statement, sql, args):
+                yield batch
 
     @staticmethod
     async def _stream(
         connection: typing.Any, statement: typing.Any, sql: str, args: tuple[typing.Any, ...]
-    ) -> AsyncGenerator[Record, None]:
+    ) -> AsyncGenerator[list[Record], None]:
+        cursor = await connection.cursor(sql, *args)
         shape = None
-        async for row in connection.cursor(sql, *args):
+        while True:
+            rows = await cursor.fetch(ITERATE_CHUNK)
+            if not rows:
+                return
             if shape is None:
-                shape = statement.shape(tuple(row.keys()))
-            yield shape.make(row)
+                shape = statement.shape(tuple(rows[0].keys()))
+            yield shape.make_all(rows)
+            if len(rows) < ITERATE_CHUNK:
+                return
 
     async def _run(self, sql: str) -> None:
         await self._live().execute(sql)

@@ -288,7 +288,7 @@ class SQLiteConnection(SQLConnection):
         for _, sql, rows in self._compiler.prepare_many(queries):
             await self._call(worker.execute_many, sql, rows)
 
-    async def iterate(self, query: ClauseElement) -> AsyncGenerator[Record, None]:
+    async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:
         statement, sql, args = self._compiler.prepare(query)
         cursor = await self._call(worker.open_cursor, sql, args)
         connection = self._connection
@@ -299,8 +299,7 @@ class SQLiteConnection(SQLConnection):
                 rows = await worker.call(connection, worker.fetch_many, cursor, ITERATE_CHUNK)
                 if not rows:
                     break
-                for row in rows:
-                    yield shape.make(row)
+                yield shape.make_all(rows)
         finally:
             if connection._connection is not None:
                 await worker.call(connection, worker.close_cursor, cursor)

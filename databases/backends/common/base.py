@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import itertools
 import typing
+from collections.abc import AsyncGenerator
 
 from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql import ClauseElement
 
 from databases.backends.common.compiler import QueryCompiler
-from databases.interfaces import ConnectionBackend, DatabaseBackend, TransactionBackend
+from databases.interfaces import ConnectionBackend, DatabaseBackend, Record, TransactionBackend
 from databases.url import DatabaseURL
 
 _savepoint_ids = itertools.count(1)
@@ -60,6 +62,19 @@ class SQLConnection(ConnectionBackend):
 
     def transaction(self) -> TransactionBackend:
         return SQLTransaction(self)
+
+    async def iterate(self, query: ClauseElement) -> AsyncGenerator[Record, None]:
+        batches = self._iterate_batches(query)
+        try:
+            async for batch in batches:
+                for record in batch:
+                    yield record
+        finally:
+            await batches.aclose()
+
+    async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:
+        raise NotImplementedError()  # pragma: no cover
+        yield []  # pragma: no cover
 
     async def _run(self, sql: str) -> None:
         """Run one statement without parameters or results (transaction control)."""

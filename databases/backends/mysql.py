@@ -1,0 +1,595 @@
+"""MySQL and MariaDB through aiomysql, one connection pool per event loop.
+
+Statements are compiled once (format paramstyle) by the shared compiler and sent with a
+tuple of arguments; rows come back through the column types' result processors.
+
+`iterate()` streams with an unbuffered cursor. While such a stream is open the MySQL
+protocol allows no other command on that connection, yet tasks sharing the connection
+(force-rollback mode) may run queries between two rows. So any other operation first
+reads the rest of the open stream into memory, and the iterator carries on from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import typing
+from collections.abc import AsyncGenerator, Sequence
+
+from sqlalchemy.dialects.mysql import pymysql as pymysql_dialect
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql import ClauseElement
+
+from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
+from databases.interfaces import Record
+from databases.url import DatabaseURL
+
+try:
+    import aiomysql
+except ImportError:  # pragma: no cover - reported when the backend is used
+    aiomysql = None
+
+__all__ = ["MySQLBackend", "MySQLConnection", "MySQLTransaction"]
+
+logger = logging.getLogger("databases")
+
+DEFAULT_PORT = 3306
+# Rows read from an unbuffered stream per trip.
+ITERATE_CHUNK = 500
+
+# Accepted spellings (lower case, underscores as spaces) and the SQL level they name.
+ISOLATION_LEVELS = {
+    "serializable": "SERIALIZABLE",
+    "repeatable read": "REPEATABLE READ",
+    "read committed": "READ COMMITTED",
+    "read uncommitted": "READ UNCOMMITTED",
+}
+TRANSACTION_OPTIONS = ("isolation",)
+
+# Bit of the server status flags: the session is inside a transaction.
+_SERVER_STATUS_IN_TRANS = 1
+
+
+async def _resolve(value: typing.Any) -> typing.Any:
+    """Await driver results that may be awaitable (aiomysql mixes futures and values)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _columns(description: typing.Any) -> tuple[tuple[str, ...], tuple[typing.Any, ...]]:
+    """Column names and type codes from a DB-API cursor description."""
+    if not description:
+        return (), ()
+    return tuple(column[0] for column in description), tuple(column[1] for column in description)
+
+
+def _bool_option(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    raise ValueError(f"Invalid value {value!r} for the {name!r} URL option: use true or false.")
+
+
+def _isolation_level(value: typing.Any) -> str:
+    """The SQL isolation level for an `isolation=` option, e.g. "read_committed"."""
+    key = " ".join(str(value).replace("_", " ").lower().split())
+    level = ISOLATION_LEVELS.get(key)
+    if level is None:
+        accepted = ", ".join(repr(name.replace(" ", "_")) for name in ISOLATION_LEVELS)
+        raise ValueError(
+            f"Unsupported MySQL transaction isolation {value!r}; accepted: {accepted} "
+            "(case-insensitive; underscores or spaces)."
+        )
+    return level
+
+
+def _check_transaction_options(options: typing.Mapping[typing.Any, typing.Any]) -> None:
+    unknown = [name for name in options if name not in TRANSACTION_OPTIONS]
+    if unknown:
+        names = ", ".join(sorted(repr(name) for name in unknown))
+        raise TypeError(
+            f"Unsupported MySQL transaction option(s) {names}; accepted: "
+            f"{', '.join(TRANSACTION_OPTIONS)}."
+        )
+    isolation = options.get("isolation")
+    if isolation is not None:
+        _isolation_level(isolation)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _drop_connection(connection: typing.Any) -> None:
+    """Close a driver connection's socket without awaiting anything; never raises.
+
+    On a live loop this is the driver's own synchronous `close()`. On a closed loop the
+    transport cannot schedule its teardown ("Event loop is closed"), so the socket is
+    closed directly and the driver is told it has no transport any more (which also
+    keeps its `__del__` from trying again).
+    """
+    try:
+        loop = getattr(connection, "_loop", None)
+        if loop is None or not loop.is_closed():
+            connection.close()
+            return
+        transport = None
+        writer = getattr(connection, "_writer", None)
+        if writer is not None:  # aiomysql: asyncio streams
+            transport = writer.transport
+            connection._writer = None
+            connection._reader = None
+        elif getattr(connection, "_transport", None) is not None:  # asyncmy: a protocol
+            transport = connection._transport
+            connection._transport = None
+            connection._connected = False
+        if transport is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            # Marks the transport closing; only scheduling its teardown fails.
+            transport.close()
+        wrapped = transport.get_extra_info("socket")
+        sock = getattr(wrapped, "_sock", wrapped)
+        if sock is not None:
+            sock.close()
+        if getattr(transport, "_sock", None) is not None:
+            # The socket is closed: nothing is left for the transport's __del__ to do.
+            transport._sock = None
+    except Exception:  # pragma: no cover - best effort by design
+        logger.debug("Could not close a MySQL connection of a closed loop", exc_info=True)
+
+
+class MySQLBackend(SQLBackend):
+    """MySQL/MariaDB: `mysql://user:password@host:3306/name` (also `mysql+aiomysql://`)."""
+
+    # How the driver is named in messages, and the extra that installs it.
+    _driver_name = "aiomysql"
+    _driver_extra = "mysql"
+
+    def __init__(self, database_url: DatabaseURL | str, **options: typing.Any) -> None:
+        self._require_driver()
+        super().__init__(database_url, **options)
+        self._pool: typing.Any = None
+
+    # -- driver specifics (AsyncMyBackend overrides these) ---------------------------------
+
+    def _driver_module(self) -> typing.Any:
+        return aiomysql
+
+    def _require_driver(self) -> None:
+        if self._driver_module() is None:
+            raise ImportError(
+                f"The {self.__class__.__name__} needs the {self._driver_name!r} package: "
+                f"pip install 'databases[{self._driver_extra}]' (or pip install "
+                f"{self._driver_name})."
+            )
+
+    async def _create_pool(self, **kwargs: typing.Any) -> typing.Any:
+        return await self._driver_module().create_pool(**kwargs)
+
+    async def _acquire_from(self, pool: typing.Any) -> typing.Any:
+        return await pool.acquire()
+
+    async def _release_to(self, pool: typing.Any, connection: typing.Any) -> None:
+        closed = self._is_closed(connection)
+        await _resolve(pool.release(connection))
+        wakeup = getattr(pool, "_wakeup", None)
+        if closed and wakeup is not None:
+            # aiomysql forgets to wake a waiting acquire() when a closed connection comes
+            # back, though its slot is free now.
+            await wakeup()
+
+    async def _cursor(self, connection: typing.Any, unbuffered: bool = False) -> typing.Any:
+        if unbuffered:
+            return await _resolve(connection.cursor(self._driver_module().SSCursor))
+        return await _resolve(connection.cursor())
+
+    @staticmethod
+    def _is_closed(connection: typing.Any) -> bool:
+        closed = getattr(connection, "closed", None)
+        if closed is None:
+            return not getattr(connection, "connected", True)
+        return bool(closed)
+
+    @staticmethod
+    def _in_transaction(connection: typing.Any) -> bool:
+        status = getattr(connection, "get_transaction_status", None)
+        if status is not None:
+            return bool(status())
+        return bool(getattr(connection, "server_status", 0) & _SERVER_STATUS_IN_TRANS)
+
+    # -- configuration --------------------------------------------------------------------
+
+    def _make_dialect(self) -> Dialect:
+        # aiomysql is PyMySQL underneath: same value conversions, same paramstyle.
+        dialect: Dialect = pymysql_dialect.dialect(paramstyle="format")
+        return dialect
+
+    def _get_connection_kwargs(self) -> dict[str, typing.Any]:
+        """Pool and driver options from the URL query, overridden by keyword options."""
+        url_options = self._database_url.options
+        kwargs: dict[str, typing.Any] = {}
+        if "min_size" in url_options:
+            kwargs["minsize"] = int(url_options["min_size"])
+        if "max_size" in url_options:
+            kwargs["maxsize"] = int(url_options["max_size"])
+        if "pool_recycle" in url_options:
+            kwargs["pool_recycle"] = int(url_options["pool_recycle"])
+        if "ssl" in url_options:
+            kwargs["ssl"] = _bool_option("ssl", url_options["ssl"])
+        if "unix_socket" in url_options:
+            kwargs["unix_socket"] = url_options["unix_socket"]
+        for key, value in self._options.items():
+            if key == "min_size":
+                key = "minsize"
+            elif key == "max_size":
+                key = "maxsize"
+            kwargs[key] = value
+        return kwargs
+
+    def _pool_kwargs(self) -> dict[str, typing.Any]:
+        """Everything `create_pool` gets: the URL's server and login, then the options."""
+        url = self._database_url
+        kwargs: dict[str, typing.Any] = {
+            "port": url.port or DEFAULT_PORT,
+            "user": url.username,
+            "password": url.password,
+            "db": url.database or None,
+            "autocommit": True,
+        }
+        if url.hostname:
+            kwargs["host"] = url.hostname
+        kwargs.update(self._get_connection_kwargs())
+        return kwargs
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self._require_driver()
+        if self._pool is None:
+            self._pool = await self._create_pool(**self._pool_kwargs())
+
+    async def disconnect(self) -> None:
+        """Close the pool: idle connections say goodbye, ones still in use are cut."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        pool.close()  # no new acquisitions; connections released later get closed
+        idle = getattr(pool, "_free", None)
+        while idle:
+            connection = idle.popleft()
+            try:
+                await connection.ensure_closed()
+            except Exception:
+                _drop_connection(connection)
+            except BaseException:
+                _drop_connection(connection)
+                raise
+        # Whoever still holds a connection loses it now rather than hanging disconnect().
+        pool.terminate()
+
+    def connection(self) -> MySQLConnection:
+        return MySQLConnection(self)
+
+    def _terminate(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        loop = getattr(pool, "_loop", None)
+        try:
+            if (
+                loop is not None
+                and loop.is_running()
+                and not loop.is_closed()
+                and _running_loop() is not loop
+            ):
+                # The loop runs in another thread: let it drop its own connections.
+                loop.call_soon_threadsafe(self._drop_pool, pool)
+            else:
+                self._drop_pool(pool)
+        except Exception:  # pragma: no cover - best effort by design
+            logger.debug("Could not terminate a MySQL pool", exc_info=True)
+
+    @staticmethod
+    def _drop_pool(pool: typing.Any) -> None:
+        """Close every connection of `pool` without awaiting; never raises."""
+        with contextlib.suppress(Exception):
+            pool._closing = True
+        idle: typing.Any = getattr(pool, "_free", None) or []
+        used: typing.Any = getattr(pool, "_used", None) or set()
+        connections = [*idle, *used]
+        with contextlib.suppress(Exception):
+            idle.clear()
+            # A later release of a cut connection must find it among the terminated ones.
+            pool._terminated.update(used)
+            used.clear()
+        for connection in connections:
+            _drop_connection(connection)
+
+
+class _Stream:
+    """An unbuffered result being iterated, and what was buffered of it."""
+
+    __slots__ = ("buffer", "cursor", "error", "live")
+
+    def __init__(self, cursor: typing.Any) -> None:
+        self.cursor = cursor
+        # Rows read ahead because another operation needed the connection.
+        self.buffer: list[typing.Any] = []
+        # The rest of the result is still on the wire, unread.
+        self.live = True
+        # Why reading ahead failed, raised to the iterator after its buffered rows.
+        self.error: BaseException | None = None
+
+
+class MySQLTransaction(SQLTransaction):
+    """BEGIN (after SET TRANSACTION ISOLATION LEVEL, with `isolation=`) or SAVEPOINT."""
+
+    async def start(self, is_root: bool, extra_options: dict[typing.Any, typing.Any]) -> None:
+        _check_transaction_options(extra_options)
+        await super().start(is_root, extra_options)
+
+
+class MySQLConnection(SQLConnection):
+    _backend: MySQLBackend
+
+    def __init__(self, backend: MySQLBackend) -> None:
+        super().__init__(backend)
+        self._connection: typing.Any = None
+        self._pool: typing.Any = None
+        # The unbuffered stream currently occupying the connection, if any.
+        self._stream: _Stream | None = None
+        self._wire_lock: asyncio.Lock | None = None
+
+    @property
+    def _lock(self) -> asyncio.Lock:
+        """One command at a time on the wire, even if a caller does not serialise.
+
+        Made on first use, inside the loop that uses it (Python 3.9 binds a lock to
+        the current loop when it is created).
+        """
+        lock = self._wire_lock
+        if lock is None:
+            lock = self._wire_lock = asyncio.Lock()
+        return lock
+
+    def _driver_connection(self) -> typing.Any:
+        return self._connection
+
+    def transaction(self) -> MySQLTransaction:
+        return MySQLTransaction(self)
+
+    def _begin_statements(self, options: dict[str, typing.Any]) -> list[str]:
+        _check_transaction_options(options)
+        isolation = options.get("isolation")
+        if isolation is None:
+            return ["BEGIN"]
+        # Without SESSION/GLOBAL this applies to the next transaction only.
+        return [f"SET TRANSACTION ISOLATION LEVEL {_isolation_level(isolation)}", "BEGIN"]
+
+    # -- acquire / release ----------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        if self._connection is not None:
+            return
+        pool = self._backend._pool
+        if pool is None:
+            raise RuntimeError("The MySQL backend is not connected: call connect() first.")
+        self._connection = await self._backend._acquire_from(pool)
+        self._pool = pool
+
+    async def release(self) -> None:
+        connection, pool = self._connection, self._pool
+        if connection is None:
+            return
+        backend = self._backend
+        try:
+            async with self._lock:
+                try:
+                    await self._settle()
+                    if not backend._is_closed(connection) and backend._in_transaction(connection):
+                        # Never hand the next user a connection inside someone else's
+                        # transaction.
+                        await self._execute(connection, "ROLLBACK")
+                except Exception:
+                    logger.warning(
+                        "Could not reset a MySQL connection on release; closing it",
+                        exc_info=True,
+                    )
+                    _drop_connection(connection)
+        except BaseException:
+            # Cancelled: the connection's state is unknown, so the pool must not reuse it.
+            _drop_connection(connection)
+            raise
+        finally:
+            self._connection = None
+            self._pool = None
+            await backend._release_to(pool, connection)
+
+    # -- the wire ---------------------------------------------------------------------------
+
+    def _acquired(self) -> typing.Any:
+        connection = self._connection
+        if connection is None:
+            raise RuntimeError("The connection is not acquired: use `async with connection:`.")
+        return connection
+
+    async def _settle(self) -> None:
+        """Free the wire: read the rest of an open stream into its buffer. Lock held."""
+        stream = self._stream
+        if stream is None:
+            return
+        self._stream = None
+        stream.live = False
+        cursor = stream.cursor
+        try:
+            stream.buffer.extend(await _resolve(cursor.fetchall()))
+        except BaseException as exc:
+            stream.error = (
+                exc
+                if isinstance(exc, Exception)
+                else RuntimeError("Reading the rest of the result was interrupted.")
+            )
+            connection = self._connection
+            if connection is not None:
+                # The protocol state is unknown now: the pool must not reuse it.
+                _drop_connection(connection)
+            raise
+        await self._close_cursor(cursor)
+
+    async def _close_cursor(self, cursor: typing.Any) -> None:
+        try:
+            await _resolve(cursor.close())
+        except Exception:
+            connection = self._connection
+            if connection is not None:
+                _drop_connection(connection)
+            raise
+
+    async def _execute(self, connection: typing.Any, sql: str, args: typing.Any = ()) -> None:
+        cursor = await self._backend._cursor(connection)
+        try:
+            await cursor.execute(sql, args)
+        finally:
+            await _resolve(cursor.close())
+
+    # -- queries ----------------------------------------------------------------------------
+
+    async def fetch_all(self, query: ClauseElement) -> list[Record]:
+        statement, sql, args = self._compiler.prepare(query)
+        async with self._lock:
+            connection = self._acquired()
+            await self._settle()
+            cursor = await self._backend._cursor(connection)
+            try:
+                await cursor.execute(sql, args)
+                rows = await _resolve(cursor.fetchall())
+                description = cursor.description
+            finally:
+                await _resolve(cursor.close())
+        return statement.shape(*_columns(description)).make_all(rows)
+
+    async def fetch_one(self, query: ClauseElement) -> Record | None:
+        statement, sql, args = self._compiler.prepare(query)
+        async with self._lock:
+            connection = self._acquired()
+            await self._settle()
+            cursor = await self._backend._cursor(connection)
+            try:
+                await cursor.execute(sql, args)
+                row = await _resolve(cursor.fetchone())
+                description = cursor.description
+            finally:
+                await _resolve(cursor.close())
+        if row is None:
+            return None
+        return statement.shape(*_columns(description)).make(row)
+
+    async def execute(self, query: ClauseElement) -> typing.Any:
+        _, sql, args = self._compiler.prepare(query)
+        async with self._lock:
+            connection = self._acquired()
+            await self._settle()
+            cursor = await self._backend._cursor(connection)
+            try:
+                await cursor.execute(sql, args)
+                return cursor.lastrowid
+            finally:
+                await _resolve(cursor.close())
+
+    async def execute_many(self, queries: list[ClauseElement]) -> None:
+        groups = self._compiler.prepare_many(queries)
+        async with self._lock:
+            connection = self._acquired()
+            await self._settle()
+            cursor = await self._backend._cursor(connection)
+            try:
+                for _, sql, rows in groups:
+                    await cursor.executemany(sql, rows)
+            finally:
+                await _resolve(cursor.close())
+
+    async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:
+        statement, sql, args = self._compiler.prepare(query)
+        async with self._lock:
+            connection = self._acquired()
+            await self._settle()
+            cursor = await self._backend._cursor(connection, unbuffered=True)
+            try:
+                await cursor.execute(sql, args)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self._close_cursor(cursor)
+                raise
+            stream = _Stream(cursor)
+            self._stream = stream
+        try:
+            shape = statement.shape(*_columns(cursor.description))
+            while True:
+                rows = await self._next_rows(stream)
+                if not rows:
+                    break
+                yield shape.make_all(rows)
+        finally:
+            await self._end_stream(stream)
+
+    async def _next_rows(self, stream: _Stream) -> Sequence[typing.Any]:
+        """The next rows of a stream: what was buffered first, else from the wire."""
+        if stream.buffer:
+            rows, stream.buffer = stream.buffer, []
+            return rows
+        if stream.error is not None:
+            error, stream.error = stream.error, None
+            raise error
+        if not stream.live:
+            return ()
+        async with self._lock:
+            if not stream.live:  # another operation buffered the rest meanwhile
+                rows, stream.buffer = stream.buffer, []
+                if not rows and stream.error is not None:
+                    error, stream.error = stream.error, None
+                    raise error
+                return rows
+            try:
+                rows = await _resolve(stream.cursor.fetchmany(ITERATE_CHUNK))
+            except BaseException:
+                stream.live = False
+                if self._stream is stream:
+                    self._stream = None
+                raise
+            if len(rows) < ITERATE_CHUNK:
+                # The result is complete: the wire is free again.
+                stream.live = False
+                if self._stream is stream:
+                    self._stream = None
+                await self._close_cursor(stream.cursor)
+            return typing.cast(Sequence[typing.Any], rows)
+
+    async def _end_stream(self, stream: _Stream) -> None:
+        """The iterator finished or was abandoned: read off what remains on the wire."""
+        stream.buffer = []
+        stream.error = None
+        if not stream.live:
+            return
+        async with self._lock:
+            if not stream.live:
+                return
+            stream.live = False
+            if self._stream is stream:
+                self._stream = None
+            # MySQL cannot cancel a result mid-way: closing reads what is left of it.
+            await self._close_cursor(stream.cursor)
+
+    async def _run(self, sql: str) -> None:
+        async with self._lock:
+            connection = self._acquired()
+            await self._settle()
+            await self._execute(connection, sql)
