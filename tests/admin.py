@@ -1,0 +1,242 @@
+"""Database administration for the test suite that does not go through `databases`.
+
+Tests use these helpers to set up tables and to check from the outside what really was
+committed, so they talk to each server with a plain driver: `sqlite3` for SQLite, PyMySQL for
+MySQL/MariaDB and asyncpg (run to completion in a private thread) for PostgreSQL. Every call
+opens its own autocommit connection and closes it again.
+
+All functions are synchronous and may be called from inside a running event loop (they block it
+briefly); URLs are parsed with `urllib.parse`, not with `databases.DatabaseURL`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sqlite3
+import typing
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.schema import CreateTable
+
+# Seconds any admin statement may wait for a lock before failing.
+ADMIN_TIMEOUT = 20
+
+__all__ = [
+    "clear_tables",
+    "create_tables",
+    "dialect_name",
+    "drop_tables",
+    "raw_execute",
+    "raw_fetch_all",
+]
+
+
+def dialect_name(url: str) -> str:
+    """`"sqlite"`, `"mysql"` or `"postgresql"` for a database URL (drivers are ignored)."""
+    scheme = urlsplit(url).scheme.split("+", 1)[0].lower()
+    if scheme == "postgres":
+        return "postgresql"
+    if scheme in ("sqlite", "mysql", "postgresql"):
+        return scheme
+    raise ValueError(f"Unsupported database URL for the test suite: {url!r}")
+
+
+def _sa_dialect(url: str) -> sa.Dialect:
+    name = dialect_name(url)
+    if name == "sqlite":
+        return sqlite.dialect()
+    if name == "mysql":
+        return mysql.dialect()
+    return postgresql.dialect()
+
+
+# -- drivers -------------------------------------------------------------------------------
+
+
+def _sqlite_connect(url: str) -> sqlite3.Connection:
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    if path.startswith("/"):
+        path = path[1:]  # sqlite:///relative.db -> relative.db, sqlite:////abs.db -> /abs.db
+    if parts.query:
+        connection = sqlite3.connect(f"file:{path}?{parts.query}", uri=True, timeout=ADMIN_TIMEOUT)
+    else:
+        connection = sqlite3.connect(path, timeout=ADMIN_TIMEOUT)
+    connection.isolation_level = None  # autocommit: every statement stands alone
+    return connection
+
+
+def _mysql_connect(url: str) -> typing.Any:
+    import pymysql
+
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    kwargs: dict[str, typing.Any] = {
+        "user": unquote(parts.username) if parts.username else "root",
+        "password": unquote(parts.password) if parts.password else "",
+        "database": unquote(parts.path.lstrip("/")) or None,
+        "autocommit": True,
+        "charset": "utf8mb4",
+        "connect_timeout": ADMIN_TIMEOUT,
+        # never wait forever on a lock a leaked test connection holds
+        "init_command": (
+            f"SET SESSION lock_wait_timeout = {ADMIN_TIMEOUT}, "
+            f"SESSION innodb_lock_wait_timeout = {ADMIN_TIMEOUT}"
+        ),
+    }
+    if "unix_socket" in query:
+        kwargs["unix_socket"] = query["unix_socket"]
+    else:
+        kwargs["host"] = parts.hostname or "localhost"
+        kwargs["port"] = parts.port or 3306
+    return pymysql.connect(**kwargs)
+
+
+def _postgres_kwargs(url: str) -> dict[str, typing.Any]:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    kwargs: dict[str, typing.Any] = {
+        "user": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "host": parts.hostname or query.get("host"),
+        "port": parts.port,
+        "database": unquote(parts.path.lstrip("/")) or None,
+    }
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def _run_postgres(url: str, statements: list[str], fetch: bool) -> list[tuple[typing.Any, ...]]:
+    """Run the statements on one asyncpg connection; return the rows of the last one if `fetch`."""
+    import asyncpg
+
+    async def work() -> list[tuple[typing.Any, ...]]:
+        connection = await asyncpg.connect(
+            **_postgres_kwargs(url),
+            timeout=ADMIN_TIMEOUT,
+            # never wait forever on a lock a leaked test connection holds
+            server_settings={"lock_timeout": f"{ADMIN_TIMEOUT * 1000:.0f}"},
+        )
+        try:
+            rows: list[tuple[typing.Any, ...]] = []
+            for statement in statements:
+                if fetch:
+                    rows = [tuple(record.values()) for record in await connection.fetch(statement)]
+                else:
+                    await connection.execute(statement)
+            return rows
+        finally:
+            await connection.close()
+
+    # A thread of its own keeps asyncio.run() usable while the caller's loop is running.
+    # It is not waited for at shutdown, so a caller interrupted by a timeout is not stuck.
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        return executor.submit(lambda: asyncio.run(work())).result()
+    finally:
+        executor.shutdown(wait=False)
+
+
+def _run(url: str, statements: list[str], fetch: bool = False) -> list[tuple[typing.Any, ...]]:
+    name = dialect_name(url)
+    if name == "postgresql":
+        return _run_postgres(url, statements, fetch)
+    rows: list[tuple[typing.Any, ...]] = []
+    if name == "sqlite":
+        connection = _sqlite_connect(url)
+        try:
+            for statement in statements:
+                rows = [tuple(row) for row in connection.execute(statement).fetchall()]
+        finally:
+            connection.close()
+        return rows
+    connection = _mysql_connect(url)
+    try:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+                rows = [tuple(row) for row in cursor.fetchall()]
+    finally:
+        connection.close()
+    return rows
+
+
+# -- public helpers ------------------------------------------------------------------------
+
+
+def raw_fetch_all(url: str, sql: str) -> list[tuple[typing.Any, ...]]:
+    """Run one SQL query on its own connection and return its rows as tuples."""
+    return _run(url, [sql], fetch=True)
+
+
+def raw_execute(url: str, sql: str) -> None:
+    """Run one SQL statement on its own autocommit connection."""
+    _run(url, [sql])
+
+
+def _enum_type_names(metadata: sa.MetaData) -> list[str]:
+    names: list[str] = []
+    for table in metadata.sorted_tables:
+        for column in table.columns:
+            column_type = column.type
+            if (
+                isinstance(column_type, sa.Enum)
+                and column_type.native_enum
+                and column_type.name
+                and column_type.name not in names
+            ):
+                names.append(column_type.name)
+    return names
+
+
+def create_tables(url: str, metadata: sa.MetaData) -> None:
+    """Create every table of `metadata` (dropping leftovers of an earlier run first)."""
+    drop_tables(url, metadata)
+    dialect = _sa_dialect(url)
+    statements: list[str] = []
+    if dialect.name == "postgresql":
+        created: set[str] = set()
+        for table in metadata.sorted_tables:
+            for column in table.columns:
+                column_type = column.type
+                if (
+                    isinstance(column_type, sa.Enum)
+                    and column_type.native_enum
+                    and column_type.name not in created
+                ):
+                    created.add(str(column_type.name))
+                    statements.append(
+                        str(postgresql.CreateEnumType(column_type).compile(dialect=dialect))
+                    )
+    for table in metadata.sorted_tables:
+        statements.append(str(CreateTable(table).compile(dialect=dialect)).strip())
+    _run(url, statements)
+
+
+def drop_tables(url: str, metadata: sa.MetaData) -> None:
+    """Drop every table of `metadata` that exists (and, on PostgreSQL, its enum types)."""
+    dialect = _sa_dialect(url)
+    preparer = dialect.identifier_preparer
+    statements = [
+        f"DROP TABLE IF EXISTS {preparer.format_table(table)}"
+        for table in reversed(metadata.sorted_tables)
+    ]
+    if dialect.name == "postgresql":
+        statements += [
+            f"DROP TYPE IF EXISTS {preparer.quote(name)}" for name in _enum_type_names(metadata)
+        ]
+    _run(url, statements)
+
+
+def clear_tables(url: str, metadata: sa.MetaData) -> None:
+    """Delete every row of every table of `metadata`."""
+    preparer = _sa_dialect(url).identifier_preparer
+    _run(
+        url,
+        [
+            f"DELETE FROM {preparer.format_table(table)}"
+            for table in reversed(metadata.sorted_tables)
+        ],
+    )
