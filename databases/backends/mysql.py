@@ -463,47 +463,36 @@ class MySQLConnection(SQLConnection):
 
     # -- queries ----------------------------------------------------------------------------
 
-    async def fetch_all(self, query: ClauseElement) -> list[Record]:
-        statement, sql, args = self._compiler.prepare(query)
+    async def _query(
+        self, sql: str, args: typing.Any, read: typing.Callable[[typing.Any], typing.Any]
+    ) -> tuple[typing.Any, typing.Any]:
+        """Run one statement on a fresh cursor; `read(cursor)` and the column description."""
         async with self._lock:
             connection = self._acquired()
             await self._settle()
             cursor = await self._backend._cursor(connection)
             try:
                 await cursor.execute(sql, args)
-                rows = await _resolve(cursor.fetchall())
-                description = cursor.description
+                return await _resolve(read(cursor)), cursor.description
             finally:
                 await _resolve(cursor.close())
+
+    async def fetch_all(self, query: ClauseElement) -> list[Record]:
+        statement, sql, args = self._compiler.prepare(query)
+        rows, description = await self._query(sql, args, lambda cursor: cursor.fetchall())
         return statement.shape(*_columns(description)).make_all(rows)
 
     async def fetch_one(self, query: ClauseElement) -> Record | None:
         statement, sql, args = self._compiler.prepare(query)
-        async with self._lock:
-            connection = self._acquired()
-            await self._settle()
-            cursor = await self._backend._cursor(connection)
-            try:
-                await cursor.execute(sql, args)
-                row = await _resolve(cursor.fetchone())
-                description = cursor.description
-            finally:
-                await _resolve(cursor.close())
+        row, description = await self._query(sql, args, lambda cursor: cursor.fetchone())
         if row is None:
             return None
         return statement.shape(*_columns(description)).make(row)
 
     async def execute(self, query: ClauseElement) -> typing.Any:
         _, sql, args = self._compiler.prepare(query)
-        async with self._lock:
-            connection = self._acquired()
-            await self._settle()
-            cursor = await self._backend._cursor(connection)
-            try:
-                await cursor.execute(sql, args)
-                return cursor.lastrowid
-            finally:
-                await _resolve(cursor.close())
+        lastrowid, _ = await self._query(sql, args, lambda cursor: cursor.lastrowid)
+        return lastrowid
 
     async def execute_many(self, queries: list[ClauseElement]) -> None:
         groups = self._compiler.prepare_many(queries)
