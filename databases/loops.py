@@ -139,13 +139,13 @@ class LoopRegistry:
             state = self.find(loop)
             if state is not None:
                 return state
-            dead = [s for s in self._states.values() if not s.is_alive()]
-            for old in dead:
-                del self._states[old.loop_id]
+            dead = [(key, s) for key, s in self._states.items() if not s.is_alive()]
+            for key, _ in dead:
+                del self._states[key]
             state = LoopState(loop, make_backend())
             state.watch_loop_end(on_loop_end)
             self._states[state.loop_id] = state
-        for old in dead:
+        for _, old in dead:
             logger.debug("Releasing the state of closed event loop %#x", old.loop_id)
             old.terminate()
         logger.debug("Opened state for event loop %#x (%d open)", state.loop_id, len(self))

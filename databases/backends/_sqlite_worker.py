@@ -169,7 +169,17 @@ def execute(db: sqlite3.Connection, gate: FileGate, sql: str, args: Args, is_ins
 
 
 def execute_many(db: sqlite3.Connection, gate: FileGate, sql: str, rows: list[Args]) -> None:
-    gate.executemany(db, sql, rows).close()
+    """All rows or none, and one disk sync instead of one per row outside a transaction."""
+    if db.in_transaction:
+        gate.executemany(db, sql, rows).close()
+        return
+    gate.execute(db, "BEGIN", ()).close()
+    try:
+        gate.executemany(db, sql, rows).close()
+    except BaseException:
+        gate.execute(db, "ROLLBACK", ()).close()
+        raise
+    gate.execute(db, "COMMIT", ()).close()
 
 
 def run(db: sqlite3.Connection, gate: FileGate, sql: str) -> None:

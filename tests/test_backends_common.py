@@ -1,0 +1,194 @@
+"""Behaviour every backend shares, run against each URL, plus clear errors for bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+
+import pytest
+import sqlalchemy as sa
+
+from databases import Database, DatabaseURL
+from databases.errors import (
+    ConnectionLoopError,
+    DatabaseNotConnectedError,
+    UnsupportedDatabaseURLError,
+)
+from databases.loops import LoopRegistry
+from tests.settings import DATABASE_URLS
+
+metadata = sa.MetaData()
+numbers = sa.Table(
+    "common_numbers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("value", sa.Integer),
+    sa.Column("label", sa.String(40)),
+)
+NUMBER_ROWS = 10_000
+
+
+@pytest.fixture(params=DATABASE_URLS, ids=lambda url: DatabaseURL(url).dialect)
+def url(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def recreate(database: Database) -> None:
+    await database.execute(sa.schema.DropTable(numbers, if_exists=True))
+    await database.execute(sa.schema.CreateTable(numbers))
+
+
+@pytest.mark.asyncio
+async def test_execute_many_thousand_rows(url: str) -> None:
+    async with Database(url) as database:
+        await recreate(database)
+        try:
+            rows = [{"value": n, "label": f"row {n}"} for n in range(1000)]
+            await database.execute_many(numbers.insert(), rows)
+            count = sa.select(sa.func.count()).select_from(numbers)
+            assert await database.fetch_val(count) == 1000
+            total = await database.fetch_val(sa.select(sa.func.sum(numbers.c.value)))
+            assert int(total) == sum(range(1000))
+        finally:
+            await database.execute(sa.schema.DropTable(numbers))
+
+
+@pytest.mark.asyncio
+async def test_execute_many_is_all_or_nothing(url: str) -> None:
+    async with Database(url) as database:
+        await recreate(database)
+        try:
+            rows = [{"id": 1, "value": 1}, {"id": 2, "value": 2}, {"id": 1, "value": 3}]
+            with pytest.raises(Exception, match="(?i)duplicate|unique"):
+                await database.execute_many(numbers.insert(), rows)
+            count = sa.select(sa.func.count()).select_from(numbers)
+            assert await database.fetch_val(count) == 0
+        finally:
+            await database.execute(sa.schema.DropTable(numbers))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("force_rollback", [False, True], ids=["plain", "force_rollback"])
+async def test_iterate_ten_thousand_rows_while_other_tasks_query(
+    url: str, force_rollback: bool
+) -> None:
+    """A long scan does not starve or corrupt queries of other tasks (with force_rollback
+    they all share the scan's connection)."""
+    async with Database(url) as setup:
+        await recreate(setup)
+        await setup.execute_many(
+            numbers.insert(), [{"value": n, "label": "x"} for n in range(NUMBER_ROWS)]
+        )
+    try:
+        async with Database(url, force_rollback=force_rollback) as database:
+            seen: list[int] = []
+
+            async def scan() -> None:
+                query = sa.select(numbers.c.value).order_by(numbers.c.id)
+                async for row in database.iterate(query):
+                    seen.append(row["value"])
+
+            async def other(k: int) -> list[int]:
+                results = []
+                for n in range(5):
+                    value = k * 100 + n
+                    query = sa.select(numbers.c.value).where(numbers.c.value == value)
+                    results.append(await database.fetch_val(query))
+                return results
+
+            done = await asyncio.gather(scan(), *(other(k) for k in range(20)))
+            assert seen == list(range(NUMBER_ROWS))
+            for k, results in enumerate(done[1:]):
+                assert results == [k * 100 + n for n in range(5)]
+    finally:
+        async with Database(url) as cleanup:
+            await cleanup.execute(sa.schema.DropTable(numbers))
+
+
+def test_unknown_scheme_names_the_supported_ones() -> None:
+    with pytest.raises(UnsupportedDatabaseURLError) as raised:
+        Database("oracle://scott:tiger@localhost/db")
+    message = str(raised.value)
+    assert "'oracle'" in message
+    assert "postgresql" in message and "sqlite" in message
+    assert "SUPPORTED_BACKENDS" in message
+
+
+@pytest.mark.parametrize("bad", ["localhost/db", "postgres//localhost/db", ""])
+def test_malformed_url_says_what_a_url_looks_like(bad: str) -> None:
+    with pytest.raises(UnsupportedDatabaseURLError, match="expected '<dialect>"):
+        Database(bad)
+
+
+def test_url_password_is_obscured_in_errors() -> None:
+    with pytest.raises(UnsupportedDatabaseURLError) as raised:
+        Database("nosuch://user:secret@host/db")
+    assert "secret" not in str(raised.value)
+
+
+def test_optional_upstream_drivers_import_and_explain_what_to_install() -> None:
+    module = importlib.import_module("databases.backends.aiopg")
+    assert module.AiopgBackend is not None
+    try:
+        import aiopg  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="aiopg"):
+            Database("postgresql+aiopg://localhost/db")
+    importlib.import_module("databases.backends.asyncmy")
+
+
+@pytest.mark.asyncio
+async def test_query_before_connect_says_to_connect(url: str) -> None:
+    database = Database(url)
+    with pytest.raises(DatabaseNotConnectedError, match=r"connect\(\)"):
+        await database.fetch_all("SELECT 1")
+    with pytest.raises(DatabaseNotConnectedError, match=r"connect\(\)"):
+        async with database.connection():
+            pass
+
+
+def test_connection_used_in_another_loop_says_so(url: str) -> None:
+    database = Database(url)
+
+    async def make() -> object:
+        await database.connect()
+        return database.connection()
+
+    connection = asyncio.run(make())
+
+    async def use() -> None:
+        async with connection:  # type: ignore[attr-defined]
+            pass
+
+    try:
+        with pytest.raises(ConnectionLoopError, match="another event loop"):
+            asyncio.run(use())
+    finally:
+        asyncio.run(database.disconnect())
+
+
+def test_a_new_loop_reusing_a_dead_loops_id_gets_a_new_state() -> None:
+    """States are found by id(loop) and checked against a weak reference."""
+    registry = LoopRegistry()
+    old_loop = asyncio.new_event_loop()
+    old_state = registry.create(old_loop, lambda: None, _no_end)  # type: ignore[arg-type,return-value]
+    old_state.end()
+    old_loop.close()
+    del old_loop
+    gc.collect()
+    new_loop = asyncio.new_event_loop()
+    try:
+        # Whatever id the new loop got, pretend it is the dead loop's.
+        registry._states[id(new_loop)] = old_state
+        assert registry.find(new_loop) is None
+        new_state = registry.create(new_loop, lambda: None, _no_end)  # type: ignore[arg-type,return-value]
+        assert new_state is not old_state
+        assert registry.find(new_loop) is new_state
+        new_state.end()
+    finally:
+        new_loop.close()
+
+
+async def _no_end(state: object) -> None:
+    return None
