@@ -60,7 +60,7 @@ async def test_execute_many_is_all_or_nothing(url: str) -> None:
         await recreate(database)
         try:
             rows = [{"id": 1, "value": 1}, {"id": 2, "value": 2}, {"id": 1, "value": 3}]
-            with pytest.raises(Exception, match="(?i)duplicate|unique"):
+            with pytest.raises(Exception, match=r"(?i)duplicate|unique"):
                 await database.execute_many(numbers.insert(), rows)
             count = sa.select(sa.func.count()).select_from(numbers)
             assert await database.fetch_val(count) == 0
