@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 _CallableT = typing.TypeVar("_CallableT", bound=typing.Callable[..., typing.Any])
+_T = typing.TypeVar("_T")
 
 # Per context: the transactions this context (task) is inside, each mapped to its backend
 # transaction. Copied on write, so a child task inherits its parent's transactions and a
@@ -460,11 +461,33 @@ class Connection:
                     for backend in list(root._open):
                         if root._open.get(backend) is self:
                             del root._open[backend]
-                            await backend.rollback()
+                            await self._finish(backend.rollback())
             finally:
                 self._transaction_stack.clear()
                 self._connection_counter = 0
                 await self._connection.release()
+
+    async def _finish(self, step: typing.Awaitable[_T]) -> _T:
+        """Run one driver step; on the shared connection, always to its end.
+
+        Tasks that share the force-rollback connection share its transaction. If a
+        cancelled task abandoned a statement half-way, the driver would cancel it on the
+        server and abort that transaction for everyone (or, on MySQL, lose the protocol
+        state). So the statement completes first and the cancellation follows. A task's
+        own connection is cancelled the driver's way, promptly.
+        """
+        if not self._is_global:
+            return await step
+        work = asyncio.ensure_future(step)
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            while not work.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({work})
+            if not work.cancelled():
+                work.exception()  # retrieved: the caller is cancelled, not failed
+            raise
 
     def _forget(self) -> None:
         """Drop this connection from its task's slot once it is released."""
@@ -481,14 +504,14 @@ class Connection:
     ) -> list[Record]:
         built = self._build_query(query, values)
         async with self, self._query_lock:
-            return await self._connection.fetch_all(built)
+            return await self._finish(self._connection.fetch_all(built))
 
     async def fetch_one(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> Record | None:
         built = self._build_query(query, values)
         async with self, self._query_lock:
-            return await self._connection.fetch_one(built)
+            return await self._finish(self._connection.fetch_one(built))
 
     async def fetch_val(
         self,
@@ -498,21 +521,21 @@ class Connection:
     ) -> typing.Any:
         built = self._build_query(query, values)
         async with self, self._query_lock:
-            return await self._connection.fetch_val(built, column)
+            return await self._finish(self._connection.fetch_val(built, column))
 
     async def execute(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> typing.Any:
         built = self._build_query(query, values)
         async with self, self._query_lock:
-            return await self._connection.execute(built)
+            return await self._finish(self._connection.execute(built))
 
     async def execute_many(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> None:
         queries = [self._build_query(query, row) for row in values]
         async with self, self._query_lock:
-            await self._connection.execute_many(queries)
+            await self._finish(self._connection.execute_many(queries))
 
     async def iterate(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
@@ -526,7 +549,7 @@ class Connection:
                     # their own queries between batches instead of waiting for the whole scan.
                     async with self._query_lock:
                         try:
-                            batch = await batches.__anext__()
+                            batch = await self._finish(batches.__anext__())
                         except StopAsyncIteration:
                             return
                     for record in batch:
@@ -667,7 +690,9 @@ class Transaction:
             backend = connection._connection.transaction()
             try:
                 async with connection._query_lock:
-                    await backend.start(is_root=is_root, extra_options=self._extra_options)
+                    await connection._finish(
+                        backend.start(is_root=is_root, extra_options=self._extra_options)
+                    )
             except BaseException:
                 stack.pop()
                 connection._transaction_ended()
@@ -705,9 +730,9 @@ class Transaction:
         try:
             async with connection._query_lock:
                 if commit:
-                    await backend.commit()
+                    await connection._finish(backend.commit())
                 else:
-                    await backend.rollback()
+                    await connection._finish(backend.rollback())
         finally:
             del self._open[backend]
             stack.pop()
