@@ -18,10 +18,11 @@ from collections.abc import AsyncGenerator, Iterator
 from contextvars import ContextVar
 from types import TracebackType
 
-from sqlalchemy import text
 from sqlalchemy.sql import ClauseElement
 
 from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, LOG_EXTRA, logger
+from databases._query import build_query
+from databases.backends.common.compiler import RawSQL
 from databases.errors import (
     ConnectionLoopError,
     DatabaseNotConnectedError,
@@ -374,6 +375,7 @@ class Connection:
         self._database = database
         self._backend = backend
         self._connection = backend.connection()
+        self._accepts_raw_sql = bool(getattr(self._connection, "_accepts_raw_sql", False))
         self._connection_lock = asyncio.Lock()
         self._connection_counter = 0
         self._transaction_stack: list[Transaction] = []
@@ -502,14 +504,14 @@ class Connection:
     async def fetch_all(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> list[Record]:
-        built = self._build_query(query, values)
+        built = self._prepare(query, values)
         async with self, self._query_lock:
             return await self._finish(self._connection.fetch_all(built))
 
     async def fetch_one(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> Record | None:
-        built = self._build_query(query, values)
+        built = self._prepare(query, values)
         async with self, self._query_lock:
             return await self._finish(self._connection.fetch_one(built))
 
@@ -519,28 +521,27 @@ class Connection:
         values: dict[str, typing.Any] | None = None,
         column: typing.Any = 0,
     ) -> typing.Any:
-        built = self._build_query(query, values)
+        built = self._prepare(query, values)
         async with self, self._query_lock:
             return await self._finish(self._connection.fetch_val(built, column))
 
     async def execute(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> typing.Any:
-        built = self._build_query(query, values)
+        built = self._prepare(query, values)
         async with self, self._query_lock:
             return await self._finish(self._connection.execute(built))
 
     async def execute_many(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> None:
-        queries = [self._build_query(query, row) for row in values]
         async with self, self._query_lock:
-            await self._finish(self._connection.execute_many(queries))
+            await self._finish(self._connection._execute_many_values(query, values))
 
     async def iterate(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> AsyncGenerator[Record, None]:
-        built = self._build_query(query, values)
+        built = self._prepare(query, values)
         async with self:
             batches = self._connection._iterate_batches(built)
             try:
@@ -562,12 +563,15 @@ class Connection:
     def _build_query(
         query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> ClauseElement:
-        if isinstance(query, str):
-            clause = text(query)
-            return clause.bindparams(**values) if values is not None else clause
-        if values:
-            return query.values(**values)  # type: ignore[attr-defined,no-any-return]
-        return query
+        return build_query(query, values)
+
+    def _prepare(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None
+    ) -> ClauseElement:
+        """The query as the backend takes it: bundled backends compile raw SQL themselves."""
+        if self._accepts_raw_sql and isinstance(query, str):
+            return RawSQL(query, values)  # type: ignore[return-value]
+        return build_query(query, values)
 
     # -- transactions -------------------------------------------------------------------
 

@@ -70,6 +70,14 @@ class ConnectionBackend:
     async def execute_many(self, queries: list[ClauseElement]) -> None:
         raise NotImplementedError()  # pragma: no cover
 
+    async def _execute_many_values(
+        self, query: ClauseElement | str, rows: typing.Sequence[typing.Mapping[str, typing.Any]]
+    ) -> None:
+        """`execute_many` given the query and its rows; the default builds a clause per row."""
+        from databases._query import build_query
+
+        await self.execute_many([build_query(query, row) for row in rows])
+
     async def iterate(self, query: ClauseElement) -> AsyncGenerator[Record, None]:
         raise NotImplementedError()  # pragma: no cover
         yield True  # pragma: no cover

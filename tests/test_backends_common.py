@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gc
 import importlib
 
@@ -192,3 +193,69 @@ def test_a_new_loop_reusing_a_dead_loops_id_gets_a_new_state() -> None:
 
 async def _no_end(state: object) -> None:
     return None
+
+
+defaults = sa.Table(
+    "common_defaults",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(40)),
+    sa.Column("count", sa.Integer, default=5),
+    sa.Column("created", sa.DateTime, default=lambda: datetime.datetime(2020, 1, 2, 3, 4, 5)),
+    sa.Column(
+        "name_length",
+        sa.Integer,
+        onupdate=lambda context: len(context.get_current_parameters()["name"]),
+    ),
+)
+
+
+@pytest.mark.asyncio
+async def test_python_side_column_defaults_are_applied(url: str) -> None:
+    """`default=` and `onupdate=` run as SQLAlchemy's engine runs them."""
+    async with Database(url) as database:
+        await database.execute(sa.schema.DropTable(defaults, if_exists=True))
+        await database.execute(sa.schema.CreateTable(defaults))
+        try:
+            await database.execute(defaults.insert(), {"name": "a"})
+            await database.execute(defaults.insert().values(name="b", count=7))
+            await database.execute_many(defaults.insert(), [{"name": "c"}, {"name": "d"}])
+            await database.execute(
+                defaults.update().where(defaults.c.name == "a").values(name="abcd")
+            )
+            rows = await database.fetch_all(sa.select(defaults).order_by(defaults.c.id))
+            assert [(r["name"], r["count"], r["name_length"]) for r in rows] == [
+                ("abcd", 5, 4),
+                ("b", 7, None),
+                ("c", 5, None),
+                ("d", 5, None),
+            ]
+            assert {r["created"] for r in rows} == {datetime.datetime(2020, 1, 2, 3, 4, 5)}
+        finally:
+            await database.execute(sa.schema.DropTable(defaults))
+
+
+@pytest.mark.asyncio
+async def test_raw_sql_values_must_match_the_parameters(url: str) -> None:
+    async with Database(url) as database:
+        with pytest.raises(sa.exc.ArgumentError, match="bound parameter named 'other'"):
+            await database.fetch_val("SELECT :value", {"value": "x", "other": 2})
+        with pytest.raises(sa.exc.InvalidRequestError, match="value is required"):
+            await database.fetch_val("SELECT :value", {})
+        # Raw SQL is sent without casts: PostgreSQL infers text for a bare parameter.
+        assert await database.fetch_val("SELECT :value", {"value": "x"}) == "x"
+
+
+@pytest.mark.asyncio
+async def test_raw_execute_many(url: str) -> None:
+    async with Database(url) as database:
+        await recreate(database)
+        try:
+            await database.execute_many(
+                "INSERT INTO common_numbers (value, label) VALUES (:value, :label)",
+                [{"value": n, "label": f"l{n}"} for n in range(50)],
+            )
+            total = await database.fetch_val("SELECT SUM(value) FROM common_numbers")
+            assert int(total) == sum(range(50))
+        finally:
+            await database.execute(sa.schema.DropTable(numbers))

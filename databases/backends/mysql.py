@@ -23,6 +23,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
+from databases.backends.common.compiler import Args, CompiledStatement
 from databases.interfaces import Record
 from databases.url import DatabaseURL
 
@@ -494,8 +495,7 @@ class MySQLConnection(SQLConnection):
         lastrowid, _ = await self._query(sql, args, lambda cursor: cursor.lastrowid)
         return lastrowid
 
-    async def execute_many(self, queries: list[ClauseElement]) -> None:
-        groups = self._compiler.prepare_many(queries)
+    async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
         async with self._lock:
             connection = self._acquired()
             await self._settle()

@@ -21,6 +21,7 @@ from sqlalchemy.sql import ClauseElement, sqltypes
 
 from databases._logging import logger
 from databases.backends.common.base import SQLBackend, SQLConnection
+from databases.backends.common.compiler import Args, CompiledStatement
 from databases.interfaces import Record, TransactionBackend
 from databases.url import DatabaseURL
 
@@ -249,9 +250,9 @@ class PostgresConnection(SQLConnection):
         _, sql, args = self._compiler.prepare(query)
         return await self._live().fetchval(sql, *args)
 
-    async def execute_many(self, queries: list[ClauseElement]) -> None:
+    async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
         connection = self._live()
-        for _, sql, rows in self._compiler.prepare_many(queries):
+        for _, sql, rows in groups:
             await connection.executemany(sql, rows)
 
     async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:

@@ -19,6 +19,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
+from databases.backends.common.compiler import Args, CompiledStatement
 from databases.interfaces import Record
 from databases.url import DatabaseURL
 
@@ -284,8 +285,8 @@ class SQLiteConnection(SQLConnection):
         statement, sql, args = self._compiler.prepare(query)
         return await self._call(worker.execute, sql, args, statement.is_insert)
 
-    async def execute_many(self, queries: list[ClauseElement]) -> None:
-        for _, sql, rows in self._compiler.prepare_many(queries):
+    async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
+        for _, sql, rows in groups:
             await self._call(worker.execute_many, sql, rows)
 
     async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
-from databases.backends.common.compiler import QueryCompiler
+from databases.backends.common.compiler import Args, CompiledStatement, QueryCompiler
 from databases.interfaces import ConnectionBackend, DatabaseBackend, Record, TransactionBackend
 from databases.url import DatabaseURL
 
@@ -42,6 +42,9 @@ class SQLBackend(DatabaseBackend):
 
 class SQLConnection(ConnectionBackend):
     """A driver connection running statements compiled by the backend's shared compiler."""
+
+    # The core may pass raw SQL as `RawSQL(sql, values)` instead of a text() clause.
+    _accepts_raw_sql = True
 
     def __init__(self, backend: SQLBackend) -> None:
         self._backend = backend
@@ -75,6 +78,18 @@ class SQLConnection(ConnectionBackend):
     async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:
         raise NotImplementedError()  # pragma: no cover
         yield []  # pragma: no cover
+
+    async def execute_many(self, queries: list[ClauseElement]) -> None:
+        await self._run_many(self._compiler.prepare_many(queries))
+
+    async def _execute_many_values(
+        self, query: ClauseElement | str, rows: typing.Sequence[typing.Mapping[str, typing.Any]]
+    ) -> None:
+        await self._run_many(self._compiler.prepare_values(query, rows))
+
+    async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
+        """Run each group with the driver's executemany."""
+        raise NotImplementedError()  # pragma: no cover
 
     async def _run(self, sql: str) -> None:
         """Run one statement without parameters or results (transaction control)."""

@@ -11,6 +11,7 @@ import logging
 import threading
 import typing
 
+from sqlalchemy import exc, literal, text
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import Compiled, ResultColumnsEntry, SQLCompiler
@@ -20,6 +21,18 @@ from databases.backends.common.records import RecordShape
 
 Converter = typing.Callable[[typing.Any], typing.Any]
 Args = tuple[typing.Any, ...]
+Values = typing.Mapping[str, typing.Any]
+
+
+class RawSQL(typing.NamedTuple):
+    """A raw SQL string with `:name` parameters and their values.
+
+    Bundled backends take it in place of `text(sql).bindparams(**values)`: the text is
+    compiled once per string, without building a clause on every call.
+    """
+
+    sql: str
+    values: Values | None
 
 
 def _starts_insert(sql: str) -> bool:
@@ -28,12 +41,28 @@ def _starts_insert(sql: str) -> bool:
     return bool(first) and first[0].upper() in ("INSERT", "REPLACE")
 
 
+class _DefaultContext:
+    """What column default callables see of SQLAlchemy's execution context."""
+
+    __slots__ = ("current_column", "current_parameters")
+
+    def __init__(self, parameters: typing.MutableMapping[str, typing.Any]) -> None:
+        self.current_parameters = parameters
+        self.current_column: typing.Any = None
+
+    def get_current_parameters(
+        self, isolate_multiinsert_groups: bool = True
+    ) -> typing.MutableMapping[str, typing.Any]:
+        return self.current_parameters
+
+
 class CompiledStatement:
     """A statement compiled for one dialect, shared by every execution of that statement."""
 
     __slots__ = (
         "_bind_plan",
         "_compiled",
+        "_defaults",
         "_dialect",
         "_expanding",
         "_shape",
@@ -57,12 +86,32 @@ class CompiledStatement:
             self.result_columns: list[ResultColumnsEntry] = compiled._result_columns
             self.is_insert: bool = bool(compiled.isinsert) or _starts_insert(self.sql)
             self.returning = bool(compiled.effective_returning)
+            # Python-side column defaults (`default=`, `onupdate=`) SQLAlchemy leaves to the
+            # execution: computed here, per execution, as SQLAlchemy's engine would.
+            self._defaults: tuple[tuple[str, typing.Any, typing.Any], ...] = ()
+            if compiled.insert_prefetch or compiled.update_prefetch:
+                key_of = compiled._within_exec_param_key_getter
+                self._defaults = tuple(
+                    (key_of(column), column, column.default)
+                    for column in compiled.insert_prefetch
+                    if column.default is not None
+                ) + tuple(
+                    (key_of(column), column, column.onupdate)
+                    for column in compiled.update_prefetch
+                    if column.onupdate is not None
+                )
         else:  # DDL: plain text, no parameters
             self._bind_plan = ()
+            self._defaults = ()
             self._expanding = False
             self.result_columns = []
             self.is_insert = False
             self.returning = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The parameter names in the order the SQL takes them."""
+        return tuple(name for name, _ in self._bind_plan)
 
     def bind(self, extracted: typing.Any = None, params: typing.Any = None) -> tuple[str, Args]:
         """The SQL text and positional arguments for one execution."""
@@ -70,6 +119,8 @@ class CompiledStatement:
         if not isinstance(compiled, SQLCompiler):
             return self.sql, ()
         values = compiled.construct_params(params=params, extracted_parameters=extracted)
+        if self._defaults:
+            self._fill_defaults(values)
         if not self._expanding:
             return self.sql, tuple(
                 values[name] if convert is None else convert(values[name])
@@ -85,6 +136,17 @@ class CompiledStatement:
             args.append(value if convert is None else convert(value))
         return expanded.statement, tuple(args)
 
+    def _fill_defaults(self, values: typing.MutableMapping[str, typing.Any]) -> None:
+        context = _DefaultContext(values)
+        for key, column, default in self._defaults:
+            if key in values and values[key] is not None:
+                continue
+            if default.is_scalar:
+                values[key] = default.arg
+            elif default.is_callable:
+                context.current_column = column
+                values[key] = default.arg(context)
+
     def shape(
         self, names: tuple[str, ...], type_codes: typing.Sequence[typing.Any] | None = None
     ) -> RecordShape:
@@ -97,6 +159,12 @@ class CompiledStatement:
         return shape
 
 
+def _log_groups(groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        for _, sql, rows in groups:
+            logger.debug("Query: %s Args: %d rows", sql, len(rows), extra=LOG_EXTRA)
+
+
 class QueryCompiler:
     """A bounded cache of compiled statements for one dialect, shared by all event loops."""
 
@@ -105,6 +173,54 @@ class QueryCompiler:
         self._max_size = max_size
         self._cache: dict[typing.Any, CompiledStatement] = {}
         self._lock = threading.Lock()
+        self._value_processors: dict[type, Converter | None] = {}
+
+    def _cached(
+        self, key: typing.Any, make: typing.Callable[[], CompiledStatement]
+    ) -> CompiledStatement:
+        statement = self._cache.get(key)
+        if statement is None:
+            statement = make()
+            with self._lock:
+                if len(self._cache) >= self._max_size:
+                    # Evict the oldest entry; dicts keep insertion order.
+                    self._cache.pop(next(iter(self._cache)), None)
+                self._cache[key] = statement
+        return statement
+
+    def _compile_text(self, sql: str) -> CompiledStatement:
+        return self._cached(
+            ("text", sql),
+            lambda: CompiledStatement(text(sql).compile(dialect=self.dialect), self.dialect),
+        )
+
+    def _convert(self, value: typing.Any) -> typing.Any:
+        """A raw query's value, bound as the type its Python type implies (as `bindparams`)."""
+        kind = type(value)
+        try:
+            process = self._value_processors[kind]
+        except KeyError:
+            process = literal(value).type._cached_bind_processor(self.dialect)
+            self._value_processors[kind] = process
+        return value if process is None else process(value)
+
+    def _raw_args(self, statement: CompiledStatement, values: Values | None) -> Args:
+        names = statement.names
+        if values is None:
+            values = {}
+        try:
+            args = tuple(self._convert(values[name]) for name in names)
+        except KeyError as missing:
+            raise exc.InvalidRequestError(
+                f"A value is required for bind parameter {missing.args[0]!r}"
+            ) from None
+        if len(values) > len(names):
+            unknown = sorted(set(values) - set(names))
+            if unknown:
+                raise exc.ArgumentError(
+                    f"This text() construct doesn't define a bound parameter named {unknown[0]!r}"
+                )
+        return args
 
     def compile(self, query: ClauseElement) -> tuple[CompiledStatement, typing.Any]:
         """The compiled statement for `query`, and the literal values to run it with."""
@@ -112,21 +228,22 @@ class QueryCompiler:
         cache_key = make_key() if make_key is not None else None
         if cache_key is None:
             return CompiledStatement(query.compile(dialect=self.dialect), self.dialect), None
-        statement = self._cache.get(cache_key.key)
-        if statement is None:
-            compiled = query.compile(dialect=self.dialect, cache_key=cache_key)
-            statement = CompiledStatement(compiled, self.dialect)
-            with self._lock:
-                if len(self._cache) >= self._max_size:
-                    # Evict the oldest entry; dicts keep insertion order.
-                    self._cache.pop(next(iter(self._cache)), None)
-                self._cache[cache_key.key] = statement
+        statement = self._cached(
+            cache_key.key,
+            lambda: CompiledStatement(
+                query.compile(dialect=self.dialect, cache_key=cache_key), self.dialect
+            ),
+        )
         return statement, cache_key.bindparams
 
-    def prepare(self, query: ClauseElement) -> tuple[CompiledStatement, str, Args]:
+    def prepare(self, query: ClauseElement | RawSQL) -> tuple[CompiledStatement, str, Args]:
         """Compile (or reuse) and bind: what a driver needs to run `query`."""
-        statement, extracted = self.compile(query)
-        sql, args = statement.bind(extracted)
+        if type(query) is RawSQL:
+            statement = self._compile_text(query.sql)
+            sql, args = statement.sql, self._raw_args(statement, query.values)
+        else:
+            statement, extracted = self.compile(query)  # type: ignore[arg-type]
+            sql, args = statement.bind(extracted)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("Query: %s Args: %s", sql, args, extra=LOG_EXTRA)
         return statement, sql, args
@@ -143,7 +260,52 @@ class QueryCompiler:
                 groups[-1][2].append(args)
             else:
                 groups.append((statement, sql, [args]))
-        if logger.isEnabledFor(logging.DEBUG):
-            for _, sql, rows in groups:
-                logger.debug("Query: %s Args: %d rows", sql, len(rows), extra=LOG_EXTRA)
+        _log_groups(groups)
         return groups
+
+    def prepare_values(
+        self, query: ClauseElement | str, rows: typing.Sequence[Values]
+    ) -> list[tuple[CompiledStatement, str, list[Args]]]:
+        """One compiled statement per run of rows with the same keys, for executemany.
+
+        A clause is compiled once with the rows' keys as its parameters (as SQLAlchemy
+        does for executemany), instead of once per row as `query.values(**row)`.
+        """
+        groups: list[tuple[CompiledStatement, str, list[Args]]] = []
+        if isinstance(query, str):
+            statement = self._compile_text(query)
+            groups.append(
+                (statement, statement.sql, [self._raw_args(statement, row) for row in rows])
+            )
+        else:
+            cache_key = query._generate_cache_key()
+            extracted = cache_key.bindparams if cache_key is not None else None
+            current: tuple[typing.Any, ...] | None = None
+            for row in rows:
+                keys = tuple(row)
+                if keys != current:
+                    current = keys
+                    statement = self._compile_many(query, cache_key, keys)
+                sql, args = statement.bind(extracted, row)
+                if groups and groups[-1][0] is statement and groups[-1][1] == sql:
+                    groups[-1][2].append(args)
+                else:
+                    groups.append((statement, sql, [args]))
+        _log_groups(groups)
+        return groups
+
+    def _compile_many(
+        self, query: ClauseElement, cache_key: typing.Any, keys: tuple[str, ...]
+    ) -> CompiledStatement:
+        def make() -> CompiledStatement:
+            compiled = query.compile(
+                dialect=self.dialect,
+                cache_key=cache_key,
+                column_keys=sorted(keys),
+                for_executemany=True,
+            )
+            return CompiledStatement(compiled, self.dialect)
+
+        if cache_key is None:
+            return make()
+        return self._cached(("many", cache_key.key, frozenset(keys)), make)
