@@ -376,6 +376,9 @@ class Connection:
         self._backend = backend
         self._connection = backend.connection()
         self._accepts_raw_sql = bool(getattr(self._connection, "_accepts_raw_sql", False))
+        self._cancel_breaks_connection = bool(
+            getattr(self._connection, "_cancel_breaks_connection", False)
+        )
         self._connection_lock = asyncio.Lock()
         self._connection_counter = 0
         self._transaction_stack: list[Transaction] = []
@@ -470,15 +473,16 @@ class Connection:
                 await self._connection.release()
 
     async def _finish(self, step: typing.Awaitable[_T]) -> _T:
-        """Run one driver step; on the shared connection, always to its end.
+        """Run one driver step; on a shared connection, always to its end.
 
         Tasks that share the force-rollback connection share its transaction. If a
         cancelled task abandoned a statement half-way, the driver would cancel it on the
-        server and abort that transaction for everyone (or, on MySQL, lose the protocol
-        state). So the statement completes first and the cancellation follows. A task's
-        own connection is cancelled the driver's way, promptly.
+        server and abort that transaction for everyone. So the statement completes first
+        and the cancellation follows. The same holds for any connection of a driver that
+        loses the connection when a statement is abandoned (MySQL). Otherwise a task's own
+        connection is cancelled the driver's way, promptly.
         """
-        if not self._is_global:
+        if not (self._is_global or self._cancel_breaks_connection):
             return await step
         work = asyncio.ensure_future(step)
         try:

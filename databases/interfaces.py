@@ -48,6 +48,10 @@ class DatabaseBackend:
 class ConnectionBackend:
     """One driver connection, acquired from the backend's pool."""
 
+    # True when the driver cannot abandon a statement half-way and keep the connection
+    # (MySQL's protocol): the core then lets statements finish before a cancellation.
+    _cancel_breaks_connection = False
+
     async def acquire(self) -> None:
         raise NotImplementedError()  # pragma: no cover
 

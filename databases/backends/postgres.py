@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import decimal
+import hashlib
 import typing
 from collections.abc import AsyncGenerator
 
@@ -207,6 +208,10 @@ class PostgresConnection(SQLConnection):
     def __init__(self, backend: PostgresBackend) -> None:
         super().__init__(backend)
         self._connection: typing.Any = None
+        # Cursor names free for reuse, so DECLARE/FETCH texts repeat and hit asyncpg's
+        # statement cache.
+        self._cursor_names: dict[str, list[str]] = {}
+        self._cursor_count = 0
 
     def _driver_connection(self) -> typing.Any:
         return self._connection
@@ -256,32 +261,62 @@ class PostgresConnection(SQLConnection):
             await connection.executemany(sql, rows)
 
     async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:
+        """Stream through a server-side cursor declared in SQL, `ITERATE_CHUNK` rows a trip.
+
+        Outside a transaction the cursor is WITH HOLD, so it needs no transaction of its
+        own: one opened by the caller while iterating stays the caller's, committed or
+        rolled back by its own block and nothing else.
+        """
         statement, sql, args = self._compiler.prepare(query)
         connection = self._live()
-        if connection.is_in_transaction():
-            async for batch in self._stream(connection, statement, sql, args):
-                yield batch
-            return
-        # Server-side cursors live inside a transaction.
-        async with connection.transaction():
-            async for batch in self._stream(connection, statement, sql, args):
-                yield batch
+        name = self._cursor_name(sql)
+        hold = "" if connection.is_in_transaction() else " WITH HOLD"
+        await connection.execute(f"DECLARE {name} NO SCROLL CURSOR{hold} FOR {sql}", *args)
+        try:
+            fetch = f"FETCH {ITERATE_CHUNK} FROM {name}"
+            shape = None
+            while True:
+                rows = await connection.fetch(fetch)
+                if not rows:
+                    return
+                if shape is None:
+                    shape = statement.shape(tuple(rows[0].keys()))
+                yield shape.make_all(rows)
+                if len(rows) < ITERATE_CHUNK:
+                    return
+        finally:
+            await self._close_cursor(connection, name, held=bool(hold))
 
-    @staticmethod
-    async def _stream(
-        connection: typing.Any, statement: typing.Any, sql: str, args: tuple[typing.Any, ...]
-    ) -> AsyncGenerator[list[Record], None]:
-        cursor = await connection.cursor(sql, *args)
-        shape = None
-        while True:
-            rows = await cursor.fetch(ITERATE_CHUNK)
-            if not rows:
-                return
-            if shape is None:
-                shape = statement.shape(tuple(rows[0].keys()))
-            yield shape.make_all(rows)
-            if len(rows) < ITERATE_CHUNK:
-                return
+    async def _close_cursor(self, connection: typing.Any, name: str, held: bool) -> None:
+        """Close a cursor without risking an error inside the caller's transaction."""
+        if connection.is_closed():
+            return
+        try:
+            if not held:
+                # The transaction it was declared in may have ended, or rolled back to a
+                # savepoint from before it: then the cursor is gone already.
+                if not connection.is_in_transaction():
+                    return
+                if not await connection.fetchval("SELECT 1 FROM pg_cursors WHERE name = $1", name):
+                    return
+            await connection.execute(f"CLOSE {name}")
+        except asyncpg.InFailedSQLTransactionError:
+            return  # The pool's reset on release closes it.
+        self._cursor_names.setdefault(name.split("_")[2], []).append(name)
+
+    def _cursor_name(self, sql: str) -> str:
+        """A free cursor name for this query.
+
+        asyncpg caches the prepared FETCH by its text, row description included, so a
+        name must only ever serve one query; reusing it for the same query keeps hitting
+        that cache.
+        """
+        digest = hashlib.blake2b(sql.encode(), digest_size=8).hexdigest()
+        free = self._cursor_names.get(digest)
+        if free:
+            return free.pop()
+        self._cursor_count += 1
+        return f"databases_cursor_{digest}_{self._cursor_count}"
 
     async def _run(self, sql: str) -> None:
         await self._live().execute(sql)
