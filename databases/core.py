@@ -22,7 +22,7 @@ from sqlalchemy.sql import ClauseElement
 
 from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, LOG_EXTRA, logger
 from databases._query import build_query
-from databases.backends.common.compiler import RawSQL
+from databases.backends.common.compiler import QueryValues
 from databases.errors import (
     ConnectionLoopError,
     DatabaseNotConnectedError,
@@ -279,18 +279,11 @@ class Database:
     ) -> None:
         return await self._connection_for_query().execute_many(query, values)
 
-    async def iterate(
+    def iterate(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> AsyncGenerator[Record, None]:
-        connection = self._connection_for_query()
-        async with connection:
-            records = connection.iterate(query, values)
-            try:
-                async for record in records:
-                    yield record
-            finally:
-                # Closed here, not whenever it is garbage collected: it holds the connection.
-                await records.aclose()
+        """Stream the rows of `query` (an async generator holding the task's connection)."""
+        return self._connection_for_query().iterate(query, values)
 
     # -- connections and transactions -----------------------------------------------------
 
@@ -303,6 +296,9 @@ class Database:
                 connection = Connection(self, state.backend)
                 connection._state = state
                 connection._is_global = True
+                connection._shield_statements |= (
+                    getattr(connection._connection, "_statement_cancellation", None) != "harmless"
+                )
                 state.global_connection = connection
             return connection
         task = asyncio.current_task()
@@ -375,10 +371,10 @@ class Connection:
         self._database = database
         self._backend = backend
         self._connection = backend.connection()
-        self._accepts_raw_sql = bool(getattr(self._connection, "_accepts_raw_sql", False))
-        self._cancel_breaks_connection = bool(
-            getattr(self._connection, "_cancel_breaks_connection", False)
-        )
+        self._accepts_values = bool(getattr(self._connection, "_accepts_values", False))
+        cancellation = getattr(self._connection, "_statement_cancellation", "aborts_transaction")
+        # Whether statements run to their end when their task is cancelled (see _finish).
+        self._shield_statements = cancellation == "breaks_connection"
         self._connection_lock = asyncio.Lock()
         self._connection_counter = 0
         self._transaction_stack: list[Transaction] = []
@@ -473,7 +469,7 @@ class Connection:
                 await self._connection.release()
 
     async def _finish(self, step: typing.Awaitable[_T]) -> _T:
-        """Run one driver step; on a shared connection, always to its end.
+        """Run one driver step; where abandoning it would hurt, always to its end.
 
         Tasks that share the force-rollback connection share its transaction. If a
         cancelled task abandoned a statement half-way, the driver would cancel it on the
@@ -482,7 +478,7 @@ class Connection:
         loses the connection when a statement is abandoned (MySQL). Otherwise a task's own
         connection is cancelled the driver's way, promptly.
         """
-        if not (self._is_global or self._cancel_breaks_connection):
+        if not self._shield_statements:
             return await step
         work = asyncio.ensure_future(step)
         try:
@@ -572,9 +568,9 @@ class Connection:
     def _prepare(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None
     ) -> ClauseElement:
-        """The query as the backend takes it: bundled backends compile raw SQL themselves."""
-        if self._accepts_raw_sql and isinstance(query, str):
-            return RawSQL(query, values)  # type: ignore[return-value]
+        """The query as the backend takes it: bundled backends bind the values themselves."""
+        if self._accepts_values and (values or isinstance(query, str)):
+            return QueryValues(query, values or {})  # type: ignore[return-value]
         return build_query(query, values)
 
     # -- transactions -------------------------------------------------------------------

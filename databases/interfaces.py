@@ -48,9 +48,12 @@ class DatabaseBackend:
 class ConnectionBackend:
     """One driver connection, acquired from the backend's pool."""
 
-    # True when the driver cannot abandon a statement half-way and keep the connection
-    # (MySQL's protocol): the core then lets statements finish before a cancellation.
-    _cancel_breaks_connection = False
+    # What abandoning a running statement (its task cancelled) does to the connection:
+    # "harmless" (it finishes in the background and the next one waits),
+    # "aborts_transaction" (cancelled on the server: an open transaction fails) or
+    # "breaks_connection" (the driver loses the connection). The core lets statements
+    # finish before a cancellation where that would hurt tasks sharing the connection.
+    _statement_cancellation = "aborts_transaction"
 
     async def acquire(self) -> None:
         raise NotImplementedError()  # pragma: no cover

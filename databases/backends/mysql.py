@@ -342,7 +342,7 @@ class MySQLTransaction(SQLTransaction):
 class MySQLConnection(SQLConnection):
     _backend: MySQLBackend
     # aiomysql closes a connection whose statement was cancelled mid-way.
-    _cancel_breaks_connection = True
+    _statement_cancellation = "breaks_connection"
 
     def __init__(self, backend: MySQLBackend) -> None:
         super().__init__(backend)

@@ -241,6 +241,8 @@ class SQLiteTransaction(SQLTransaction):
 
 class SQLiteConnection(SQLConnection):
     _backend: SQLiteBackend
+    # The worker thread finishes an abandoned statement; the next call queues behind it.
+    _statement_cancellation = "harmless"
 
     def __init__(self, backend: SQLiteBackend) -> None:
         super().__init__(backend)

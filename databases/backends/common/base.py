@@ -43,8 +43,8 @@ class SQLBackend(DatabaseBackend):
 class SQLConnection(ConnectionBackend):
     """A driver connection running statements compiled by the backend's shared compiler."""
 
-    # The core may pass raw SQL as `RawSQL(sql, values)` instead of a text() clause.
-    _accepts_raw_sql = True
+    # The core may pass `QueryValues(query, values)` instead of a clause built from them.
+    _accepts_values = True
 
     def __init__(self, backend: SQLBackend) -> None:
         self._backend = backend

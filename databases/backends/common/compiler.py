@@ -24,15 +24,16 @@ Args = tuple[typing.Any, ...]
 Values = typing.Mapping[str, typing.Any]
 
 
-class RawSQL(typing.NamedTuple):
-    """A raw SQL string with `:name` parameters and their values.
+class QueryValues(typing.NamedTuple):
+    """A query (raw SQL with `:name` parameters, or a clause) and the values to run it with.
 
-    Bundled backends take it in place of `text(sql).bindparams(**values)`: the text is
-    compiled once per string, without building a clause on every call.
+    Bundled backends take it in place of `text(sql).bindparams(**values)` or
+    `clause.values(**values)`: the statement is compiled once per query and set of
+    value names, and no new clause (with its cache key) is built on every call.
     """
 
-    sql: str
-    values: Values | None
+    query: ClauseElement | str
+    values: Values
 
 
 def _starts_insert(sql: str) -> bool:
@@ -236,11 +237,10 @@ class QueryCompiler:
         )
         return statement, cache_key.bindparams
 
-    def prepare(self, query: ClauseElement | RawSQL) -> tuple[CompiledStatement, str, Args]:
+    def prepare(self, query: ClauseElement | QueryValues) -> tuple[CompiledStatement, str, Args]:
         """Compile (or reuse) and bind: what a driver needs to run `query`."""
-        if type(query) is RawSQL:
-            statement = self._compile_text(query.sql)
-            sql, args = statement.sql, self._raw_args(statement, query.values)
+        if type(query) is QueryValues:
+            statement, sql, args = self._prepare_values(query.query, query.values)
         else:
             statement, extracted = self.compile(query)  # type: ignore[arg-type]
             sql, args = statement.bind(extracted)
@@ -262,6 +262,17 @@ class QueryCompiler:
                 groups.append((statement, sql, [args]))
         _log_groups(groups)
         return groups
+
+    def _prepare_values(
+        self, query: ClauseElement | str, values: Values
+    ) -> tuple[CompiledStatement, str, Args]:
+        if isinstance(query, str):
+            statement = self._compile_text(query)
+            return statement, statement.sql, self._raw_args(statement, values)
+        cache_key = query._generate_cache_key()
+        statement = self._compile_with_keys(query, cache_key, tuple(values), many=False)
+        sql, args = statement.bind(cache_key.bindparams if cache_key is not None else None, values)
+        return statement, sql, args
 
     def prepare_values(
         self, query: ClauseElement | str, rows: typing.Sequence[Values]
@@ -285,7 +296,7 @@ class QueryCompiler:
                 keys = tuple(row)
                 if keys != current:
                     current = keys
-                    statement = self._compile_many(query, cache_key, keys)
+                    statement = self._compile_with_keys(query, cache_key, keys, many=True)
                 sql, args = statement.bind(extracted, row)
                 if groups and groups[-1][0] is statement and groups[-1][1] == sql:
                     groups[-1][2].append(args)
@@ -294,18 +305,21 @@ class QueryCompiler:
         _log_groups(groups)
         return groups
 
-    def _compile_many(
-        self, query: ClauseElement, cache_key: typing.Any, keys: tuple[str, ...]
+    def _compile_with_keys(
+        self, query: ClauseElement, cache_key: typing.Any, keys: tuple[str, ...], many: bool
     ) -> CompiledStatement:
+        """`query` compiled to take `keys` as parameters, as SQLAlchemy's engine compiles
+        a statement executed with parameters (`for_executemany` drops implicit RETURNING)."""
+
         def make() -> CompiledStatement:
             compiled = query.compile(
                 dialect=self.dialect,
                 cache_key=cache_key,
                 column_keys=sorted(keys),
-                for_executemany=True,
+                for_executemany=many,
             )
             return CompiledStatement(compiled, self.dialect)
 
         if cache_key is None:
             return make()
-        return self._cached(("many", cache_key.key, frozenset(keys)), make)
+        return self._cached(("keys", many, cache_key.key, frozenset(keys)), make)

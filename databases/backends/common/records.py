@@ -21,7 +21,7 @@ Converter = typing.Callable[[typing.Any], typing.Any]
 class RecordShape:
     """Column names, lookup tables and value converters shared by all rows of a statement."""
 
-    __slots__ = ("_by_name", "_by_object", "converters", "keys")
+    __slots__ = ("_by_name", "_by_object", "_index", "converters", "keys")
 
     def __init__(
         self,
@@ -34,6 +34,13 @@ class RecordShape:
         # A later duplicate name wins, as it did in the original; duplicates stay
         # reachable by position.
         self._by_name: dict[str, int] = {name: index for index, name in enumerate(keys)}
+        # Names and positions (also negative ones) in one table: one lookup per access.
+        count = len(keys)
+        self._index: dict[typing.Any, int] = {
+            **{position: position for position in range(count)},
+            **{position - count: position for position in range(count)},
+            **self._by_name,
+        }
         self._by_object: dict[typing.Any, int] = {}
         for index, column_objects in enumerate(objects):
             for obj in column_objects:
@@ -129,9 +136,12 @@ class Record(RecordInterface):
             return default
 
     def __getitem__(self, key: typing.Any) -> typing.Any:
-        if isinstance(key, (int, slice)):
-            return self._values[key]
-        return self._values[self._shape.index_of(key)]
+        try:
+            return self._values[self._shape._index[key]]
+        except (KeyError, TypeError):
+            if isinstance(key, (int, slice)):
+                return self._values[key]
+            return self._values[self._shape.index_of(key)]
 
     def __getattr__(self, name: str) -> typing.Any:
         if name.startswith("__") or name in Record.__slots__:
