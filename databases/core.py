@@ -55,8 +55,24 @@ _ACTIVE_TRANSACTIONS: ContextVar[
     weakref.WeakKeyDictionary[Transaction, TransactionBackend] | None
 ] = ContextVar("databases:active_transactions", default=None)
 
+# Spare `Connection` objects kept per loop for one-statement calls.
+MAX_SPARE = 16
+
 # How long `disconnect()` waits for another thread's loop to close its own state.
 FOREIGN_CLOSE_TIMEOUT = 10.0
+
+
+class _NoLock:
+    """Stands in for the query lock where the driver already runs statements in order."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
 
 
 class Database:
@@ -251,15 +267,38 @@ class Database:
             raise DatabaseNotConnectedError(self.url.obscure_password)
         return self.connection()
 
+    def _connection_for_statement(self) -> Connection:
+        """The connection for one statement run by a `Database` method.
+
+        A task that holds no connection gets one of the loop's spare `Connection`
+        objects: it is only ever used inside this call, so it can be reused without
+        building a new one (and its locks) for every query.
+        """
+        if not self.is_connected:
+            raise DatabaseNotConnectedError(self.url.obscure_password)
+        if self._force_rollback:
+            return self.connection()
+        state = self._state()
+        task = asyncio.current_task()
+        connection = state.connections.get(task) if task is not None else None
+        if connection is not None:
+            return connection
+        if state.spare_connections:
+            return state.spare_connections.pop()
+        connection = Connection(self, state.backend)
+        connection._state = state
+        connection._spare = True
+        return connection
+
     async def fetch_all(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> list[Record]:
-        return await self._connection_for_query().fetch_all(query, values)
+        return await self._connection_for_statement().fetch_all(query, values)
 
     async def fetch_one(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> Record | None:
-        return await self._connection_for_query().fetch_one(query, values)
+        return await self._connection_for_statement().fetch_one(query, values)
 
     async def fetch_val(
         self,
@@ -267,17 +306,17 @@ class Database:
         values: dict[str, typing.Any] | None = None,
         column: typing.Any = 0,
     ) -> typing.Any:
-        return await self._connection_for_query().fetch_val(query, values, column=column)
+        return await self._connection_for_statement().fetch_val(query, values, column=column)
 
     async def execute(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> typing.Any:
-        return await self._connection_for_query().execute(query, values)
+        return await self._connection_for_statement().execute(query, values)
 
     async def execute_many(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> None:
-        return await self._connection_for_query().execute_many(query, values)
+        return await self._connection_for_statement().execute_many(query, values)
 
     def iterate(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
@@ -378,11 +417,16 @@ class Connection:
         self._connection_lock = asyncio.Lock()
         self._connection_counter = 0
         self._transaction_stack: list[Transaction] = []
-        self._query_lock = asyncio.Lock()
+        # Queries on one connection never overlap; a driver that queues them needs no lock.
+        self._query_lock: typing.AsyncContextManager[typing.Any] = (
+            _NO_LOCK if getattr(self._connection, "_queues_statements", False) else asyncio.Lock()
+        )
         self._transaction_waiters: list[asyncio.Future[None]] = []
         self._state: LoopState | None = None
         self._task: weakref.ref[asyncio.Task[typing.Any]] | None = None
         self._is_global = False
+        # Owned by no task: lent to one `Database` call at a time, then kept for reuse.
+        self._spare = False
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -493,6 +537,10 @@ class Connection:
 
     def _forget(self) -> None:
         """Drop this connection from its task's slot once it is released."""
+        if self._spare:
+            if self._state is not None and len(self._state.spare_connections) < MAX_SPARE:
+                self._state.spare_connections.append(self)
+            return
         if self._state is None or self._task is None:
             return
         task = self._task()

@@ -54,6 +54,9 @@ class ConnectionBackend:
     # "breaks_connection" (the driver loses the connection). The core lets statements
     # finish before a cancellation where that would hurt tasks sharing the connection.
     _statement_cancellation = "aborts_transaction"
+    # True when the driver itself runs one statement at a time in the order they were
+    # submitted (SQLite's worker thread): the core then needs no lock of its own.
+    _queues_statements = False
 
     async def acquire(self) -> None:
         raise NotImplementedError()  # pragma: no cover

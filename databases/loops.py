@@ -53,6 +53,8 @@ class LoopState:
         self.connections = weakref.WeakKeyDictionary()
         self.global_connection: Connection | None = None
         self.global_transaction: Transaction | None = None
+        # Released `Connection`s that no task owns, reused by one-statement calls.
+        self.spare_connections: list[Connection] = []
         # `connect()` was called in this loop (and not yet `disconnect()`).
         self.connected_explicitly = False
         # The backend's `connect()` has run (explicitly or on first use).

@@ -243,6 +243,7 @@ class SQLiteConnection(SQLConnection):
     _backend: SQLiteBackend
     # The worker thread finishes an abandoned statement; the next call queues behind it.
     _statement_cancellation = "harmless"
+    _queues_statements = True
 
     def __init__(self, backend: SQLiteBackend) -> None:
         super().__init__(backend)
