@@ -97,9 +97,15 @@ class RecordShape:
             converted[index] = convert(converted[index])
         return Record(self, tuple(converted))
 
-    def make_all(self, rows: typing.Iterable[Sequence[typing.Any]]) -> list[RecordInterface]:
-        make = self.make
-        return [make(raw) for raw in rows]
+    def make_all(self, rows: Sequence[Sequence[typing.Any]]) -> list[RecordInterface]:
+        """Build many rows, converting column by column (C-level loops do most work)."""
+        if not self.converters or len(rows) < 8:
+            make = self.make
+            return [make(raw) for raw in rows]
+        columns = list(zip(*rows))
+        for index, convert in self.converters:
+            columns[index] = tuple(map(convert, columns[index]))
+        return [Record(self, values) for values in zip(*columns)]
 
 
 class Record(RecordInterface):
