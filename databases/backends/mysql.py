@@ -24,6 +24,7 @@ from sqlalchemy.sql import ClauseElement
 
 from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
 from databases.backends.common.compiler import Args, CompiledStatement
+from databases.backends.common.transports import close_now
 from databases.interfaces import Record
 from databases.url import DatabaseURL
 
@@ -112,14 +113,14 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 def _drop_connection(connection: typing.Any) -> None:
     """Close a driver connection's socket without awaiting anything; never raises.
 
-    On a live loop this is the driver's own synchronous `close()`. On a closed loop the
-    transport cannot schedule its teardown ("Event loop is closed"), so the socket is
-    closed directly and the driver is told it has no transport any more (which also
-    keeps its `__del__` from trying again).
+    On the running loop this is the driver's own synchronous `close()`. On a closed or
+    idle loop the transport could not finish its teardown, so the socket is closed at
+    once and the driver is told it has no transport any more (which also keeps its
+    `__del__` from trying again).
     """
     try:
         loop = getattr(connection, "_loop", None)
-        if loop is None or not loop.is_closed():
+        if loop is not None and loop.is_running() and _running_loop() is loop:
             connection.close()
             return
         transport = None
@@ -132,18 +133,7 @@ def _drop_connection(connection: typing.Any) -> None:
             transport = connection._transport
             connection._transport = None
             connection._connected = False
-        if transport is None:
-            return
-        with contextlib.suppress(RuntimeError):
-            # Marks the transport closing; only scheduling its teardown fails.
-            transport.close()
-        wrapped = transport.get_extra_info("socket")
-        sock = getattr(wrapped, "_sock", wrapped)
-        if sock is not None:
-            sock.close()
-        if getattr(transport, "_sock", None) is not None:
-            # The socket is closed: nothing is left for the transport's __del__ to do.
-            transport._sock = None
+        close_now(transport, loop)
     except Exception:  # pragma: no cover - best effort by design
         logger.debug("Could not close a MySQL connection of a closed loop", exc_info=True)
 

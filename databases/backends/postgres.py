@@ -8,7 +8,6 @@ not report column type codes with rows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import decimal
 import hashlib
 import typing
@@ -23,6 +22,7 @@ from sqlalchemy.sql import ClauseElement, sqltypes
 from databases._logging import logger
 from databases.backends.common.base import SQLBackend, SQLConnection
 from databases.backends.common.compiler import Args, CompiledStatement
+from databases.backends.common.transports import close_now
 from databases.interfaces import Record, TransactionBackend
 from databases.url import DatabaseURL
 
@@ -162,22 +162,11 @@ class PostgresBackend(SQLBackend):
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        loop = getattr(pool, "_loop", None)
         for holder in getattr(pool, "_holders", ()):
             connection = getattr(holder, "_con", None)
             if connection is not None:
-                _close_socket(connection)
-
-
-def _close_socket(connection: typing.Any) -> None:
-    """Close a connection's socket directly: its loop is closed and cannot do it."""
-    transport = getattr(getattr(connection, "_protocol", None), "transport", None)
-    if transport is None:
-        return
-    sock = getattr(transport, "_sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.close()
-        transport._sock = None
+                close_now(getattr(connection, "_transport", None), loop)
 
 
 class PostgresTransaction(TransactionBackend):
