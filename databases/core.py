@@ -58,9 +58,6 @@ _ACTIVE_TRANSACTIONS: ContextVar[
 # Spare `Connection` objects kept per loop for one-statement calls.
 MAX_SPARE = 16
 
-# How long `disconnect()` waits for another thread's loop to close its own state.
-FOREIGN_CLOSE_TIMEOUT = 10.0
-
 
 class _NoLock:
     """Stands in for the query lock where the driver already runs statements in order."""
@@ -104,6 +101,8 @@ class Database:
         # per-loop instances.
         self._template_backend: DatabaseBackend = self._backend_class(self.url, **self.options)
         self._states = LoopRegistry()
+        # Closes handed to other loops by disconnect(), kept alive until they finish.
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _find_backend_class(self, url: DatabaseURL) -> typing.Callable[..., DatabaseBackend]:
         if not url.scheme:
@@ -172,8 +171,13 @@ class Database:
                 state.is_open = False
                 await state.backend.disconnect()
 
-    async def _close_foreign_state(self, state: LoopState) -> None:
-        """Close another loop's state: on that loop if it runs in another thread, else at once."""
+    def _close_foreign_state(self, state: LoopState) -> None:
+        """Close another loop's state: on that loop if it runs in another thread, else at once.
+
+        The close is handed to the other loop, not waited for: that loop may be blocked
+        waiting for this one (a test inside `with TestClient(app):` waits for the app's
+        shutdown, which is where this runs).
+        """
         loop = state.loop
         runs_elsewhere = (
             loop is not None
@@ -182,18 +186,29 @@ class Database:
             and state.thread_id != threading.get_ident()
         )
         if loop is not None and runs_elsewhere:
-            future = asyncio.run_coroutine_threadsafe(self._close_state(state), loop)
             try:
-                await asyncio.wait_for(asyncio.wrap_future(future), FOREIGN_CLOSE_TIMEOUT)
+                loop.call_soon_threadsafe(self._close_on_own_loop, state)
                 return
-            except Exception:
-                logger.warning(
-                    "Could not close the connections of event loop %#x on that loop; "
-                    "terminating them",
-                    state.loop_id,
-                    exc_info=True,
-                )
+            except RuntimeError:  # the loop closed meanwhile
+                pass
         state.terminate()
+
+    def _close_on_own_loop(self, state: LoopState) -> None:
+        """Runs on the state's own loop: close it there, terminating it if that fails."""
+        task = asyncio.get_running_loop().create_task(self._close_state(state))
+        self._closing.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._closing.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                logger.warning(
+                    "Could not close the connections of event loop %#x; terminating them",
+                    state.loop_id,
+                    exc_info=task.exception(),
+                )
+                state.terminate()
+
+        task.add_done_callback(done)
 
     # -- connecting ---------------------------------------------------------------------
 
@@ -227,7 +242,7 @@ class Database:
         self.is_connected = False
         try:
             for other in self._states.pop_all():
-                await self._close_foreign_state(other)
+                self._close_foreign_state(other)
         finally:
             release_shared = getattr(self._template_backend, "_release_shared", None)
             if release_shared is not None:
@@ -773,6 +788,7 @@ class Transaction:
                 "(`async with database.transaction():` or `await transaction.start()`)."
             )
         connection = self._open[backend]
+        connection._check_loop()
         stack = connection._transaction_stack
         if not stack or stack[-1] is not self:
             raise RuntimeError(

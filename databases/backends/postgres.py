@@ -167,6 +167,8 @@ class PostgresBackend(SQLBackend):
             connection = getattr(holder, "_con", None)
             if connection is not None:
                 close_now(getattr(connection, "_transport", None), loop)
+                # Tell asyncpg it is gone, or collecting it warns "unclosed connection".
+                connection._aborted = True
 
 
 class PostgresTransaction(TransactionBackend):

@@ -1,0 +1,119 @@
+"""Connect, use the database from several loops, disconnect, and report what is left.
+
+    python disconnect_and_exit.py URL FORCE_ROLLBACK(0|1) BARE_LOOP(0|1) APPLICATION_NAME TABLE
+
+Uses the database from asyncio.run() loops, from loops in threads and, with BARE_LOOP,
+from a loop closed by a bare `loop.close()`. Talks to the test line by line: prints
+`live <SQLite worker threads>` while connected and waits for a line; then disconnects,
+prints a JSON report (threads other than the main one still alive, states still held)
+and waits for another line before returning from `main()`, without any cleanup of its
+own. The test measures how long the process then takes to exit.
+
+The garbage collector is off: releasing connections must not depend on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import sys
+import threading
+import time
+
+import sqlalchemy
+
+from databases import Database, DatabaseURL
+
+POOL = 2
+
+
+def table_named(name: str) -> sqlalchemy.Table:
+    return sqlalchemy.Table(
+        name,
+        sqlalchemy.MetaData(),
+        sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True, autoincrement=True),
+        sqlalchemy.Column("tag", sqlalchemy.String(length=64), nullable=False),
+        sqlalchemy.Column("value", sqlalchemy.Integer, nullable=False),
+    )
+
+
+def main() -> None:
+    url, force_rollback, bare_loop, app, table_name = sys.argv[1:6]
+    rollback = force_rollback == "1"
+    gc.disable()
+    table = table_named(table_name)
+    dialect = DatabaseURL(url).dialect
+    options: dict[str, object] = {"max_size": POOL}
+    if dialect != "sqlite":
+        options["min_size"] = 1
+    if dialect == "postgresql":
+        options["server_settings"] = {"application_name": app}
+    database = Database(url, force_rollback=rollback, **options)
+    # SQLite has one writer: loops that live at the same time each hold a rollback
+    # transaction with force_rollback, so only one of them may write.
+    concurrent_writes = not (rollback and dialect == "sqlite")
+
+    async def job(tag: str, write: bool = True) -> None:
+        count = sqlalchemy.select(sqlalchemy.func.count()).select_from(table)
+        if write:
+            await asyncio.gather(
+                database.execute(table.insert(), {"tag": tag, "value": 1}),
+                database.fetch_val(count),
+            )
+            async with database.transaction():
+                await database.execute(table.insert(), {"tag": tag, "value": 2})
+        else:
+            await asyncio.gather(database.fetch_val(count), database.fetch_val(count))
+        rows = [row async for row in database.iterate(sqlalchemy.select(table.c.tag))]
+        assert rows is not None
+
+    asyncio.run(database.connect())
+    for _ in range(3):
+        asyncio.run(job("run"))
+
+    errors: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            asyncio.run(job("thread", write=concurrent_writes))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=in_thread) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+    if bare_loop == "1":
+        # Closed without shutdown_asyncgens(): the library cannot close its state on it.
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(job("bare"))
+        finally:
+            loop.close()
+
+    async def final() -> None:
+        await job("final")
+        workers = [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+        print(f"live {len(workers)}", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        await database.disconnect()
+
+    asyncio.run(final())
+
+    # Worker threads end a moment after their connection closed; give them that moment.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and threading.active_count() > 1:
+        time.sleep(0.02)
+    others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    report = {"threads": others, "loop_states": len(database.loop_states())}
+    print(json.dumps(report), flush=True)
+    sys.stdin.readline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,549 @@
+"""What a `Database` leaves behind: connections of dead loops are let go, and after
+`disconnect()` nothing is left, neither on the server nor in the process.
+
+Connections are counted from outside, never through the `Database` under test: PostgreSQL's
+`pg_stat_activity` (our pools set an `application_name` of their own), MariaDB/MySQL's
+`information_schema.processlist` (by database, against a baseline taken when the test
+starts) and, for SQLite, the aiosqlite worker threads of the process (one per connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+
+from databases import Database
+from tests import admin
+from tests.loops import (
+    clear_table,
+    committed_rows,
+    count_all,
+    count_tag,
+    create_table,
+    drop_table,
+    is_sqlite,
+    make_table,
+    url_id,
+    write_probe,
+)
+from tests.settings import DATABASE_URLS
+
+items = make_table("loops_life_items")
+
+# Connections per loop: every loop's pool may grow to this many.
+POOL = 2
+# How long the server (or a worker thread) may take to notice a closed connection.
+SETTLE_TIMEOUT = 1.5
+TIMEOUT = 60
+
+SQLITE_WORKER = "_connection_worker_thread"
+SCRIPTS = Path(__file__).parent / "scripts"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- counting our connections from outside -------------------------------------------------
+
+
+def new_app_name() -> str:
+    """A PostgreSQL `application_name` that only the database under test uses."""
+    return f"dbl_life_{uuid.uuid4().hex[:12]}"
+
+
+def pool_options(url: str, app: str) -> dict[str, Any]:
+    """Small pools; on PostgreSQL every connection carries `app` as its application name."""
+    if is_sqlite(url):
+        return {"max_size": POOL}
+    options: dict[str, Any] = {"min_size": 1, "max_size": POOL}
+    if admin.dialect_name(url) == "postgresql":
+        options["server_settings"] = {"application_name": app}
+    return options
+
+
+def sqlite_workers() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if SQLITE_WORKER in thread.name]
+
+
+def mysql_connections(url: str) -> int:
+    rows = admin.raw_fetch_all(
+        url,
+        "SELECT COUNT(*) FROM information_schema.processlist "
+        "WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+    )
+    return int(rows[0][0])
+
+
+def postgres_connections(url: str, app: str) -> int:
+    rows = admin.raw_fetch_all(
+        url,
+        "SELECT count(*) FROM pg_stat_activity "
+        f"WHERE datname = current_database() AND application_name = '{app}'",
+    )
+    return int(rows[0][0])
+
+
+class Census:
+    """Counts the connections a database under test holds, seen from outside.
+
+    PostgreSQL: connections with the test's own application name. MySQL: connections to
+    the test database beyond those there were when the census started (nothing else uses
+    a test database while a test runs). SQLite: aiosqlite worker threads that did not exist
+    when the census started.
+    """
+
+    def __init__(self, url: str, app: str = "") -> None:
+        self.url = url
+        self.app = app
+        self.dialect = admin.dialect_name(url)
+        self._threads_before = set(sqlite_workers())
+        self._mysql_before = self._mysql_baseline() if self.dialect == "mysql" else 0
+
+    def _mysql_baseline(self) -> int:
+        """The connections there are before the test, once those that were just closed
+        (by the fixtures, say) have left the list."""
+        count = mysql_connections(self.url)
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            again = mysql_connections(self.url)
+            if again >= count:
+                break
+            count = again
+        return count
+
+    def count(self) -> int:
+        if self.dialect == "sqlite":
+            return len([t for t in sqlite_workers() if t not in self._threads_before])
+        if self.dialect == "mysql":
+            return max(0, mysql_connections(self.url) - self._mysql_before)
+        return postgres_connections(self.url, self.app)
+
+    def settle(self, at_most: int, timeout: float = SETTLE_TIMEOUT) -> int:
+        """The count once it is `at_most` or less, or the last count after `timeout`.
+
+        A closed connection leaves the server's list (or its worker thread ends) a moment
+        after the client let go of it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            count = self.count()
+            if count <= at_most or time.monotonic() > deadline:
+                return count
+            time.sleep(0.02)
+
+
+# -- loops ---------------------------------------------------------------------------------
+
+
+def run_without_shutdown(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run `coro` in a new loop closed with a bare `loop.close()`: no `shutdown_asyncgens()`,
+    so the library gets no chance to close its state on that loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+class LoopThread:
+    """An event loop running in a thread of its own until `close()`."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(TIMEOUT)
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(TIMEOUT)
+        assert not self.thread.is_alive()
+
+
+async def use(database: Database, tag: str, write: bool = True) -> None:
+    """Two tasks at once (two connections of the loop's pool, unless force_rollback), then
+    a transaction. With `write`, two rows of `tag` are inserted."""
+    if write:
+        await asyncio.gather(
+            database.execute(items.insert(), {"tag": tag, "value": 1}),
+            database.fetch_val(count_all(items)),
+        )
+        async with database.transaction():
+            await database.execute(items.insert(), {"tag": tag, "value": 2})
+        assert await database.fetch_val(count_tag(items, tag)) == 2
+    else:
+        await asyncio.gather(
+            database.fetch_val(count_all(items)), database.fetch_val(count_tag(items, tag))
+        )
+        async with database.transaction():
+            assert await database.fetch_val(count_tag(items, tag)) == 0
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
+def url(request: pytest.FixtureRequest):
+    url = request.param
+    create_table(url, items)
+    yield url
+    drop_table(url, items)
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "force_rollback"])
+def force_rollback(request: pytest.FixtureRequest) -> bool:
+    return request.param
+
+
+@pytest.fixture
+def fresh(url: str):
+    """An empty table, and no garbage collection during the test.
+
+    Releasing connections must not depend on the garbage collector (a driver object that is
+    collected may close its socket by itself). Whatever a failing test leaked is collected,
+    and so closed, afterwards: it must not hold locks or connections for the tests after it.
+    """
+    clear_table(url, items)
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
+    clear_table(url, items)
+
+
+# -- 200 short-lived loops ------------------------------------------------------------------
+
+LOOPS = 200
+CHECK_EVERY = 20
+
+
+def test_asyncio_run_loops_let_go_of_their_connections(
+    url: str, force_rollback: bool, fresh: None
+) -> None:
+    app = new_app_name()
+    database = Database(url, force_rollback=force_rollback, **pool_options(url, app))
+    census = Census(url, app)
+    asyncio.run(database.connect())
+    # The connecting loop closed its own state when asyncio.run() ended it.
+    assert census.settle(0) == 0
+
+    async def job(n: int) -> None:
+        await use(database, f"run-{n}")
+        if n % CHECK_EVERY == 0 or n == LOOPS - 1:
+            # This loop's pool is all there is.
+            live = census.settle(POOL)
+            assert 1 <= live <= POOL, f"loop {n}: {live} connections, one pool has {POOL}"
+
+    for n in range(LOOPS):
+        asyncio.run(job(n))
+        if n % CHECK_EVERY == 0 or n == LOOPS - 1:
+            # Checked often, so that a leak fails before it exhausts the server.
+            left = census.settle(0)
+            assert left == 0, f"{left} connections left after asyncio.run() loop {n} ended"
+            assert database.loop_states() == []
+    assert database.is_connected
+
+    asyncio.run(database.disconnect())
+    assert not database.is_connected
+    assert census.settle(0) == 0
+    rows = committed_rows(url, items)
+    assert len(rows) == (0 if force_rollback else 2 * LOOPS)
+    write_probe(url, items)
+
+
+def test_loops_closed_without_shutdown_are_released(
+    url: str, force_rollback: bool, fresh: None
+) -> None:
+    """A loop closed with a bare `loop.close()` keeps its connections until the next loop
+    appears (or `disconnect()`); their transactions are rolled back by the server."""
+    app = new_app_name()
+    database = Database(url, force_rollback=force_rollback, **pool_options(url, app))
+    census = Census(url, app)
+    asyncio.run(database.connect())
+
+    async def abandoning_job(n: int) -> None:
+        await use(database, f"bare-{n}")
+        # Left open when the loop dies: only the server can roll it back.
+        await database.transaction()
+        await database.execute(items.insert(), {"tag": "abandoned", "value": n})
+        # The states of the loops closed before this one were released when it appeared.
+        live = census.settle(POOL)
+        assert 1 <= live <= POOL, f"loop {n}: {live} connections, one pool has {POOL}"
+
+    for n in range(10):
+        run_without_shutdown(abandoning_job(n))
+        assert census.settle(POOL) <= POOL
+        assert len(database.loop_states()) == 1
+        assert database.loop_states()[0]["alive"] is False
+
+    # An asyncio.run() loop releases the dead state on its way in and closes its own at
+    # the end.
+    asyncio.run(use(database, "run"))
+    assert census.settle(0) == 0
+    assert database.loop_states() == []
+
+    for n in range(10, 13):
+        run_without_shutdown(abandoning_job(n))
+    asyncio.run(database.disconnect())
+    assert not database.is_connected
+    assert census.settle(0) == 0
+    assert database.loop_states() == []
+
+    rows = committed_rows(url, items)
+    assert ("abandoned", 0) not in rows
+    assert all(tag != "abandoned" for tag, _ in rows), rows
+    assert len(rows) == (0 if force_rollback else 2 * 14)
+    write_probe(url, items)
+
+
+# -- disconnect() ---------------------------------------------------------------------------
+
+OTHER_LOOPS = ["thread_loop", "idle_loop", "bare_closed"]
+
+
+@pytest.mark.parametrize("other", OTHER_LOOPS)
+def test_disconnect_releases_every_other_loop(
+    url: str, force_rollback: bool, fresh: None, other: str
+) -> None:
+    """Connected in a loop that is closed by now, used in one other loop, disconnected in
+    a third: whatever the other loop is, nothing is left afterwards.
+
+    thread_loop: alive and running in another thread. idle_loop: alive in this thread but
+    not running (between two `asyncio.Runner.run()` calls). bare_closed: closed by a bare
+    `loop.close()`. (A loop that asyncio.run() closed has closed its state itself: see
+    the test with 200 of them.)
+    """
+    app = new_app_name()
+    database = Database(url, force_rollback=force_rollback, **pool_options(url, app))
+    census = Census(url, app)
+
+    runner = asyncio.Runner()
+    loop_thread = LoopThread()
+    try:
+        asyncio.run(database.connect())
+        if other == "thread_loop":
+            loop_thread.run(use(database, other))
+        elif other == "idle_loop":
+            runner.run(use(database, other))
+        else:
+            run_without_shutdown(use(database, other))
+        assert census.count() >= 1
+        assert len(database.loop_states()) == 1
+        assert database.loop_states()[0]["alive"] is (other != "bare_closed")
+
+        asyncio.run(database.disconnect())
+        assert not database.is_connected
+        assert database.loop_states() == []
+        left = census.settle(0)
+        assert left == 0, f"{left} connections (SQLite: worker threads) left after disconnect()"
+    finally:
+        loop_thread.close()
+        runner.close()
+
+    assert census.settle(0) == 0
+    assert len(committed_rows(url, items)) == (0 if force_rollback else 2)
+    write_probe(url, items)
+
+
+def test_disconnect_in_connecting_loop_releases_every_loop(
+    url: str, force_rollback: bool, fresh: None
+) -> None:
+    """The connecting loop lives on (an `asyncio.Runner`) and disconnects after the database
+    was used in asyncio.run() loops, in a loop running in a thread and in a loop closed by a
+    bare `loop.close()`."""
+    app = new_app_name()
+    database = Database(url, force_rollback=force_rollback, **pool_options(url, app))
+    census = Census(url, app)
+    # With force_rollback, SQLite's one writer is a loop's rollback transaction: only the
+    # connecting loop writes then.
+    others_write = not (force_rollback and is_sqlite(url))
+
+    runner = asyncio.Runner()
+    loop_thread = LoopThread()
+    try:
+        runner.run(database.connect())
+        runner.run(use(database, "connecting"))
+        for n in range(3):
+            asyncio.run(use(database, f"run-{n}", write=others_write))
+        loop_thread.run(use(database, "thread", write=others_write))
+        # Dead, and its state not released: no loop has appeared since.
+        run_without_shutdown(use(database, "bare", write=others_write))
+        assert sorted(state["alive"] for state in database.loop_states()) == [False, True, True]
+        held = census.count()
+        assert held >= 3, f"expected the connections of three loops, counted {held}"
+
+        runner.run(database.disconnect())
+        assert not database.is_connected
+        assert database.loop_states() == []
+        left = census.settle(0)
+        assert left == 0, f"{left} connections (SQLite: worker threads) left after disconnect()"
+        # The thread's loop still runs, and holds nothing either.
+        assert loop_thread.thread.is_alive()
+    finally:
+        loop_thread.close()
+        runner.close()
+
+    assert census.settle(0) == 0
+    assert len(committed_rows(url, items)) == (0 if force_rollback else 2 * 6)
+    write_probe(url, items)
+
+
+# -- a process that disconnects exits promptly ----------------------------------------------
+
+EXIT_WITHIN = 5.0
+
+
+class Script:
+    """A script run with `sys.executable`, talking line by line over stdin and stdout."""
+
+    def __init__(self, *args: str) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=os.getcwd(),  # relative SQLite paths resolve as in the tests
+            env=env,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stderr: list[str] = []
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        self._stderr.extend(self.proc.stderr)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._stderr)
+
+    def read(self, timeout: float = TIMEOUT) -> str:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no output within {timeout} s; stderr:\n{self.stderr}") from None
+        assert line is not None, (
+            f"the script ended early (exit code {self.proc.wait()}); stderr:\n{self.stderr}"
+        )
+        return line
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.mark.parametrize("bare_loop", [False, True], ids=["", "bare_loop"])
+def test_script_that_disconnects_exits_promptly(
+    url: str, force_rollback: bool, fresh: None, bare_loop: bool
+) -> None:
+    app = new_app_name()
+    census = Census(url, app)
+    script = Script(
+        str(SCRIPTS / "disconnect_and_exit.py"),
+        url,
+        "1" if force_rollback else "0",
+        "1" if bare_loop else "0",
+        app,
+        items.name,
+    )
+    try:
+        live, workers = script.read().split()
+        assert live == "live"
+        # The script's connections are seen while it is connected...
+        if is_sqlite(url):
+            assert int(workers) >= 1
+        else:
+            assert census.count() >= 1
+        script.send("disconnect")
+        report = json.loads(script.read())
+        # ...and none once it has disconnected, while the process still runs.
+        assert report["threads"] == [], f"threads left after disconnect(): {report['threads']}"
+        assert report["loop_states"] == 0
+        left = census.settle(0)
+        assert left == 0, f"{left} connections left after the script's disconnect()"
+        assert script.proc.poll() is None
+
+        script.send("exit")
+        started = time.monotonic()
+        try:
+            script.proc.wait(timeout=EXIT_WITHIN)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the script did not exit within {EXIT_WITHIN} s of being told to; "
+                f"stderr:\n{script.stderr}"
+            ) from None
+        elapsed = time.monotonic() - started
+    finally:
+        script.kill()
+    assert script.proc.returncode == 0, script.stderr
+    assert elapsed < EXIT_WITHIN
+    assert census.settle(0) == 0
+    rows = committed_rows(url, items)
+    if force_rollback:
+        assert rows == []
+    else:
+        expected = ["final", "run", "thread", *(["bare"] if bare_loop else [])]
+        assert sorted({tag for tag, _ in rows}) == sorted(expected)
+
+
+def test_census_counts_connections(url: str, fresh: None) -> None:
+    """The census itself: it sees a connection the moment one is open, and the moment it
+    closes it is gone, so the tests above can fail."""
+    app = new_app_name()
+    census = Census(url, app)
+    database = Database(url, **pool_options(url, app))
+
+    async def check() -> None:
+        async with database:
+            await asyncio.gather(
+                *(database.fetch_val(sqlalchemy.text("SELECT 1")) for _ in range(POOL))
+            )
+            assert census.settle(POOL) == POOL
+        assert census.settle(0) == 0
+
+    asyncio.run(check())

@@ -1,0 +1,443 @@
+"""Misuse gets a clear error that names the fix, instead of a hang or a driver's error:
+
+- a `Connection` object made in one event loop and used in another: `ConnectionLoopError`,
+  "call `database.connection()` inside the loop that uses it";
+- a query before `connect()` (or after `disconnect()`): `DatabaseNotConnectedError`, "call
+  `await database.connect()` (or use `async with database:`)";
+- `disconnect()` while the calling task still has a transaction open:
+  `TransactionOpenError`, "commit or roll it back first".
+
+Each error leaves everything as it was: the misused connection still works in its own loop,
+nothing was connected by a refused query, and the transaction is still open afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Coroutine
+from typing import Any, Callable
+
+import pytest
+
+from databases import Database, DatabaseURL
+from databases.core import Connection, Transaction
+from databases.errors import ConnectionLoopError, DatabaseNotConnectedError, TransactionOpenError
+from tests import admin
+from tests.loops import (
+    clear_table,
+    committed_rows,
+    count_all,
+    count_tag,
+    create_table,
+    drop_table,
+    is_sqlite,
+    make_table,
+    url_id,
+    values_of,
+    write_probe,
+)
+from tests.settings import DATABASE_URLS
+
+items = make_table("loops_misuse_items")
+
+DATABASES = {
+    (url, force_rollback): Database(url, force_rollback=force_rollback)
+    for url in DATABASE_URLS
+    for force_rollback in (False, True)
+}
+
+TIMEOUT = 30
+
+
+class LoopThread:
+    """An event loop running in a thread of its own until `close()`."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(TIMEOUT)
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(TIMEOUT)
+
+
+@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
+def url(request: pytest.FixtureRequest):
+    url = request.param
+    create_table(url, items)
+    yield url
+    drop_table(url, items)
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "force_rollback"])
+def force_rollback(request: pytest.FixtureRequest) -> bool:
+    return request.param
+
+
+@pytest.fixture
+def loop_thread():
+    loop_thread = LoopThread()
+    yield loop_thread
+    loop_thread.close()
+
+
+@pytest.fixture
+def database(url: str, force_rollback: bool, loop_thread: LoopThread):
+    """A module-global database on an empty table; left disconnected however the test ends."""
+    clear_table(url, items)
+    database = DATABASES[(url, force_rollback)]
+    assert not database.is_connected
+    yield database
+    if database.is_connected and loop_thread.thread.is_alive():
+        with contextlib.suppress(Exception):
+            loop_thread.run(database.disconnect())
+    if database.is_connected:
+        asyncio.run(database.disconnect())
+    clear_table(url, items)
+
+
+async def consume(rows: AsyncIterator[Any]) -> list[Any]:
+    return [row async for row in rows]
+
+
+async def enter(context: Any) -> None:
+    async with context:
+        pass
+
+
+async def start_and_commit(transaction: Transaction) -> None:
+    await transaction.start()
+    await transaction.commit()
+
+
+async def error_of(name: str, call: Callable[[], Awaitable[Any]]) -> BaseException:
+    """The error `call()` raises; failing, with `name`, if it raises none."""
+    try:
+        await asyncio.wait_for(call(), TIMEOUT)
+    except Exception as error:
+        return error
+    raise AssertionError(f"{name}: no error raised")
+
+
+def uses(target: Database | Connection) -> dict[str, Callable[[], Awaitable[Any]]]:
+    """Every way to run a query (or hold a connection) through `target`."""
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        "fetch_all": lambda: target.fetch_all(values_of(items, "x")),
+        "fetch_one": lambda: target.fetch_one(values_of(items, "x")),
+        "fetch_val": lambda: target.fetch_val(count_all(items)),
+        "execute": lambda: target.execute(items.insert(), {"tag": "refused", "value": 1}),
+        "execute_many": lambda: target.execute_many(
+            items.insert(), [{"tag": "refused", "value": 2}, {"tag": "refused", "value": 3}]
+        ),
+        "raw_execute": lambda: target.execute(
+            f"INSERT INTO {items.name} (tag, value) VALUES (:tag, :value)",
+            {"tag": "refused", "value": 4},
+        ),
+        "iterate": lambda: consume(target.iterate(values_of(items, "x"))),
+        "transaction_context": lambda: enter(target.transaction()),
+        "transaction_await": lambda: start_and_commit(target.transaction()),
+    }
+    if isinstance(target, Connection):
+        calls["async_with_connection"] = lambda: enter(target)
+    else:
+        calls["async_with_connection"] = lambda: enter(target.connection())
+    return calls
+
+
+# -- a Connection used in another loop ------------------------------------------------------
+
+
+def assert_names_the_loop_fix(error: BaseException) -> None:
+    assert isinstance(error, ConnectionLoopError)
+    assert isinstance(error, RuntimeError)
+    message = str(error)
+    assert "another event loop" in message
+    assert "database.connection()" in message
+    assert "inside the loop that uses it" in message
+
+
+async def refused_everywhere(connection: Connection) -> None:
+    for name, call in uses(connection).items():
+        error = await error_of(name, call)
+        assert isinstance(error, ConnectionLoopError), f"{name}: {error!r}"
+        assert_names_the_loop_fix(error)
+
+
+def test_connection_of_a_closed_loop_is_refused(
+    url: str, database: Database, force_rollback: bool
+) -> None:
+    async def first() -> Connection:
+        await database.connect()
+        connection = database.connection()
+        async with connection:
+            assert await connection.fetch_val(count_all(items)) == 0
+        return connection
+
+    connection = asyncio.run(first())
+
+    async def second() -> None:
+        await refused_everywhere(connection)
+        # The fix the message names works.
+        own = database.connection()
+        assert own is not connection
+        await own.execute(items.insert(), {"tag": "fixed", "value": 1})
+        async with own:
+            assert await own.fetch_val(count_all(items)) == 1
+
+    asyncio.run(second())
+    asyncio.run(database.disconnect())
+    assert committed_rows(url, items) == ([] if force_rollback else [("fixed", 1)])
+
+
+def test_connection_of_a_running_loop_is_refused_and_keeps_working_there(
+    url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
+) -> None:
+    async def first() -> Connection:
+        await database.connect()
+        connection = database.connection()
+        await connection.execute(items.insert(), {"tag": "first", "value": 1})
+        return connection
+
+    connection = loop_thread.run(first())
+
+    async def second() -> None:
+        await refused_everywhere(connection)
+        own = database.connection()
+        assert own is not connection
+        # A loop of its own: with force_rollback, the first loop's row is not visible.
+        expected = 0 if force_rollback else 1
+        assert await own.fetch_val(count_tag(items, "first")) == expected
+
+    asyncio.run(second())
+
+    async def first_again() -> int:
+        # Nothing of the refused calls stuck: no lock held, no transaction started.
+        async with connection:
+            async with connection.transaction():
+                await connection.execute(items.insert(), {"tag": "first", "value": 2})
+            return await connection.fetch_val(count_all(items))
+
+    assert loop_thread.run(first_again()) == 2
+    loop_thread.run(database.disconnect())
+    assert not database.is_connected
+    assert committed_rows(url, items) == ([] if force_rollback else [("first", 1), ("first", 2)])
+    write_probe(url, items)
+
+
+def test_transaction_of_another_loop_is_not_ended_here(
+    url: str, database: Database, loop_thread: LoopThread
+) -> None:
+    """Ending a transaction runs on the connection it started on: from another loop that is
+    a connection used in another loop, refused the same way, and the transaction stays
+    open in its own loop."""
+
+    async def first() -> tuple[Connection, Transaction]:
+        await database.connect()
+        connection = database.connection()
+        transaction = await connection.transaction()
+        await connection.execute(items.insert(), {"tag": "pending", "value": 1})
+        return connection, transaction
+
+    connection, transaction = loop_thread.run(first())
+
+    async def second() -> None:
+        for name, end in (("commit", transaction.commit), ("rollback", transaction.rollback)):
+            error = await error_of(name, end)
+            assert isinstance(error, ConnectionLoopError), f"{name}: {error!r}"
+            assert_names_the_loop_fix(error)
+
+    asyncio.run(second())
+
+    async def first_again() -> None:
+        assert await connection.fetch_val(count_tag(items, "pending")) == 1
+        await transaction.rollback()
+        assert await connection.fetch_val(count_tag(items, "pending")) == 0
+        await database.disconnect()
+
+    loop_thread.run(first_again())
+    assert committed_rows(url, items) == []
+
+
+# -- querying before connect() -------------------------------------------------------------
+
+
+def assert_names_the_connect_fix(error: BaseException, url: str) -> None:
+    assert isinstance(error, DatabaseNotConnectedError)
+    assert isinstance(error, RuntimeError)
+    message = str(error)
+    assert "not connected" in message
+    assert "await database.connect()" in message
+    assert "async with database:" in message
+    assert DatabaseURL(url).obscure_password in message
+
+
+async def refused_until_connected(database: Database) -> None:
+    for name, call in uses(database).items():
+        error = await error_of(name, call)
+        assert isinstance(error, DatabaseNotConnectedError), f"{name}: {error!r}"
+        assert_names_the_connect_fix(error, str(database.url))
+
+
+def server_connections(url: str, app: str) -> int | None:
+    """PostgreSQL connections with application name `app`, seen from outside."""
+    if admin.dialect_name(url) != "postgresql":
+        return None
+    rows = admin.raw_fetch_all(
+        url,
+        "SELECT count(*) FROM pg_stat_activity "
+        f"WHERE datname = current_database() AND application_name = '{app}'",
+    )
+    return int(rows[0][0])
+
+
+def sqlite_workers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
+@pytest.mark.parametrize("force_rollback", [False, True], ids=["plain", "force_rollback"])
+def test_query_before_connect_says_to_connect(url: str, force_rollback: bool) -> None:
+    clear_table(url, items)
+    app = f"dbl_misuse_{uuid.uuid4().hex[:12]}"
+    options: dict[str, Any] = {}
+    if admin.dialect_name(url) == "postgresql":
+        options["server_settings"] = {"application_name": app}
+    database = Database(url, force_rollback=force_rollback, **options)
+    workers_before = sqlite_workers()
+
+    asyncio.run(refused_until_connected(database))
+    assert not database.is_connected
+    # A refused query opened nothing.
+    assert server_connections(url, app) in (None, 0)
+    assert sqlite_workers() <= workers_before
+
+    async def connected() -> None:
+        await database.connect()
+        for call in uses(database).values():
+            await asyncio.wait_for(call(), TIMEOUT)
+        assert await database.fetch_val(count_tag(items, "refused")) == 4
+        await database.disconnect()
+        # After disconnect(), the same error again, in the same loop...
+        await refused_until_connected(database)
+
+    asyncio.run(connected())
+    # ...and in another one.
+    asyncio.run(refused_until_connected(database))
+    assert committed_rows(url, items) == (
+        [] if force_rollback else [("refused", value) for value in (1, 2, 3, 4)]
+    )
+    clear_table(url, items)
+
+
+def test_not_connected_error_hides_the_password(url: str) -> None:
+    if is_sqlite(url):
+        pytest.skip("a SQLite URL has no password")
+    secret_url = DatabaseURL(url).replace(username="someone", password="s3cret-Pa55")
+    database = Database(secret_url)
+
+    async def refused() -> str:
+        with pytest.raises(DatabaseNotConnectedError) as info:
+            await database.fetch_all(values_of(items, "x"))
+        return str(info.value)
+
+    message = asyncio.run(refused())
+    assert "s3cret-Pa55" not in message
+    assert secret_url.obscure_password in message
+    assert "someone" in message
+
+
+# -- disconnect() with a transaction open ---------------------------------------------------
+
+
+def assert_names_the_transaction_fix(error: BaseException) -> None:
+    assert isinstance(error, TransactionOpenError)
+    assert isinstance(error, RuntimeError)
+    message = str(error)
+    assert "transaction" in message
+    assert "commit or roll it back first" in message
+
+
+def test_disconnect_with_open_transaction_says_to_end_it(
+    url: str, database: Database, force_rollback: bool
+) -> None:
+    async def main() -> None:
+        await database.connect()
+        transaction = await database.transaction()
+        await database.execute(items.insert(), {"tag": "pending", "value": 1})
+        with pytest.raises(TransactionOpenError) as info:
+            await database.disconnect()
+        assert_names_the_transaction_fix(info.value)
+        # Nothing was closed: still connected, the transaction goes on.
+        assert database.is_connected
+        assert await database.fetch_val(count_tag(items, "pending")) == 1
+        await transaction.rollback()
+        assert await database.fetch_val(count_tag(items, "pending")) == 0
+        # The fix the message names works.
+        await database.disconnect()
+        assert not database.is_connected
+
+    asyncio.run(main())
+    assert committed_rows(url, items) == []
+
+
+def test_disconnect_inside_transaction_blocks(
+    url: str, database: Database, force_rollback: bool
+) -> None:
+    async def main() -> None:
+        await database.connect()
+        async with database.transaction():
+            await database.execute(items.insert(), {"tag": "outer", "value": 1})
+            async with database.transaction():
+                await database.execute(items.insert(), {"tag": "inner", "value": 2})
+                with pytest.raises(TransactionOpenError) as info:
+                    await database.disconnect()
+                assert_names_the_transaction_fix(info.value)
+            with pytest.raises(TransactionOpenError) as info:
+                await database.disconnect()
+            assert_names_the_transaction_fix(info.value)
+            assert database.is_connected
+            assert await database.fetch_val(count_all(items)) == 2
+        # Both committed (into the force-rollback transaction, if any).
+        assert await database.fetch_val(count_all(items)) == 2
+        await database.disconnect()
+        assert not database.is_connected
+
+    asyncio.run(main())
+    expected = [] if force_rollback else [("inner", 2), ("outer", 1)]
+    assert committed_rows(url, items) == expected
+
+
+def test_disconnect_after_connection_block_with_transaction(
+    url: str, database: Database, force_rollback: bool
+) -> None:
+    """A transaction on an explicitly held connection counts as well; once it is committed,
+    `async with database:` disconnects as usual."""
+
+    async def main() -> None:
+        async with database, database.connection() as connection:
+            transaction = await connection.transaction()
+            await connection.execute(items.insert(), {"tag": "held", "value": 1})
+            with pytest.raises(TransactionOpenError) as info:
+                await database.disconnect()
+            assert_names_the_transaction_fix(info.value)
+            assert database.is_connected
+            await transaction.commit()
+        assert not database.is_connected
+
+    asyncio.run(main())
+    assert committed_rows(url, items) == ([] if force_rollback else [("held", 1)])
