@@ -33,13 +33,18 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_table(name: str) -> sqlalchemy.Table:
-    """A table of tagged integer values with an autoincrement key.
+    """A table of tagged integer values with an autoincrement key (`table_named()`).
 
     The process id is appended to `name`, so that test runs sharing a database server (or
     a SQLite file) at the same time do not empty or drop each other's tables.
     """
+    return table_named(f"{name}_{os.getpid()}")
+
+
+def table_named(name: str) -> sqlalchemy.Table:
+    """A table `name` of tagged integer values with an autoincrement key."""
     return sqlalchemy.Table(
-        f"{name}_{os.getpid()}",
+        name,
         sqlalchemy.MetaData(),
         sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True, autoincrement=True),
         sqlalchemy.Column("tag", sqlalchemy.String(length=64), nullable=False),
@@ -88,16 +93,22 @@ def drop_table(url: str, table: sqlalchemy.Table) -> None:
     asyncio.run(drop())
 
 
+def sqlite_committed_rows(url: str, table: sqlalchemy.Table) -> list[tuple[str, int]]:
+    """The committed `(tag, value)` rows of `table` on a SQLite database, sorted, read
+    through `sqlite3` itself, independently of the library (no event loop needed)."""
+    conn = sqlite3.connect(DatabaseURL(url).database, timeout=10)
+    try:
+        rows = conn.execute(f"SELECT tag, value FROM {table.name}").fetchall()
+    finally:
+        conn.close()
+    return sorted((tag, value) for tag, value in rows)
+
+
 def committed_rows(url: str, table: sqlalchemy.Table) -> list[tuple[str, int]]:
     """The committed `(tag, value)` rows of `table`, sorted, read through a separate
     connection (for SQLite through `sqlite3` itself, independently of the library)."""
     if is_sqlite(url):
-        conn = sqlite3.connect(DatabaseURL(url).database, timeout=10)
-        try:
-            rows = conn.execute(f"SELECT tag, value FROM {table.name}").fetchall()
-        finally:
-            conn.close()
-        return sorted((tag, value) for tag, value in rows)
+        return sqlite_committed_rows(url, table)
 
     async def read() -> list[tuple[str, int]]:
         async with Database(url) as database:

@@ -20,7 +20,6 @@ force_rollback) and that no connection still holds a lock.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import typing
 from collections.abc import AsyncIterator, Iterator
 
@@ -28,133 +27,31 @@ import anyio
 import pytest
 import sqlalchemy
 
-from databases import Database, DatabaseURL
-from tests import admin
-from tests.loops import (
-    committed_rows,
-    count_tag,
-    create_table,
-    insert_and_select,
-    is_sqlite,
-    make_table,
-    url_id,
-    values_of,
+from databases import Database
+from tests.loops import count_tag, insert_and_select, make_table, support, values_of
+from tests.loops.support import (
+    SMALL_POOL,
+    Case,
+    Ledger,
+    Ledgers,
+    NewLoops,
+    case_fixture,
+    drop_at_module_end_fixture,
+    make_databases,
+    seen,
 )
-from tests.settings import DATABASE_URLS
 
 per_test_items = make_table("loops_anyio_per_test")
 fixture_items = make_table("loops_anyio_fixture")
 module_items = make_table("loops_anyio_module")
 TABLES = (per_test_items, fixture_items, module_items)
 
-Case = tuple[str, bool]
-CASES: list[Case] = [(url, rollback) for url in DATABASE_URLS for rollback in (False, True)]
+# Created at import time, outside any event loop, as applications do.
+PER_TEST = make_databases(**SMALL_POOL)
+FIXTURE_PER_TEST = make_databases(**SMALL_POOL)
+FIXTURE_PER_MODULE = make_databases(**SMALL_POOL)
 
-# Small pools: every loop gets a pool of its own, and the database servers are shared.
-SMALL_POOL = {"min_size": 1, "max_size": 4}
-
-
-def case_id(case: Case) -> str:
-    url, rollback = case
-    return f"{url_id(url)}-{'rollback' if rollback else 'plain'}"
-
-
-class Ledger:
-    """What each loop wrote, and so what a loop should see: with force_rollback only the rows
-    written in the same loop (and still in its open transaction), otherwise all of them."""
-
-    def __init__(self, force_rollback: bool) -> None:
-        self.force_rollback = force_rollback
-        # (loop, tag, number of rows); the loops are kept alive on purpose, so that a new
-        # loop can never be mistaken for an old one.
-        self.writes: list[tuple[asyncio.AbstractEventLoop, str, int]] = []
-
-    def wrote(self, tag: str, count: int) -> None:
-        self.writes.append((asyncio.get_running_loop(), tag, count))
-
-    def rolled_back(self, loop: asyncio.AbstractEventLoop) -> None:
-        """`loop`'s state was closed: with force_rollback, what it wrote is gone."""
-        if self.force_rollback:
-            self.writes = [write for write in self.writes if write[0] is not loop]
-
-    def visible(self) -> dict[str, int]:
-        loop = asyncio.get_running_loop()
-        return {
-            tag: count
-            for written_in, tag, count in self.writes
-            if not self.force_rollback or written_in is loop
-        }
-
-    def committed(self) -> list[tuple[str, int]]:
-        if self.force_rollback:
-            return []
-        return sorted((tag, value) for _, tag, count in self.writes for value in range(count))
-
-
-async def seen(database: typing.Any, table: sqlalchemy.Table) -> dict[str, int]:
-    """How many rows of each tag the running loop sees (`database`: or a `Connection`)."""
-    query = sqlalchemy.select(table.c.tag, sqlalchemy.func.count()).group_by(table.c.tag)
-    return {row[0]: row[1] for row in await database.fetch_all(query)}
-
-
-LOCK_WAIT = 3  # seconds
-
-
-def assert_unlocked(url: str, table: sqlalchemy.Table) -> None:
-    """Lock `table` exclusively through a connection of its own, waiting at most `LOCK_WAIT`
-    seconds: this fails while any other connection still has a transaction that used it."""
-    if is_sqlite(url):
-        conn = sqlite3.connect(DatabaseURL(url).database, timeout=LOCK_WAIT, isolation_level=None)
-        try:
-            conn.execute("BEGIN EXCLUSIVE")
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-        return
-
-    async def lock() -> None:
-        async with Database(url) as database, database.connection() as connection:
-            if DatabaseURL(url).dialect == "postgresql":
-                async with connection.transaction(force_rollback=True):
-                    await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}s'")
-                    await connection.execute(f"LOCK TABLE {table.name} IN ACCESS EXCLUSIVE MODE")
-            else:
-                await connection.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT}")
-                await connection.execute(f"LOCK TABLES {table.name} WRITE")
-                await connection.execute("UNLOCK TABLES")
-
-    asyncio.run(lock())
-
-
-def drop_tables(url: str, *tables: sqlalchemy.Table) -> None:
-    """Drop tables through `tests.admin` (which waits at most 20 s for a lock). On PostgreSQL,
-    first end any server connection still holding a lock on them: one a failed test left
-    behind must not keep them (their names are unique to the module and process)."""
-    for table in tables:
-        if DatabaseURL(url).dialect == "postgresql":
-            admin.raw_fetch_all(
-                url,
-                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
-                "JOIN pg_class c ON c.oid = l.relation "
-                f"WHERE c.relname = '{table.name}' AND l.pid <> pg_backend_pid()",
-            )
-        admin.raw_execute(url, f"DROP TABLE IF EXISTS {table.name}")
-
-
-def make_databases() -> dict[Case, Database]:
-    # Created at import time, outside any event loop, as applications do.
-    return {case: Database(case[0], force_rollback=case[1], **SMALL_POOL) for case in CASES}
-
-
-PER_TEST = make_databases()
-FIXTURE_PER_TEST = make_databases()
-FIXTURE_PER_MODULE = make_databases()
-
-LEDGERS: dict[tuple[str, Case], Ledger] = {}
-
-
-def ledger_for(arrangement: str, case: Case) -> Ledger:
-    return LEDGERS.setdefault((arrangement, case), Ledger(case[1]))
+ledger_for = Ledgers()
 
 
 async def write_and_check(
@@ -189,11 +86,9 @@ async def write_and_check(
 
 
 def check_ended(url: str, table: sqlalchemy.Table, ledger: Ledger) -> None:
-    """What was committed, checked from another connection; and nothing holds a lock."""
-    assert committed_rows(url, table) == ledger.committed()
-    if not ledger.force_rollback:
-        assert len(ledger.committed()) >= 120
-    assert_unlocked(url, table)
+    """What was committed, checked from another connection (at least 120 rows without
+    force_rollback); and nothing holds a lock."""
+    support.check_ended(url, table, ledger, at_least=120)
 
 
 @pytest.fixture(scope="module")
@@ -209,35 +104,11 @@ def empty_tables() -> Iterator[None]:
     yield
 
 
-@pytest.fixture(scope="module", autouse=True)
-def drop_tables_at_module_end() -> Iterator[None]:
-    yield
-    for url in DATABASE_URLS:
-        drop_tables(url, *TABLES)
+drop_tables_at_module_end = drop_at_module_end_fixture("drop_tables_at_module_end", *TABLES)
+case = case_fixture(TABLES, PER_TEST, FIXTURE_PER_TEST, FIXTURE_PER_MODULE)
 
-
-@pytest.fixture(scope="module", params=CASES, ids=case_id)
-def case(request: pytest.FixtureRequest) -> Iterator[Case]:
-    case: Case = request.param
-    for table in TABLES:
-        create_table(case[0], table)  # created if need be, and emptied
-    yield case
-    # Only after a failure is any of them still connected.
-    for databases in (PER_TEST, FIXTURE_PER_TEST, FIXTURE_PER_MODULE):
-        if databases[case].is_connected:
-            asyncio.run(databases[case].disconnect())
-
-
-SEEN_LOOPS: list[asyncio.AbstractEventLoop] = []
-
-
-def new_loop() -> asyncio.AbstractEventLoop:
-    """The running loop, checked to be new, with every earlier test's loop closed."""
-    loop = asyncio.get_running_loop()
-    assert all(loop is not seen_loop for seen_loop in SEEN_LOOPS)
-    assert all(seen_loop.is_closed() for seen_loop in SEEN_LOOPS)
-    SEEN_LOOPS.append(loop)
-    return loop
+# The running loop, checked to be new, with every earlier test's loop closed.
+new_loop = NewLoops()
 
 
 # 1. Every test connects in its own loop.
@@ -337,7 +208,7 @@ async def rolled_back_transaction(
 async def test_module_fixture_first(connected_per_module: ModuleConnection) -> None:
     database, loop = connected_per_module.database, connected_per_module.loop
     assert asyncio.get_running_loop() is loop
-    assert loop not in SEEN_LOOPS
+    assert loop not in new_loop.seen
     [state] = database.loop_states()
     assert state["loop"] is loop and state["connected_explicitly"]
     await write_and_check(database, module_items, connected_per_module.ledger, "first")

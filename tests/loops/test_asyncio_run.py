@@ -21,15 +21,13 @@ from tests.loops import (
     committed_rows,
     count_all,
     count_tag,
-    create_table,
-    drop_table,
     insert_and_select,
     is_sqlite,
     make_table,
-    url_id,
     values_of,
     write_probe,
 )
+from tests.loops.support import url_fixture
 from tests.settings import DATABASE_URLS
 
 items = make_table("loops_run_items")
@@ -45,12 +43,7 @@ THREADED_PLAIN = {url: Database(url, **SMALL_POOL) for url in DATABASE_URLS}
 THREADED_ROLLBACK = {url: Database(url, force_rollback=True, **SMALL_POOL) for url in DATABASE_URLS}
 
 
-@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
-def url(request: pytest.FixtureRequest):
-    url = request.param
-    create_table(url, items)
-    yield url
-    drop_table(url, items)
+url = url_fixture(items)
 
 
 def prepared(url: str, databases: dict[str, Database]):

@@ -32,13 +32,10 @@ from tests.loops import (
     clear_table,
     committed_rows,
     count_tag,
-    create_table,
-    drop_table,
     make_table,
-    url_id,
     values_of,
 )
-from tests.settings import DATABASE_URLS
+from tests.loops.support import url_fixture
 
 items = make_table("loops_cancel_items")
 
@@ -73,12 +70,7 @@ def slow_query(url: str) -> tuple[str, int]:
     )
 
 
-@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
-def url(request: pytest.FixtureRequest):
-    url = request.param
-    create_table(url, items)
-    yield url
-    drop_table(url, items)
+url = url_fixture(items)
 
 
 @pytest.fixture

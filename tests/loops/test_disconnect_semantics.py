@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import threading
 import warnings
 from collections.abc import Coroutine
 from typing import Any, Callable
@@ -27,79 +26,36 @@ from tests.loops import (
     committed_rows,
     count_all,
     count_tag,
-    create_table,
-    drop_table,
     insert_and_select,
     make_table,
-    url_id,
+    support,
     values_of,
     write_probe,
 )
-from tests.settings import DATABASE_URLS
+from tests.loops.support import make_databases, url_fixture
 
 items = make_table("loops_disc_items")
 
-DATABASES = {
-    (url, force_rollback): Database(url, force_rollback=force_rollback)
-    for url in DATABASE_URLS
-    for force_rollback in (False, True)
-}
+DATABASES = make_databases()
 
 TIMEOUT = 60
 
 
-class LoopThread:
+class LoopThread(support.LoopThread):
     """An event loop running forever in a thread of its own."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._graceful = True
-        self._thread = threading.Thread(target=self._main, daemon=True)
-        self._thread.start()
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            if self._graceful:
-                # What asyncio.run() does at the end; the library may close its state here.
-                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-
-    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Run `coro` in this loop from a thread that is not running a loop."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(TIMEOUT)
-
-    async def run_async(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Run `coro` in this loop from another running loop, without blocking that one."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return await asyncio.wait_for(asyncio.wrap_future(future), TIMEOUT)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
     def close(self, graceful: bool = True) -> None:
-        """Stop the loop and close it, without disconnecting anything.
+        """Stop the loop and close it, without disconnecting anything, and check that it ended.
 
         `graceful=False` closes it without `shutdown_asyncgens()`, as a bare `loop.close()`
         does: nothing more can run on it, so the library must release its state without it.
         """
-        self._graceful = graceful
-        if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(TIMEOUT)
-        assert not self._thread.is_alive()
+        super().close(graceful)
+        assert not self.alive
         assert self.loop.is_closed()
 
 
-@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
-def url(request: pytest.FixtureRequest):
-    url = request.param
-    create_table(url, items)
-    yield url
-    drop_table(url, items)
+url = url_fixture(items)
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "force_rollback"])
@@ -113,7 +69,7 @@ def loop_threads():
     started: list[LoopThread] = []
 
     def start() -> LoopThread:
-        loop_thread = LoopThread()
+        loop_thread = LoopThread(TIMEOUT)
         started.append(loop_thread)
         return loop_thread
 

@@ -9,9 +9,7 @@ they check are in `tests.loops.webapp`.
 
 from __future__ import annotations
 
-import gc
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,15 +20,8 @@ from fastapi import FastAPI  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 from databases import Database  # noqa: E402
-from tests.loops import (  # noqa: E402
-    clear_table,
-    create_table,
-    drop_table,
-    make_table,
-    url_id,
-    webapp,
-)
-from tests.settings import DATABASE_URLS  # noqa: E402
+from tests.loops import make_table, webapp  # noqa: E402
+from tests.loops.support import url_fixture, web_case_fixture  # noqa: E402
 
 items = make_table("loops_web_fastapi")
 
@@ -79,29 +70,9 @@ def make_app(database: Database) -> FastAPI:
     return app
 
 
-# Created at import time, outside any event loop, as applications do.
-DATABASES = {
-    (url, force_rollback): Database(url, force_rollback=force_rollback)
-    for url in DATABASE_URLS
-    for force_rollback in (False, True)
-}
-APPS = {key: make_app(database) for key, database in DATABASES.items()}
-
-
-@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
-def url(request: pytest.FixtureRequest) -> Iterator[str]:
-    create_table(request.param, items)
-    yield request.param
-    drop_table(request.param, items)
-
-
-@pytest.fixture(params=[False, True], ids=["commit", "force_rollback"])
-def case(url: str, request: pytest.FixtureRequest) -> Iterator[webapp.Case]:
-    key = (url, request.param)
-    yield webapp.Case(APPS[key], DATABASES[key], url, items, request.param)
-    # Cleanup only (the tests check): connections a failed test left behind are garbage.
-    gc.collect()
-    clear_table(url, items)
+url = url_fixture(items)
+# The databases and apps are created here, at import time.
+case = web_case_fixture(make_app, items)
 
 
 @pytest.mark.parametrize("scenario", list(webapp.SYNC_SCENARIOS))

@@ -30,14 +30,12 @@ from databases import Database, DatabaseURL
 from tests.loops import (
     clear_table,
     committed_rows,
+    count_all,
     count_tag,
-    create_table,
-    drop_table,
     make_table,
-    url_id,
     values_of,
 )
-from tests.settings import DATABASE_URLS
+from tests.loops.support import url_fixture
 
 items = make_table("loops_gather_items")
 
@@ -56,12 +54,7 @@ class Boom(Exception):
     """Raised on purpose by one task of a group."""
 
 
-@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
-def url(request: pytest.FixtureRequest):
-    url = request.param
-    create_table(url, items)
-    yield url
-    drop_table(url, items)
+url = url_fixture(items)
 
 
 @pytest.fixture
@@ -288,10 +281,7 @@ async def test_gather_of_gathers(target: Any) -> None:
     results = await asyncio.wait_for(asyncio.gather(*(group(g) for g in range(8))), BODY_TIMEOUT)
     for g, (inserted, _iterated) in enumerate(results):
         await check_inserted(target, f"group-{g}", dict(enumerate(inserted)))
-    assert (
-        await target.fetch_val(sqlalchemy.select(sqlalchemy.func.count()).select_from(items))
-        == BASE + 8 * 12
-    )
+    assert await target.fetch_val(count_all(items)) == BASE + 8 * 12
 
 
 # -- TaskGroup --------------------------------------------------------------------------------

@@ -33,14 +33,12 @@ from tests.loops import (
     committed_rows,
     count_all,
     count_tag,
-    create_table,
-    drop_table,
     is_sqlite,
     make_table,
-    url_id,
+    support,
     write_probe,
 )
-from tests.settings import DATABASE_URLS
+from tests.loops.support import url_fixture
 
 items = make_table("loops_life_items")
 
@@ -158,29 +156,12 @@ def run_without_shutdown(coro: Coroutine[Any, Any, Any]) -> Any:
         loop.close()
 
 
-class LoopThread:
-    """An event loop running in a thread of its own until `close()`."""
+class LoopThread(support.LoopThread):
+    """An event loop running in a thread of its own until `close()`, which checks that the
+    thread ended."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._main, daemon=True)
-        self.thread.start()
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-
-    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(TIMEOUT)
-
-    def close(self) -> None:
-        if self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(TIMEOUT)
+    def close(self, graceful: bool = True) -> None:
+        super().close(graceful)
         assert not self.thread.is_alive()
 
 
@@ -206,12 +187,7 @@ async def use(database: Database, tag: str, write: bool = True) -> None:
 # -- fixtures ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
-def url(request: pytest.FixtureRequest):
-    url = request.param
-    create_table(url, items)
-    yield url
-    drop_table(url, items)
+url = url_fixture(items)
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "force_rollback"])
@@ -345,7 +321,7 @@ def test_disconnect_releases_every_other_loop(
     census = Census(url, app)
 
     runner = asyncio.Runner()
-    loop_thread = LoopThread()
+    loop_thread = LoopThread(TIMEOUT)
     try:
         asyncio.run(database.connect())
         if other == "thread_loop":
@@ -386,7 +362,7 @@ def test_disconnect_in_connecting_loop_releases_every_loop(
     others_write = not (force_rollback and is_sqlite(url))
 
     runner = asyncio.Runner()
-    loop_thread = LoopThread()
+    loop_thread = LoopThread(TIMEOUT)
     try:
         runner.run(database.connect())
         runner.run(use(database, "connecting"))

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Callable
 
 import pytest
@@ -31,58 +31,21 @@ from tests.loops import (
     committed_rows,
     count_all,
     count_tag,
-    create_table,
-    drop_table,
     is_sqlite,
     make_table,
-    url_id,
     values_of,
     write_probe,
 )
-from tests.settings import DATABASE_URLS
+from tests.loops.support import LoopThread, make_databases, url_fixture
 
 items = make_table("loops_misuse_items")
 
-DATABASES = {
-    (url, force_rollback): Database(url, force_rollback=force_rollback)
-    for url in DATABASE_URLS
-    for force_rollback in (False, True)
-}
+DATABASES = make_databases()
 
 TIMEOUT = 30
 
 
-class LoopThread:
-    """An event loop running in a thread of its own until `close()`."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._main, daemon=True)
-        self.thread.start()
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-
-    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(TIMEOUT)
-
-    def close(self) -> None:
-        if self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(TIMEOUT)
-
-
-@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
-def url(request: pytest.FixtureRequest):
-    url = request.param
-    create_table(url, items)
-    yield url
-    drop_table(url, items)
+url = url_fixture(items)
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "force_rollback"])
@@ -92,7 +55,7 @@ def force_rollback(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture
 def loop_thread():
-    loop_thread = LoopThread()
+    loop_thread = LoopThread(TIMEOUT)
     yield loop_thread
     loop_thread.close()
 

@@ -24,23 +24,25 @@ only read.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy
 
-from databases import Database, DatabaseURL
-from tests import admin
-from tests.loops import (
-    committed_rows,
-    create_table,
-    insert_and_select,
-    is_sqlite,
-    make_table,
-    url_id,
+from databases import Database
+from tests.loops import is_sqlite, make_table, support
+from tests.loops.support import (
+    SMALL_POOL,
+    Case,
+    Ledger,
+    Ledgers,
+    NewLoops,
+    case_fixture,
+    drop_at_module_end_fixture,
+    make_databases,
+    seen,
+    write_and_check,
 )
-from tests.settings import DATABASE_URLS
 
 per_test_items = make_table("loops_scp_per_test")
 sync_items = make_table("loops_scp_sync")
@@ -48,130 +50,18 @@ sync_module_items = make_table("loops_scp_sync_mod")
 mixed_items = make_table("loops_scp_mixed")
 TABLES = (per_test_items, sync_items, sync_module_items, mixed_items)
 
-Case = tuple[str, bool]
-CASES: list[Case] = [(url, rollback) for url in DATABASE_URLS for rollback in (False, True)]
+# Created at import time, outside any event loop, as applications do.
+PER_TEST = make_databases(**SMALL_POOL)
+SYNC_PER_TEST = make_databases(**SMALL_POOL)
+SYNC_PER_MODULE = make_databases(**SMALL_POOL)
+MIXED = make_databases(**SMALL_POOL)
 
-# Small pools: every loop gets a pool of its own, and the database servers are shared.
-SMALL_POOL = {"min_size": 1, "max_size": 4}
-
-
-def case_id(case: Case) -> str:
-    url, rollback = case
-    return f"{url_id(url)}-{'rollback' if rollback else 'plain'}"
-
-
-class Ledger:
-    """What each loop wrote, and so what a loop should see: with force_rollback only the rows
-    written in the same loop (and still in its open transaction), otherwise all of them."""
-
-    def __init__(self, force_rollback: bool) -> None:
-        self.force_rollback = force_rollback
-        # (loop, tag, number of rows); the loops are kept alive on purpose, so that a new
-        # loop can never be mistaken for an old one.
-        self.writes: list[tuple[asyncio.AbstractEventLoop, str, int]] = []
-
-    def wrote(self, tag: str, count: int) -> None:
-        self.writes.append((asyncio.get_running_loop(), tag, count))
-
-    def rolled_back(self, loop: asyncio.AbstractEventLoop) -> None:
-        """`loop`'s state was closed: with force_rollback, what it wrote is gone."""
-        if self.force_rollback:
-            self.writes = [write for write in self.writes if write[0] is not loop]
-
-    def visible(self) -> dict[str, int]:
-        loop = asyncio.get_running_loop()
-        return {
-            tag: count
-            for written_in, tag, count in self.writes
-            if not self.force_rollback or written_in is loop
-        }
-
-    def committed(self) -> list[tuple[str, int]]:
-        if self.force_rollback:
-            return []
-        return sorted((tag, value) for _, tag, count in self.writes for value in range(count))
-
-
-async def seen(database: Database, table: sqlalchemy.Table) -> dict[str, int]:
-    """How many rows of each tag the running loop sees."""
-    query = sqlalchemy.select(table.c.tag, sqlalchemy.func.count()).group_by(table.c.tag)
-    return {row[0]: row[1] for row in await database.fetch_all(query)}
-
-
-LOCK_WAIT = 3  # seconds
-
-
-def assert_unlocked(url: str, table: sqlalchemy.Table) -> None:
-    """Lock `table` exclusively through a connection of its own, waiting at most `LOCK_WAIT`
-    seconds: this fails while any other connection still has a transaction that used it."""
-    if is_sqlite(url):
-        conn = sqlite3.connect(DatabaseURL(url).database, timeout=LOCK_WAIT, isolation_level=None)
-        try:
-            conn.execute("BEGIN EXCLUSIVE")
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-        return
-
-    async def lock() -> None:
-        async with Database(url) as database, database.connection() as connection:
-            if DatabaseURL(url).dialect == "postgresql":
-                async with connection.transaction(force_rollback=True):
-                    await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}s'")
-                    await connection.execute(f"LOCK TABLE {table.name} IN ACCESS EXCLUSIVE MODE")
-            else:
-                await connection.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT}")
-                await connection.execute(f"LOCK TABLES {table.name} WRITE")
-                await connection.execute("UNLOCK TABLES")
-
-    asyncio.run(lock())
-
-
-def drop_tables(url: str, *tables: sqlalchemy.Table) -> None:
-    """Drop tables through `tests.admin` (which waits at most 20 s for a lock). On PostgreSQL,
-    first end any server connection still holding a lock on them: one a failed test left
-    behind must not keep them (their names are unique to the module and process)."""
-    for table in tables:
-        if DatabaseURL(url).dialect == "postgresql":
-            admin.raw_fetch_all(
-                url,
-                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
-                "JOIN pg_class c ON c.oid = l.relation "
-                f"WHERE c.relname = '{table.name}' AND l.pid <> pg_backend_pid()",
-            )
-        admin.raw_execute(url, f"DROP TABLE IF EXISTS {table.name}")
-
-
-def make_databases() -> dict[Case, Database]:
-    # Created at import time, outside any event loop, as applications do.
-    return {case: Database(case[0], force_rollback=case[1], **SMALL_POOL) for case in CASES}
-
-
-PER_TEST = make_databases()
-SYNC_PER_TEST = make_databases()
-SYNC_PER_MODULE = make_databases()
-MIXED = make_databases()
-
-LEDGERS: dict[tuple[str, Case], Ledger] = {}
-
-
-def ledger_for(arrangement: str, case: Case) -> Ledger:
-    return LEDGERS.setdefault((arrangement, case), Ledger(case[1]))
+ledger_for = Ledgers()
 
 
 def single_writer(case: Case) -> bool:
     """SQLite with force_rollback: see the module docstring."""
     return case[1] and is_sqlite(case[0])
-
-
-async def write_and_check(
-    database: Database, table: sqlalchemy.Table, ledger: Ledger, tag: str, count: int = 30
-) -> None:
-    """Check what this loop sees, `gather()` 2 * `count` inserts and selects, check again."""
-    assert await seen(database, table) == ledger.visible()
-    assert await insert_and_select(database, table, tag, count) == list(range(count))
-    ledger.wrote(tag, count)
-    assert await seen(database, table) == ledger.visible()
 
 
 def state_of(database: Database, loop: asyncio.AbstractEventLoop) -> dict[str, object]:
@@ -180,11 +70,9 @@ def state_of(database: Database, loop: asyncio.AbstractEventLoop) -> dict[str, o
 
 
 def check_ended(case: Case, table: sqlalchemy.Table, ledger: Ledger) -> None:
-    """What was committed, checked from another connection; and nothing holds a lock."""
-    assert committed_rows(case[0], table) == ledger.committed()
-    if not case[1]:
-        assert len(ledger.committed()) >= 60
-    assert_unlocked(case[0], table)
+    """What was committed, checked from another connection (at least 60 rows without
+    force_rollback); and nothing holds a lock."""
+    support.check_ended(case[0], table, ledger, at_least=60)
 
 
 @pytest.fixture(autouse=True)
@@ -195,39 +83,14 @@ def empty_tables() -> Iterator[None]:
     yield
 
 
-@pytest.fixture(scope="module", autouse=True)
-def drop_tables_at_module_end() -> Iterator[None]:
-    """Set up before the module loop, so torn down after it closed (which also closes what a
-    failed test left open in it)."""
-    yield
-    for url in DATABASE_URLS:
-        drop_tables(url, *TABLES)
-
-
-@pytest.fixture(scope="module", params=CASES, ids=case_id)
-def case(request: pytest.FixtureRequest) -> Iterator[Case]:
-    case: Case = request.param
-    for table in TABLES:
-        create_table(case[0], table)  # created if need be, and emptied
-    yield case
-    # Only after a failure is any of them still connected.
-    for databases in (PER_TEST, SYNC_PER_TEST, SYNC_PER_MODULE, MIXED):
-        if databases[case].is_connected:
-            asyncio.run(databases[case].disconnect())
+drop_tables_at_module_end = drop_at_module_end_fixture("drop_tables_at_module_end", *TABLES)
+case = case_fixture(TABLES, PER_TEST, SYNC_PER_TEST, SYNC_PER_MODULE, MIXED)
 
 
 # 1. Every test connects in its own function loop.
 
-SEEN_LOOPS: list[asyncio.AbstractEventLoop] = []
-
-
-def new_function_loop() -> asyncio.AbstractEventLoop:
-    """The running loop, checked to be new, with every earlier test's loop closed."""
-    loop = asyncio.get_running_loop()
-    assert all(loop is not seen_loop for seen_loop in SEEN_LOOPS)
-    assert all(seen_loop.is_closed() for seen_loop in SEEN_LOOPS)
-    SEEN_LOOPS.append(loop)
-    return loop
+# The running loop, checked to be new, with every earlier test's loop closed.
+new_function_loop = NewLoops()
 
 
 @pytest.mark.asyncio

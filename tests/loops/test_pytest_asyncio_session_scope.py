@@ -26,121 +26,29 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import sqlite3
 import time
 import typing
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
-import sqlalchemy
 
 from databases import Database, DatabaseURL
 from tests import admin
-from tests.loops import (
-    committed_rows,
-    create_table,
-    insert_and_select,
-    is_sqlite,
-    make_table,
-    url_id,
+from tests.loops import committed_rows, create_table, make_table
+from tests.loops.support import (
+    CASES,
+    SMALL_POOL,
+    Case,
+    ConnectedInWideLoop,
+    Ledger,
+    assert_unlocked,
+    case_id,
+    drop_at_module_end_fixture,
+    seen,
 )
-from tests.settings import DATABASE_URLS
 
 items = make_table("loops_sess_items")
-
-Case = tuple[str, bool]
-CASES: list[Case] = [(url, rollback) for url in DATABASE_URLS for rollback in (False, True)]
-
-# Small pools: every loop gets a pool of its own, and the database servers are shared.
-SMALL_POOL = {"min_size": 1, "max_size": 4}
-
-
-def case_id(case: Case) -> str:
-    url, rollback = case
-    return f"{url_id(url)}-{'rollback' if rollback else 'plain'}"
-
-
-class Ledger:
-    """What each loop wrote, and so what a loop should see: with force_rollback only the rows
-    written in the same loop (and still in its open transaction), otherwise all of them."""
-
-    def __init__(self, force_rollback: bool) -> None:
-        self.force_rollback = force_rollback
-        # (loop, tag, number of rows); the loops are kept alive on purpose, so that a new
-        # loop can never be mistaken for an old one.
-        self.writes: list[tuple[asyncio.AbstractEventLoop, str, int]] = []
-
-    def wrote(self, tag: str, count: int) -> None:
-        self.writes.append((asyncio.get_running_loop(), tag, count))
-
-    def rolled_back(self, loop: asyncio.AbstractEventLoop) -> None:
-        """`loop`'s state was closed: with force_rollback, what it wrote is gone."""
-        if self.force_rollback:
-            self.writes = [write for write in self.writes if write[0] is not loop]
-
-    def visible(self) -> dict[str, int]:
-        loop = asyncio.get_running_loop()
-        return {
-            tag: count
-            for written_in, tag, count in self.writes
-            if not self.force_rollback or written_in is loop
-        }
-
-    def committed(self) -> list[tuple[str, int]]:
-        if self.force_rollback:
-            return []
-        return sorted((tag, value) for _, tag, count in self.writes for value in range(count))
-
-
-async def seen(database: Database, table: sqlalchemy.Table) -> dict[str, int]:
-    """How many rows of each tag the running loop sees."""
-    query = sqlalchemy.select(table.c.tag, sqlalchemy.func.count()).group_by(table.c.tag)
-    return {row[0]: row[1] for row in await database.fetch_all(query)}
-
-
-LOCK_WAIT = 3  # seconds
-
-
-def assert_unlocked(url: str, table: sqlalchemy.Table) -> None:
-    """Lock `table` exclusively through a connection of its own, waiting at most `LOCK_WAIT`
-    seconds: this fails while any other connection still has a transaction that used it."""
-    if is_sqlite(url):
-        conn = sqlite3.connect(DatabaseURL(url).database, timeout=LOCK_WAIT, isolation_level=None)
-        try:
-            conn.execute("BEGIN EXCLUSIVE")
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-        return
-
-    async def lock() -> None:
-        async with Database(url) as database, database.connection() as connection:
-            if DatabaseURL(url).dialect == "postgresql":
-                async with connection.transaction(force_rollback=True):
-                    await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}s'")
-                    await connection.execute(f"LOCK TABLE {table.name} IN ACCESS EXCLUSIVE MODE")
-            else:
-                await connection.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT}")
-                await connection.execute(f"LOCK TABLES {table.name} WRITE")
-                await connection.execute("UNLOCK TABLES")
-
-    asyncio.run(lock())
-
-
-def drop_tables(url: str, *tables: sqlalchemy.Table) -> None:
-    """Drop tables through `tests.admin` (which waits at most 20 s for a lock). On PostgreSQL,
-    first end any server connection still holding a lock on them: one a failed test left
-    behind must not keep them (their names are unique to the module and process)."""
-    for table in tables:
-        if DatabaseURL(url).dialect == "postgresql":
-            admin.raw_fetch_all(
-                url,
-                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
-                "JOIN pg_class c ON c.oid = l.relation "
-                f"WHERE c.relname = '{table.name}' AND l.pid <> pg_backend_pid()",
-            )
-        admin.raw_execute(url, f"DROP TABLE IF EXISTS {table.name}")
 
 
 def application_name(case: Case) -> str:
@@ -174,7 +82,7 @@ DATABASES = {case: make_database(case) for case in CASES}
 
 
 @dataclasses.dataclass
-class Session:
+class Session(ConnectedInWideLoop):
     case: Case
     url: str
     force_rollback: bool
@@ -183,28 +91,11 @@ class Session:
     ledger: Ledger
     module_loop: asyncio.AbstractEventLoop | None = None
 
+    table = items
+
     @property
-    def single_writer(self) -> bool:
-        """SQLite with force_rollback: see the module docstring."""
-        return self.force_rollback and is_sqlite(self.url)
-
-    async def write_and_check(self, tag: str, count: int = 30) -> None:
-        """Check what this loop sees, `gather()` 2 * `count` inserts and selects, check again."""
-        assert await seen(self.database, items) == self.ledger.visible()
-        assert await insert_and_select(self.database, items, tag, count) == list(range(count))
-        self.ledger.wrote(tag, count)
-        assert await seen(self.database, items) == self.ledger.visible()
-
-    def check_states(self, *loops: asyncio.AbstractEventLoop | None) -> None:
-        """The database holds states exactly for the session loop and `loops`: the states of
-        function loops that ended were closed with them."""
-        states = self.database.loop_states()
-        assert all(state["alive"] and state["open"] for state in states), states
-        expected = {id(self.session_loop)} | {id(loop) for loop in loops if loop is not None}
-        assert {id(state["loop"]) for state in states} == expected, states
-        assert len(states) == len(expected), states
-        explicit = [state["loop"] for state in states if state["connected_explicitly"]]
-        assert explicit == [self.session_loop]
+    def wide_loop(self) -> asyncio.AbstractEventLoop:
+        return self.session_loop
 
 
 @pytest.fixture(autouse=True)
@@ -215,13 +106,7 @@ def empty_tables() -> Iterator[None]:
     yield
 
 
-@pytest.fixture(scope="module", autouse=True)
-def drop_items_at_module_end() -> Iterator[None]:
-    """Set up before the module loop, so torn down after it closed (which also closes what a
-    failed test left open in it)."""
-    yield
-    for url in DATABASE_URLS:
-        drop_tables(url, items)
+drop_items_at_module_end = drop_at_module_end_fixture("drop_items_at_module_end", items)
 
 
 @pytest.fixture(scope="session", params=CASES, ids=case_id)

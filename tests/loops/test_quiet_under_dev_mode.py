@@ -19,12 +19,9 @@ import pytest
 from tests.loops import (
     clear_table,
     committed_rows,
-    create_table,
-    drop_table,
     make_table,
-    url_id,
 )
-from tests.settings import DATABASE_URLS
+from tests.loops.support import url_fixture
 
 items = make_table("loops_quiet_items")
 
@@ -33,12 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60
 
 
-@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
-def url(request: pytest.FixtureRequest):
-    url = request.param
-    create_table(url, items)
-    yield url
-    drop_table(url, items)
+url = url_fixture(items)
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "force_rollback"])

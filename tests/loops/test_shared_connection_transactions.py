@@ -34,13 +34,10 @@ from tests.loops import (
     clear_table,
     committed_rows,
     count_tag,
-    create_table,
-    drop_table,
     make_table,
-    url_id,
     values_of,
 )
-from tests.settings import DATABASE_URLS
+from tests.loops.support import url_fixture
 
 items = make_table("loops_sharedtx_items")
 
@@ -102,12 +99,7 @@ async def committed(url: str) -> list[tuple[str, int]]:
     return await asyncio.to_thread(committed_rows, url, items)
 
 
-@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
-def url(request: pytest.FixtureRequest):
-    url = request.param
-    create_table(url, items)
-    yield url
-    drop_table(url, items)
+url = url_fixture(items)
 
 
 @pytest_asyncio.fixture

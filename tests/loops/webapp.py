@@ -42,7 +42,14 @@ from starlette.testclient import TestClient
 
 from databases import Database, DatabaseURL
 from databases.errors import DatabaseNotConnectedError
-from tests.loops import committed_rows, count_all, insert_and_select, is_sqlite, values_of
+from tests.loops import (
+    committed_rows,
+    count_all,
+    insert_and_select,
+    is_sqlite,
+    sqlite_committed_rows,
+    values_of,
+)
 
 # -- what the routes do, whatever the framework -----------------------------------------------
 
@@ -144,12 +151,7 @@ async def committed_rows_async(url: str, table: sqlalchemy.Table) -> list[tuple[
     """`committed_rows()` from inside a running loop: through a plain `Database` of its own
     (a pool of its own), or for SQLite through `sqlite3`."""
     if is_sqlite(url):
-        conn = sqlite3.connect(DatabaseURL(url).database, timeout=10)
-        try:
-            rows = conn.execute(f"SELECT tag, value FROM {table.name}").fetchall()
-        finally:
-            conn.close()
-        return sorted((tag, value) for tag, value in rows)
+        return sqlite_committed_rows(url, table)
     async with Database(url) as separate:
         rows = await separate.fetch_all(sqlalchemy.select(table.c.tag, table.c.value))
     return sorted((row[0], row[1]) for row in rows)

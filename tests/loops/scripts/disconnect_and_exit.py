@@ -24,18 +24,9 @@ import time
 import sqlalchemy
 
 from databases import Database, DatabaseURL
+from tests.loops import count_all, table_named
 
 POOL = 2
-
-
-def table_named(name: str) -> sqlalchemy.Table:
-    return sqlalchemy.Table(
-        name,
-        sqlalchemy.MetaData(),
-        sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True, autoincrement=True),
-        sqlalchemy.Column("tag", sqlalchemy.String(length=64), nullable=False),
-        sqlalchemy.Column("value", sqlalchemy.Integer, nullable=False),
-    )
 
 
 def main() -> None:
@@ -55,7 +46,7 @@ def main() -> None:
     concurrent_writes = not (rollback and dialect == "sqlite")
 
     async def job(tag: str, write: bool = True) -> None:
-        count = sqlalchemy.select(sqlalchemy.func.count()).select_from(table)
+        count = count_all(table)
         if write:
             await asyncio.gather(
                 database.execute(table.insert(), {"tag": tag, "value": 1}),

@@ -23,6 +23,7 @@ import threading
 import sqlalchemy
 
 from databases import Database, DatabaseURL
+from tests.loops import count_all, table_named
 
 LOOPS = 20
 THREADS = 6
@@ -31,16 +32,6 @@ THREADS = 6
 class DropSlowCallbackNotes(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not (isinstance(record.msg, str) and record.msg.startswith("Executing %s took"))
-
-
-def table_named(name: str) -> sqlalchemy.Table:
-    return sqlalchemy.Table(
-        name,
-        sqlalchemy.MetaData(),
-        sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True, autoincrement=True),
-        sqlalchemy.Column("tag", sqlalchemy.String(length=64), nullable=False),
-        sqlalchemy.Column("value", sqlalchemy.Integer, nullable=False),
-    )
 
 
 def main() -> None:
@@ -58,7 +49,7 @@ def main() -> None:
     threads_write = not (rollback and dialect == "sqlite")
 
     async def job(tag: str, write: bool = True) -> None:
-        count = sqlalchemy.select(sqlalchemy.func.count()).select_from(table)
+        count = count_all(table)
         if write:
             await asyncio.gather(
                 *(database.execute(table.insert(), {"tag": tag, "value": n}) for n in range(3)),
