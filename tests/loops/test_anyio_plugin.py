@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import typing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -39,6 +39,7 @@ from tests.loops.support import (
     drop_at_module_end_fixture,
     make_databases,
     seen,
+    shared_tables_left_alone_fixture,
 )
 
 per_test_items = make_table("loops_anyio_per_test")
@@ -96,14 +97,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(autouse=True)
-def empty_tables() -> Iterator[None]:
-    """Replaces the suite's autouse fixture of this name: this module leaves the shared tables
-    alone, and on SQLite the module fixture's open rollback transaction would keep that
-    fixture's cleanup from committing while it lasts."""
-    yield
-
-
+empty_tables = shared_tables_left_alone_fixture()
 drop_tables_at_module_end = drop_at_module_end_fixture("drop_tables_at_module_end", *TABLES)
 case = case_fixture(TABLES, PER_TEST, FIXTURE_PER_TEST, FIXTURE_PER_MODULE)
 

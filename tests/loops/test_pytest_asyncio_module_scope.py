@@ -18,24 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
 from databases import Database
-from tests.loops import committed_rows, create_table, make_table
+from tests.loops import committed_rows, make_table
 from tests.loops.support import (
-    CASES,
     SMALL_POOL,
     Case,
     ConnectedInWideLoop,
     Ledger,
     assert_unlocked,
-    case_id,
+    case_fixture,
     drop_at_module_end_fixture,
     make_databases,
     seen,
+    shared_tables_left_alone_fixture,
 )
 
 items = make_table("loops_mod_items")
@@ -59,22 +59,9 @@ class ModuleLoop(ConnectedInWideLoop):
         return self.module_loop
 
 
-@pytest.fixture(autouse=True)
-def empty_tables() -> Iterator[None]:
-    """Replaces the suite's autouse fixture of this name: this module leaves the shared tables
-    alone, and on SQLite the module loop's open rollback transaction would keep that
-    fixture's cleanup from committing until the module is done."""
-    yield
-
-
+empty_tables = shared_tables_left_alone_fixture()
 drop_items_at_module_end = drop_at_module_end_fixture("drop_items_at_module_end", items)
-
-
-@pytest.fixture(scope="module", params=CASES, ids=case_id)
-def case(request: pytest.FixtureRequest) -> Case:
-    case: Case = request.param
-    create_table(case[0], items)  # created if need be, and emptied
-    return case
+case = case_fixture((items,))
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

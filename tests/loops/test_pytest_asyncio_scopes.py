@@ -41,6 +41,7 @@ from tests.loops.support import (
     drop_at_module_end_fixture,
     make_databases,
     seen,
+    shared_tables_left_alone_fixture,
     write_and_check,
 )
 
@@ -75,14 +76,7 @@ def check_ended(case: Case, table: sqlalchemy.Table, ledger: Ledger) -> None:
     support.check_ended(case[0], table, ledger, at_least=60)
 
 
-@pytest.fixture(autouse=True)
-def empty_tables() -> Iterator[None]:
-    """Replaces the suite's autouse fixture of this name: this module leaves the shared tables
-    alone, and on SQLite the module loop's open rollback transaction would keep that
-    fixture's cleanup from committing while it lasts."""
-    yield
-
-
+empty_tables = shared_tables_left_alone_fixture()
 drop_tables_at_module_end = drop_at_module_end_fixture("drop_tables_at_module_end", *TABLES)
 case = case_fixture(TABLES, PER_TEST, SYNC_PER_TEST, SYNC_PER_MODULE, MIXED)
 
@@ -145,9 +139,8 @@ def test_connect_per_test_committed(case: Case) -> None:
 # 2. A synchronous fixture connects with asyncio.run().
 
 
-@pytest.fixture
-def sync_connected(case: Case) -> Iterator[Database]:
-    database = SYNC_PER_TEST[case]
+def connected_with_asyncio_run(database: Database) -> Iterator[Database]:
+    """Connect `database` with `asyncio.run()`, yield it, then disconnect it the same way."""
     assert not database.is_connected
     asyncio.run(database.connect())
     assert database.is_connected
@@ -159,17 +152,14 @@ def sync_connected(case: Case) -> Iterator[Database]:
     assert database.loop_states() == []
 
 
+@pytest.fixture
+def sync_connected(case: Case) -> Iterator[Database]:
+    yield from connected_with_asyncio_run(SYNC_PER_TEST[case])
+
+
 @pytest.fixture(scope="module")
 def sync_connected_for_module(case: Case) -> Iterator[Database]:
-    database = SYNC_PER_MODULE[case]
-    assert not database.is_connected
-    asyncio.run(database.connect())
-    assert database.is_connected
-    assert database.loop_states() == []
-    yield database
-    asyncio.run(database.disconnect())
-    assert not database.is_connected
-    assert database.loop_states() == []
+    yield from connected_with_asyncio_run(SYNC_PER_MODULE[case])
 
 
 @pytest.mark.asyncio

@@ -28,14 +28,14 @@ import dataclasses
 import os
 import time
 import typing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
 from databases import Database, DatabaseURL
 from tests import admin
-from tests.loops import committed_rows, create_table, make_table
+from tests.loops import committed_rows, make_table
 from tests.loops.support import (
     CASES,
     SMALL_POOL,
@@ -43,9 +43,11 @@ from tests.loops.support import (
     ConnectedInWideLoop,
     Ledger,
     assert_unlocked,
+    case_fixture,
     case_id,
     drop_at_module_end_fixture,
     seen,
+    shared_tables_left_alone_fixture,
 )
 
 items = make_table("loops_sess_items")
@@ -98,22 +100,9 @@ class Session(ConnectedInWideLoop):
         return self.session_loop
 
 
-@pytest.fixture(autouse=True)
-def empty_tables() -> Iterator[None]:
-    """Replaces the suite's autouse fixture of this name: this module leaves the shared tables
-    alone, and on SQLite the session loop's open rollback transaction would keep that
-    fixture's cleanup from committing until the module is done."""
-    yield
-
-
+empty_tables = shared_tables_left_alone_fixture()
 drop_items_at_module_end = drop_at_module_end_fixture("drop_items_at_module_end", items)
-
-
-@pytest.fixture(scope="session", params=CASES, ids=case_id)
-def session_case(request: pytest.FixtureRequest) -> Case:
-    case: Case = request.param
-    create_table(case[0], items)  # created if need be, and emptied
-    return case
+session_case = case_fixture((items,), scope="session", name="session_case")
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
