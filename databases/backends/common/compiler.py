@@ -114,6 +114,28 @@ class CompiledStatement:
         """The parameter names in the order the SQL takes them."""
         return tuple(name for name, _ in self._bind_plan)
 
+    def takes_rows_like(self, row: Values) -> bool:
+        """Whether rows with these keys supply every parameter, and nothing else does.
+
+        Then `row_args` binds them straight, without SQLAlchemy's parameter assembly: no
+        literal values in the statement, no defaults to compute, no expanding IN lists.
+        """
+        return (
+            isinstance(self._compiled, SQLCompiler)
+            and not self._expanding
+            and not self._defaults
+            and len(self._bind_plan) == len(row)
+            and all(name in row for name, _ in self._bind_plan)
+        )
+
+    def row_args(self, row: Values) -> Args:
+        return tuple(
+            [
+                row[name] if convert is None else convert(row[name])
+                for name, convert in self._bind_plan
+            ]
+        )
+
     def bind(self, extracted: typing.Any = None, params: typing.Any = None) -> tuple[str, Args]:
         """The SQL text and positional arguments for one execution."""
         compiled = self._compiled
@@ -292,12 +314,17 @@ class QueryCompiler:
             cache_key = query._generate_cache_key()
             extracted = cache_key.bindparams if cache_key is not None else None
             current: tuple[typing.Any, ...] | None = None
+            direct = False
             for row in rows:
                 keys = tuple(row)
                 if keys != current:
                     current = keys
                     statement = self._compile_with_keys(query, cache_key, keys, many=True)
-                sql, args = statement.bind(extracted, row)
+                    direct = not extracted and statement.takes_rows_like(row)
+                if direct:
+                    sql, args = statement.sql, statement.row_args(row)
+                else:
+                    sql, args = statement.bind(extracted, row)
                 if groups and groups[-1][0] is statement and groups[-1][1] == sql:
                     groups[-1][2].append(args)
                 else:
