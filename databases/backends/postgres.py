@@ -67,10 +67,9 @@ class _Numeric(sqltypes.Numeric):  # type: ignore[type-arg]
 
             return as_decimal
 
-        def as_float(value: typing.Any) -> typing.Any:
-            return float(value) if isinstance(value, decimal.Decimal) else value
-
-        return as_float
+        # C-level: None stays None, floats stay, Decimals become floats.
+        to_float: typing.Callable[[typing.Any], typing.Any] = processors.to_float
+        return to_float
 
 
 class _Float(_Numeric, sqltypes.Float):  # type: ignore[type-arg]
