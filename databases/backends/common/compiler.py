@@ -182,6 +182,19 @@ class CompiledStatement:
         return shape
 
 
+def _add_to_groups(
+    groups: list[tuple[CompiledStatement, str, list[Args]]],
+    statement: CompiledStatement,
+    sql: str,
+    args: Args,
+) -> None:
+    """Extend the last group when the SQL is the same, else start a new one."""
+    if groups and groups[-1][0] is statement and groups[-1][1] == sql:
+        groups[-1][2].append(args)
+    else:
+        groups.append((statement, sql, [args]))
+
+
 def _log_groups(groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
     if logger.isEnabledFor(logging.DEBUG):
         for _, sql, rows in groups:
@@ -278,10 +291,7 @@ class QueryCompiler:
         for query in queries:
             statement, extracted = self.compile(query)
             sql, args = statement.bind(extracted)
-            if groups and groups[-1][0] is statement and groups[-1][1] == sql:
-                groups[-1][2].append(args)
-            else:
-                groups.append((statement, sql, [args]))
+            _add_to_groups(groups, statement, sql, args)
         _log_groups(groups)
         return groups
 
@@ -325,10 +335,7 @@ class QueryCompiler:
                     sql, args = statement.sql, statement.row_args(row)
                 else:
                     sql, args = statement.bind(extracted, row)
-                if groups and groups[-1][0] is statement and groups[-1][1] == sql:
-                    groups[-1][2].append(args)
-                else:
-                    groups.append((statement, sql, [args]))
+                _add_to_groups(groups, statement, sql, args)
         _log_groups(groups)
         return groups
 
