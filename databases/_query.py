@@ -6,6 +6,16 @@ import typing
 
 from sqlalchemy import text
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.dml import ValuesBase
+
+
+def takes_values(query: ClauseElement | str) -> bool:
+    """Whether `values` can go with this query: raw SQL, or an INSERT/UPDATE (`.values()`).
+
+    Anything else given values fails in `build_query`, as it did in 0.9 (a DELETE must
+    never run with its values silently dropped).
+    """
+    return isinstance(query, (str, ValuesBase))
 
 
 def build_query(

@@ -21,7 +21,7 @@ from types import TracebackType
 from sqlalchemy.sql import ClauseElement
 
 from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, LOG_EXTRA, logger
-from databases._query import build_query
+from databases._query import build_query, takes_values
 from databases.backends.common.compiler import QueryValues
 from databases.errors import (
     ConnectionLoopError,
@@ -598,6 +598,8 @@ class Connection:
     async def execute_many(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> None:
+        if not takes_values(query) and values:
+            build_query(query, values[0])  # raises, as 0.9 did: no `.values()` here
         async with self, self._query_lock:
             await self._finish(self._connection._execute_many_values(query, values))
 
@@ -632,7 +634,7 @@ class Connection:
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None
     ) -> ClauseElement:
         """The query as the backend takes it: bundled backends bind the values themselves."""
-        if self._accepts_values and (values or isinstance(query, str)):
+        if self._accepts_values and takes_values(query) and (values or isinstance(query, str)):
             return QueryValues(query, values or {})  # type: ignore[return-value]
         return build_query(query, values)
 

@@ -259,3 +259,23 @@ async def test_raw_execute_many(url: str) -> None:
             assert int(total) == sum(range(50))
         finally:
             await database.execute(sa.schema.DropTable(numbers))
+
+
+@pytest.mark.asyncio
+async def test_values_with_a_statement_that_takes_none_fail_and_change_nothing(url: str) -> None:
+    """`values` go to `.values()`: a DELETE or SELECT given values fails as in 0.9, and a
+    DELETE must never run with its values dropped (that would delete every row)."""
+    async with Database(url) as database:
+        await recreate(database)
+        try:
+            await database.execute_many(numbers.insert(), [{"value": n} for n in range(3)])
+            with pytest.raises(AttributeError):
+                await database.execute(numbers.delete(), {"id": 1})
+            with pytest.raises(AttributeError):
+                await database.execute_many(numbers.delete(), [{"id": 1}, {"id": 2}])
+            with pytest.raises(AttributeError):
+                await database.fetch_all(sa.select(numbers), {"id": 1})
+            count = sa.select(sa.func.count()).select_from(numbers)
+            assert await database.fetch_val(count) == 3
+        finally:
+            await database.execute(sa.schema.DropTable(numbers))
