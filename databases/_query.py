@@ -18,6 +18,12 @@ def takes_values(query: ClauseElement | str) -> bool:
     return isinstance(query, (str, ValuesBase))
 
 
+def has_expressions(rows: typing.Iterable[typing.Mapping[str, typing.Any]]) -> bool:
+    """Whether any value is a SQL expression (`func.now()`), which `.values()` renders
+    into the statement instead of binding it as a parameter."""
+    return any(isinstance(value, ClauseElement) for row in rows for value in row.values())
+
+
 def build_query(
     query: ClauseElement | str, values: typing.Mapping[str, typing.Any] | None = None
 ) -> ClauseElement:

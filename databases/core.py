@@ -21,7 +21,7 @@ from types import TracebackType
 from sqlalchemy.sql import ClauseElement
 
 from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, LOG_EXTRA, logger
-from databases._query import build_query, takes_values
+from databases._query import build_query, has_expressions, takes_values
 from databases.backends.common.compiler import QueryValues
 from databases.errors import (
     ConnectionLoopError,
@@ -601,7 +601,12 @@ class Connection:
         if not takes_values(query) and values:
             build_query(query, values[0])  # raises, as 0.9 did: no `.values()` here
         async with self, self._query_lock:
-            await self._finish(self._connection._execute_many_values(query, values))
+            if self._accepts_values and not has_expressions(values):
+                await self._finish(self._connection._execute_many_values(query, values))
+            else:
+                # Expressions are rendered into each row's statement, as 0.9 did.
+                built = [build_query(query, row) for row in values]
+                await self._finish(self._connection.execute_many(built))
 
     async def iterate(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
@@ -634,7 +639,8 @@ class Connection:
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None
     ) -> ClauseElement:
         """The query as the backend takes it: bundled backends bind the values themselves."""
-        if self._accepts_values and takes_values(query) and (values or isinstance(query, str)):
+        bind_here = isinstance(query, str) or bool(values and takes_values(query))
+        if bind_here and self._accepts_values and not (values and has_expressions((values,))):
             return QueryValues(query, values or {})  # type: ignore[return-value]
         return build_query(query, values)
 

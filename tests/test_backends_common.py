@@ -279,3 +279,26 @@ async def test_values_with_a_statement_that_takes_none_fail_and_change_nothing(u
             assert await database.fetch_val(count) == 3
         finally:
             await database.execute(sa.schema.DropTable(numbers))
+
+
+@pytest.mark.asyncio
+async def test_insert_values_are_checked_and_may_be_sql_expressions(url: str) -> None:
+    """As with `.values(**values)`: unknown names are refused, SQL expressions rendered."""
+    async with Database(url) as database:
+        await recreate(database)
+        try:
+            with pytest.raises(sa.exc.CompileError, match="Unconsumed column names: bogus"):
+                await database.execute(numbers.insert(), {"value": 1, "bogus": 2})
+            with pytest.raises(sa.exc.CompileError, match="Unconsumed column names: bogus"):
+                await database.execute_many(numbers.insert(), [{"value": 1, "bogus": 2}])
+            upper = sa.func.upper(sa.literal("abc"))
+            await database.execute(numbers.insert(), {"value": 1, "label": upper})
+            await database.execute_many(
+                numbers.insert(), [{"value": 2, "label": upper}, {"value": 3, "label": "x"}]
+            )
+            rows = await database.fetch_all(
+                sa.select(numbers.c.value, numbers.c.label).order_by(numbers.c.value)
+            )
+            assert [tuple(row.values()) for row in rows] == [(1, "ABC"), (2, "ABC"), (3, "x")]
+        finally:
+            await database.execute(sa.schema.DropTable(numbers))

@@ -346,6 +346,13 @@ class QueryCompiler:
         a statement executed with parameters (`for_executemany` drops implicit RETURNING)."""
 
         def make() -> CompiledStatement:
+            table = getattr(query, "table", None)
+            columns = getattr(table, "c", None)
+            if columns is not None:
+                unknown = sorted(set(keys) - set(columns.keys()))
+                if unknown:
+                    # As `.values(**values)` refuses them: a misspelt key is not dropped.
+                    raise exc.CompileError(f"Unconsumed column names: {', '.join(unknown)}")
             compiled = query.compile(
                 dialect=self.dialect,
                 cache_key=cache_key,
