@@ -18,6 +18,7 @@ counting costs every contender the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 import typing
@@ -97,10 +98,21 @@ def dialect_for(backend: str) -> typing.Any:
     return sqlite_aiosqlite.dialect()
 
 
+Row = tuple[typing.Any, ...]
+FetchMany = typing.Callable[[int], typing.Awaitable[typing.Any]]
+
+
 class RawContender(Contender):
-    """Common part of the raw drivers: the SQL compiled once, parameters as tuples."""
+    """Common part of the raw drivers: the SQL compiled once, parameters as tuples.
+
+    The cases are written once here, in terms of a few per-driver primitives; each
+    primitive is one operation as that driver's user writes it (a plain `def` may hand
+    back the driver's own awaitable, so that no coroutine is added around it).
+    """
 
     backend = "?"
+    # How `fetch_all_1000_read` reads the rows: asyncpg's Records by name, tuples by index.
+    read_rows = staticmethod(bc.read_by_index)
 
     def __init__(self, url: typing.Any) -> None:
         self.url = url
@@ -109,7 +121,7 @@ class RawContender(Contender):
     def param(self, value: typing.Any) -> typing.Any:
         return value
 
-    def row_args(self, values: typing.Mapping[str, typing.Any]) -> tuple[typing.Any, ...]:
+    def row_args(self, values: typing.Mapping[str, typing.Any]) -> Row:
         return tuple(self.param(values[name]) for name in bc.WRITE_COLUMNS)
 
     def inputs(self, case: str, count: int) -> Inputs:
@@ -121,12 +133,122 @@ class RawContender(Contender):
             return [rows] * count
         return inputs
 
+    # -- per-driver primitives ------------------------------------------------------------
+
+    def fetch_one(self, sql: str, args: Row) -> typing.Awaitable[typing.Any]:
+        """The first row (or None), on a connection of the pool."""
+        raise NotImplementedError
+
+    def fetch_val(self, sql: str, args: Row) -> typing.Awaitable[typing.Any]:
+        """The first column of the first row."""
+        raise NotImplementedError
+
+    def fetch_all(self, sql: str, args: Row) -> typing.Awaitable[typing.Any]:
+        """All the rows."""
+        raise NotImplementedError
+
+    def open_cursor(self, sql: str) -> typing.AsyncContextManager[FetchMany]:
+        """A server-side (unbuffered) cursor over `sql`: its `fetch(n)`."""
+        raise NotImplementedError
+
+    def insert_returning(self, sql: str, args: Row) -> typing.Awaitable[typing.Any]:
+        """One insert, reading the new id."""
+        raise NotImplementedError
+
+    def execute_many(self, sql: str, rows: list[Row]) -> typing.Awaitable[typing.Any]:
+        """The driver's `executemany`, atomically."""
+        raise NotImplementedError
+
+    def transaction(self, sql: str, rows: list[Row]) -> typing.Awaitable[typing.Any]:
+        """One `insert_returning` per row of `rows`, in one transaction."""
+        raise NotImplementedError
+
+    def fetch_one_held(self, sql: str, args: Row) -> typing.Awaitable[typing.Any]:
+        """`fetch_one` on the force-rollback connection (one query at a time)."""
+        raise NotImplementedError
+
+    # -- the cases --------------------------------------------------------------------------
+
+    async def _count_rows(self, sql: str, ids: Inputs) -> int:
+        seen = 0
+        for row_id in ids:
+            seen += await self.fetch_one(sql, (row_id,)) is not None
+        return seen
+
+    async def case_fetch_one_select(self, ids: Inputs) -> int:
+        return await self._count_rows(self.sql.select_by_id.sql, ids)
+
+    async def case_fetch_one_text(self, ids: Inputs) -> int:
+        return await self._count_rows(self.sql.text_by_id.sql, ids)
+
+    async def case_fetch_val(self, ids: Inputs) -> int:
+        sql, seen = self.sql.score_by_id.sql, 0
+        for row_id in ids:
+            seen += await self.fetch_val(sql, (row_id,)) is not None
+        return seen
+
+    async def case_fetch_all_1000(self, inputs: Inputs) -> int:
+        sql, args, seen = self.sql.first_rows.sql, self.sql.first_rows_args, 0
+        for _ in inputs:
+            seen += len(await self.fetch_all(sql, args))
+        return seen
+
+    async def case_fetch_all_1000_read(self, inputs: Inputs) -> int:
+        sql, args, seen = self.sql.first_rows.sql, self.sql.first_rows_args, 0
+        read = self.read_rows
+        for _ in inputs:
+            seen += read(await self.fetch_all(sql, args))
+        return seen
+
+    async def case_iterate_10k(self, inputs: Inputs) -> int:
+        sql, read, seen = self.sql.all_rows.sql, self.read_rows, 0
+        for _ in inputs:
+            async with self.open_cursor(sql) as fetch:
+                while True:
+                    rows = await fetch(bc.ITERATE_CHUNK)
+                    seen += read(rows)
+                    if len(rows) < bc.ITERATE_CHUNK:
+                        break
+        return seen
+
+    async def case_insert(self, rows: Inputs) -> int:
+        sql = self.sql.insert_returning.sql
+        for args in rows:
+            await self.insert_returning(sql, args)
+        return 0
+
+    async def case_execute_many_1000(self, batches: Inputs) -> int:
+        sql = self.sql.insert_many.sql
+        for rows in batches:
+            await self.execute_many(sql, rows)
+        return 0
+
+    async def case_transaction_10(self, batches: Inputs) -> int:
+        sql = self.sql.insert_returning.sql
+        for rows in batches:
+            await self.transaction(sql, rows)
+        return 0
+
+    async def _gather(self, fetch: typing.Any, batches: Inputs) -> int:
+        sql, seen = self.sql.select_by_id.sql, 0
+        for ids in batches:
+            rows = await asyncio.gather(*(fetch(sql, (row_id,)) for row_id in ids))
+            seen += sum(row is not None for row in rows)
+        return seen
+
+    async def case_gather_100(self, batches: Inputs) -> int:
+        return await self._gather(self.fetch_one, batches)
+
+    async def case_gather_100_force_rollback(self, batches: Inputs) -> int:
+        return await self._gather(self.fetch_one_held, batches)
+
 
 class RawPostgres(RawContender):
     """asyncpg: a pool of 1 to 10 connections; `pool.fetchrow()` and friends."""
 
     name = "raw"
     backend = "postgresql"
+    read_rows = staticmethod(bc.read_by_name)
 
     def __init__(self, url: typing.Any) -> None:
         super().__init__(url)
@@ -172,85 +294,35 @@ class RawPostgres(RawContender):
             finally:
                 await self.pool.release(held)
 
-    async def case_fetch_one_select(self, ids: Inputs) -> int:
-        sql, seen = self.sql.select_by_id.sql, 0
-        for row_id in ids:
-            seen += await self.pool.fetchrow(sql, row_id) is not None
-        return seen
+    def fetch_one(self, sql: str, args: Row) -> typing.Awaitable[typing.Any]:
+        return typing.cast(typing.Awaitable[typing.Any], self.pool.fetchrow(sql, *args))
 
-    async def case_fetch_one_text(self, ids: Inputs) -> int:
-        sql, seen = self.sql.text_by_id.sql, 0
-        for row_id in ids:
-            seen += await self.pool.fetchrow(sql, row_id) is not None
-        return seen
+    def fetch_val(self, sql: str, args: Row) -> typing.Awaitable[typing.Any]:
+        return typing.cast(typing.Awaitable[typing.Any], self.pool.fetchval(sql, *args))
 
-    async def case_fetch_val(self, ids: Inputs) -> int:
-        sql, seen = self.sql.score_by_id.sql, 0
-        for row_id in ids:
-            seen += await self.pool.fetchval(sql, row_id) is not None
-        return seen
+    def fetch_all(self, sql: str, args: Row) -> typing.Awaitable[typing.Any]:
+        return typing.cast(typing.Awaitable[typing.Any], self.pool.fetch(sql, *args))
 
-    async def case_fetch_all_1000(self, inputs: Inputs) -> int:
-        sql, args, seen = self.sql.first_rows.sql, self.sql.first_rows_args, 0
-        for _ in inputs:
-            seen += len(await self.pool.fetch(sql, *args))
-        return seen
+    @contextlib.asynccontextmanager
+    async def open_cursor(self, sql: str) -> typing.AsyncIterator[FetchMany]:
+        async with self.pool.acquire() as connection, connection.transaction():
+            cursor = await connection.cursor(sql)
+            yield cursor.fetch
 
-    async def case_fetch_all_1000_read(self, inputs: Inputs) -> int:
-        sql, args, seen = self.sql.first_rows.sql, self.sql.first_rows_args, 0
-        for _ in inputs:
-            seen += bc.read_by_name(await self.pool.fetch(sql, *args))
-        return seen
+    def insert_returning(self, sql: str, args: Row) -> typing.Awaitable[typing.Any]:
+        return typing.cast(typing.Awaitable[typing.Any], self.pool.fetchval(sql, *args))
 
-    async def case_iterate_10k(self, inputs: Inputs) -> int:
-        sql, seen = self.sql.all_rows.sql, 0
-        for _ in inputs:
-            async with self.pool.acquire() as connection, connection.transaction():
-                cursor = await connection.cursor(sql)
-                while True:
-                    rows = await cursor.fetch(bc.ITERATE_CHUNK)
-                    seen += bc.read_by_name(rows)
-                    if len(rows) < bc.ITERATE_CHUNK:
-                        break
-        return seen
+    def execute_many(self, sql: str, rows: list[Row]) -> typing.Awaitable[typing.Any]:
+        return typing.cast(typing.Awaitable[typing.Any], self.pool.executemany(sql, rows))
 
-    async def case_insert(self, rows: Inputs) -> int:
-        sql = self.sql.insert_returning.sql
-        for args in rows:
-            await self.pool.fetchval(sql, *args)
-        return 0
+    async def transaction(self, sql: str, rows: list[Row]) -> None:
+        async with self.pool.acquire() as connection, connection.transaction():
+            for args in rows:
+                await connection.fetchval(sql, *args)
 
-    async def case_execute_many_1000(self, batches: Inputs) -> int:
-        sql = self.sql.insert_many.sql
-        for rows in batches:
-            await self.pool.executemany(sql, rows)
-        return 0
-
-    async def case_transaction_10(self, batches: Inputs) -> int:
-        sql = self.sql.insert_returning.sql
-        for rows in batches:
-            async with self.pool.acquire() as connection, connection.transaction():
-                for args in rows:
-                    await connection.fetchval(sql, *args)
-        return 0
-
-    async def case_gather_100(self, batches: Inputs) -> int:
-        sql, pool, seen = self.sql.select_by_id.sql, self.pool, 0
-        for ids in batches:
-            rows = await asyncio.gather(*(pool.fetchrow(sql, row_id) for row_id in ids))
-            seen += sum(row is not None for row in rows)
-        return seen
-
-    async def _locked_fetchrow(self, sql: str, row_id: int) -> typing.Any:
+    async def fetch_one_held(self, sql: str, args: Row) -> typing.Any:
         async with self.lock:
-            return await self.held.fetchrow(sql, row_id)
-
-    async def case_gather_100_force_rollback(self, batches: Inputs) -> int:
-        sql, seen = self.sql.select_by_id.sql, 0
-        for ids in batches:
-            rows = await asyncio.gather(*(self._locked_fetchrow(sql, row_id) for row_id in ids))
-            seen += sum(row is not None for row in rows)
-        return seen
+            return await self.held.fetchrow(sql, *args)
 
 
 class RawMySQL(RawContender):
@@ -303,115 +375,62 @@ class RawMySQL(RawContender):
             finally:
                 self.pool.release(held)
 
-    async def _fetchone(self, sql: str, args: tuple[typing.Any, ...]) -> typing.Any:
+    async def fetch_one(self, sql: str, args: Row) -> typing.Any:
         async with self.pool.acquire() as connection, connection.cursor() as cursor:
             await cursor.execute(sql, args)
             return await cursor.fetchone()
 
-    async def _fetchall(self, sql: str, args: tuple[typing.Any, ...]) -> typing.Any:
+    async def fetch_val(self, sql: str, args: Row) -> typing.Any:
+        row = await self.fetch_one(sql, args)
+        return row[0]
+
+    async def fetch_all(self, sql: str, args: Row) -> typing.Any:
         async with self.pool.acquire() as connection, connection.cursor() as cursor:
             await cursor.execute(sql, args)
             return await cursor.fetchall()
 
-    async def case_fetch_one_select(self, ids: Inputs) -> int:
-        sql, seen = self.sql.select_by_id.sql, 0
-        for row_id in ids:
-            seen += await self._fetchone(sql, (row_id,)) is not None
-        return seen
-
-    async def case_fetch_one_text(self, ids: Inputs) -> int:
-        sql, seen = self.sql.text_by_id.sql, 0
-        for row_id in ids:
-            seen += await self._fetchone(sql, (row_id,)) is not None
-        return seen
-
-    async def case_fetch_val(self, ids: Inputs) -> int:
-        sql, seen = self.sql.score_by_id.sql, 0
-        for row_id in ids:
-            row = await self._fetchone(sql, (row_id,))
-            seen += row[0] is not None
-        return seen
-
-    async def case_fetch_all_1000(self, inputs: Inputs) -> int:
-        sql, args, seen = self.sql.first_rows.sql, self.sql.first_rows_args, 0
-        for _ in inputs:
-            seen += len(await self._fetchall(sql, args))
-        return seen
-
-    async def case_fetch_all_1000_read(self, inputs: Inputs) -> int:
-        sql, args, seen = self.sql.first_rows.sql, self.sql.first_rows_args, 0
-        for _ in inputs:
-            seen += bc.read_by_index(await self._fetchall(sql, args))
-        return seen
-
-    async def case_iterate_10k(self, inputs: Inputs) -> int:
+    @contextlib.asynccontextmanager
+    async def open_cursor(self, sql: str) -> typing.AsyncIterator[FetchMany]:
         import aiomysql
 
-        sql, acquire, unbuffered = self.sql.all_rows.sql, self.pool.acquire, aiomysql.SSCursor
-        seen = 0
-        for _ in inputs:
-            async with acquire() as connection, connection.cursor(unbuffered) as cursor:
-                await cursor.execute(sql)
-                while True:
-                    rows = await cursor.fetchmany(bc.ITERATE_CHUNK)
-                    seen += bc.read_by_index(rows)
-                    if len(rows) < bc.ITERATE_CHUNK:
-                        break
-        return seen
+        async with (
+            self.pool.acquire() as connection,
+            connection.cursor(aiomysql.SSCursor) as cursor,
+        ):
+            await cursor.execute(sql)
+            yield cursor.fetchmany
 
-    async def case_insert(self, rows: Inputs) -> int:
-        sql = self.sql.insert_returning.sql
-        for args in rows:
-            async with self.pool.acquire() as connection, connection.cursor() as cursor:
-                await cursor.execute(sql, args)
-                _new_id = cursor.lastrowid
-        return 0
+    async def insert_returning(self, sql: str, args: Row) -> typing.Any:
+        async with self.pool.acquire() as connection, connection.cursor() as cursor:
+            await cursor.execute(sql, args)
+            return cursor.lastrowid
 
-    async def case_execute_many_1000(self, batches: Inputs) -> int:
-        sql = self.sql.insert_many.sql
-        for rows in batches:
-            async with self.pool.acquire() as connection, connection.cursor() as cursor:
-                await cursor.executemany(sql, rows)
-        return 0
+    async def execute_many(self, sql: str, rows: list[Row]) -> None:
+        async with self.pool.acquire() as connection, connection.cursor() as cursor:
+            await cursor.executemany(sql, rows)
 
-    async def case_transaction_10(self, batches: Inputs) -> int:
-        sql = self.sql.insert_returning.sql
-        for rows in batches:
-            async with self.pool.acquire() as connection:
-                await connection.begin()
-                try:
-                    async with connection.cursor() as cursor:
-                        for args in rows:
-                            await cursor.execute(sql, args)
-                except BaseException:
-                    await connection.rollback()
-                    raise
-                await connection.commit()
-        return 0
+    async def transaction(self, sql: str, rows: list[Row]) -> None:
+        async with self.pool.acquire() as connection:
+            await connection.begin()
+            try:
+                async with connection.cursor() as cursor:
+                    for args in rows:
+                        await cursor.execute(sql, args)
+            except BaseException:
+                await connection.rollback()
+                raise
+            await connection.commit()
 
-    async def case_gather_100(self, batches: Inputs) -> int:
-        sql, seen = self.sql.select_by_id.sql, 0
-        for ids in batches:
-            rows = await asyncio.gather(*(self._fetchone(sql, (row_id,)) for row_id in ids))
-            seen += sum(row is not None for row in rows)
-        return seen
-
-    async def _locked_fetchone(self, sql: str, row_id: int) -> typing.Any:
+    async def fetch_one_held(self, sql: str, args: Row) -> typing.Any:
         async with self.lock, self.held.cursor() as cursor:
-            await cursor.execute(sql, (row_id,))
+            await cursor.execute(sql, args)
             return await cursor.fetchone()
-
-    async def case_gather_100_force_rollback(self, batches: Inputs) -> int:
-        sql, seen = self.sql.select_by_id.sql, 0
-        for ids in batches:
-            rows = await asyncio.gather(*(self._locked_fetchone(sql, row_id) for row_id in ids))
-            seen += sum(row is not None for row in rows)
-        return seen
 
 
 class RawSQLite(RawContender):
     """aiosqlite: one connection in autocommit (`isolation_level=None`), explicit BEGIN and
-    COMMIT for the atomic cases. aiosqlite queues concurrent calls on its thread."""
+    COMMIT for the atomic cases. aiosqlite queues concurrent calls on its thread, so the
+    force-rollback case runs on the same connection (inside the BEGIN of `prepare`)."""
 
     name = "raw"
     backend = "sqlite"
@@ -449,95 +468,50 @@ class RawSQLite(RawContender):
         if case in bc.FORCE_ROLLBACK_CASES and self.connection.in_transaction:
             await self.connection.execute("ROLLBACK")
 
-    async def _fetchone(self, sql: str, args: tuple[typing.Any, ...]) -> typing.Any:
+    @contextlib.asynccontextmanager
+    async def _atomic(self) -> typing.AsyncIterator[typing.Any]:
+        """BEGIN, then COMMIT, or ROLLBACK on an exception."""
+        connection = self.connection
+        await connection.execute("BEGIN")
+        try:
+            yield connection
+        except BaseException:
+            await connection.execute("ROLLBACK")
+            raise
+        await connection.execute("COMMIT")
+
+    async def fetch_one(self, sql: str, args: Row) -> typing.Any:
         rows = await self.connection.execute_fetchall(sql, args)
         return rows[0] if rows else None
 
-    async def case_fetch_one_select(self, ids: Inputs) -> int:
-        sql, seen = self.sql.select_by_id.sql, 0
-        for row_id in ids:
-            seen += await self._fetchone(sql, (row_id,)) is not None
-        return seen
+    async def fetch_val(self, sql: str, args: Row) -> typing.Any:
+        row = await self.fetch_one(sql, args)
+        return row[0]
 
-    async def case_fetch_one_text(self, ids: Inputs) -> int:
-        sql, seen = self.sql.text_by_id.sql, 0
-        for row_id in ids:
-            seen += await self._fetchone(sql, (row_id,)) is not None
-        return seen
+    def fetch_all(self, sql: str, args: Row) -> typing.Awaitable[typing.Any]:
+        return typing.cast(
+            typing.Awaitable[typing.Any], self.connection.execute_fetchall(sql, args)
+        )
 
-    async def case_fetch_val(self, ids: Inputs) -> int:
-        sql, seen = self.sql.score_by_id.sql, 0
-        for row_id in ids:
-            row = await self._fetchone(sql, (row_id,))
-            seen += row[0] is not None
-        return seen
+    @contextlib.asynccontextmanager
+    async def open_cursor(self, sql: str) -> typing.AsyncIterator[FetchMany]:
+        async with self.connection.execute(sql) as cursor:
+            yield cursor.fetchmany
 
-    async def case_fetch_all_1000(self, inputs: Inputs) -> int:
-        sql, args, seen = self.sql.first_rows.sql, self.sql.first_rows_args, 0
-        for _ in inputs:
-            seen += len(await self.connection.execute_fetchall(sql, args))
-        return seen
+    async def insert_returning(self, sql: str, args: Row) -> typing.Any:
+        cursor = await self.connection.execute(sql, args)
+        return cursor.lastrowid
 
-    async def case_fetch_all_1000_read(self, inputs: Inputs) -> int:
-        sql, args, seen = self.sql.first_rows.sql, self.sql.first_rows_args, 0
-        for _ in inputs:
-            seen += bc.read_by_index(await self.connection.execute_fetchall(sql, args))
-        return seen
+    async def execute_many(self, sql: str, rows: list[Row]) -> None:
+        async with self._atomic() as connection:
+            await connection.executemany(sql, rows)
 
-    async def case_iterate_10k(self, inputs: Inputs) -> int:
-        sql, seen = self.sql.all_rows.sql, 0
-        for _ in inputs:
-            async with self.connection.execute(sql) as cursor:
-                while True:
-                    rows = await cursor.fetchmany(bc.ITERATE_CHUNK)
-                    seen += bc.read_by_index(rows)
-                    if len(rows) < bc.ITERATE_CHUNK:
-                        break
-        return seen
+    async def transaction(self, sql: str, rows: list[Row]) -> None:
+        async with self._atomic() as connection:
+            for args in rows:
+                await connection.execute(sql, args)
 
-    async def case_insert(self, rows: Inputs) -> int:
-        sql = self.sql.insert_returning.sql
-        for args in rows:
-            cursor = await self.connection.execute(sql, args)
-            _new_id = cursor.lastrowid
-        return 0
-
-    async def case_execute_many_1000(self, batches: Inputs) -> int:
-        sql = self.sql.insert_many.sql
-        connection = self.connection
-        for rows in batches:
-            await connection.execute("BEGIN")
-            try:
-                await connection.executemany(sql, rows)
-            except BaseException:
-                await connection.execute("ROLLBACK")
-                raise
-            await connection.execute("COMMIT")
-        return 0
-
-    async def case_transaction_10(self, batches: Inputs) -> int:
-        sql = self.sql.insert_returning.sql
-        connection = self.connection
-        for rows in batches:
-            await connection.execute("BEGIN")
-            try:
-                for args in rows:
-                    await connection.execute(sql, args)
-            except BaseException:
-                await connection.execute("ROLLBACK")
-                raise
-            await connection.execute("COMMIT")
-        return 0
-
-    async def case_gather_100(self, batches: Inputs) -> int:
-        sql, seen = self.sql.select_by_id.sql, 0
-        for ids in batches:
-            rows = await asyncio.gather(*(self._fetchone(sql, (row_id,)) for row_id in ids))
-            seen += sum(row is not None for row in rows)
-        return seen
-
-    async def case_gather_100_force_rollback(self, batches: Inputs) -> int:
-        return await self.case_gather_100(batches)
+    fetch_one_held = fetch_one
 
 
 RAW_CONTENDERS: dict[str, type[RawContender]] = {
