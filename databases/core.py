@@ -277,9 +277,12 @@ class Database:
 
     # -- queries ----------------------------------------------------------------------
 
-    def _connection_for_query(self) -> Connection:
+    def _check_connected(self) -> None:
         if not self.is_connected:
             raise DatabaseNotConnectedError(self.url.obscure_password)
+
+    def _connection_for_query(self) -> Connection:
+        self._check_connected()
         return self.connection()
 
     def _connection_for_statement(self) -> Connection:
@@ -289,8 +292,7 @@ class Database:
         objects: it is only ever used inside this call, so it can be reused without
         building a new one (and its locks) for every query.
         """
-        if not self.is_connected:
-            raise DatabaseNotConnectedError(self.url.obscure_password)
+        self._check_connected()
         if self._force_rollback:
             return self.connection()
         state = self._state()
@@ -300,9 +302,13 @@ class Database:
             return connection
         if state.spare_connections:
             return state.spare_connections.pop()
+        connection = self._new_connection(state)
+        connection._spare = True
+        return connection
+
+    def _new_connection(self, state: LoopState) -> Connection:
         connection = Connection(self, state.backend)
         connection._state = state
-        connection._spare = True
         return connection
 
     async def fetch_all(
@@ -347,12 +353,8 @@ class Database:
         if self._force_rollback:
             connection = state.global_connection
             if connection is None:
-                connection = Connection(self, state.backend)
-                connection._state = state
-                connection._is_global = True
-                connection._shield_statements |= (
-                    getattr(connection._connection, "_statement_cancellation", None) != "harmless"
-                )
+                connection = self._new_connection(state)
+                connection._make_shared()
                 state.global_connection = connection
             return connection
         task = asyncio.current_task()
@@ -360,8 +362,7 @@ class Database:
             raise RuntimeError("database.connection() must be called from inside an asyncio task.")
         connection = state.connections.get(task)
         if connection is None:
-            connection = Connection(self, state.backend)
-            connection._state = state
+            connection = self._new_connection(state)
             connection._task = weakref.ref(task)
             state.connections[task] = connection
         return connection
@@ -426,9 +427,11 @@ class Connection:
         self._backend = backend
         self._connection = backend.connection()
         self._accepts_values = bool(getattr(self._connection, "_accepts_values", False))
-        cancellation = getattr(self._connection, "_statement_cancellation", "aborts_transaction")
+        self._cancellation: str = getattr(
+            self._connection, "_statement_cancellation", "aborts_transaction"
+        )
         # Whether statements run to their end when their task is cancelled (see _finish).
-        self._shield_statements = cancellation == "breaks_connection"
+        self._shield_statements = self._cancellation == "breaks_connection"
         self._connection_lock = asyncio.Lock()
         self._connection_counter = 0
         self._transaction_stack: list[Transaction] = []
@@ -446,6 +449,12 @@ class Connection:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
+
+    def _make_shared(self) -> None:
+        """Make this the loop's force-rollback connection, used by every task."""
+        self._is_global = True
+        # Abandoning a statement would hurt the other tasks unless it is harmless.
+        self._shield_statements = self._cancellation != "harmless"
 
     def _check_loop(self) -> None:
         loop = asyncio.get_running_loop()
