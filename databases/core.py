@@ -22,6 +22,7 @@ from sqlalchemy.sql import ClauseElement
 
 from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, LOG_EXTRA, logger
 from databases._query import build_query, has_expressions, takes_values
+from databases._run_to_end import run_to_end
 from databases.backends.common.compiler import QueryValues
 from databases.errors import (
     ConnectionLoopError,
@@ -548,16 +549,7 @@ class Connection:
         """
         if not self._shield_statements:
             return await step
-        work = asyncio.ensure_future(step)
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            while not work.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({work})
-            if not work.cancelled():
-                work.exception()  # retrieved: the caller is cancelled, not failed
-            raise
+        return await run_to_end(step)
 
     def _forget(self) -> None:
         """Drop this connection from its task's slot once it is released."""
