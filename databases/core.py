@@ -57,7 +57,7 @@ _ACTIVE_TRANSACTIONS: ContextVar[
 ] = ContextVar("databases:active_transactions", default=None)
 
 # Spare `Connection` objects kept per loop for one-statement calls.
-MAX_SPARE = 16
+MAX_SPARE = 128
 
 
 class _NoLock:
@@ -303,12 +303,12 @@ class Database:
             return connection
         if state.spare_connections:
             return state.spare_connections.pop()
-        connection = self._new_connection(state)
+        connection = self._new_connection(state, one_statement=True)
         connection._spare = True
         return connection
 
-    def _new_connection(self, state: LoopState) -> Connection:
-        connection = Connection(self, state.backend)
+    def _new_connection(self, state: LoopState, one_statement: bool = False) -> Connection:
+        connection = Connection(self, state.backend, one_statement=one_statement)
         connection._state = state
         return connection
 
@@ -423,10 +423,18 @@ class Database:
 class Connection:
     """One backend connection, held while `async with` blocks are open (re-entrant)."""
 
-    def __init__(self, database: Database, backend: DatabaseBackend) -> None:
+    def __init__(
+        self, database: Database, backend: DatabaseBackend, *, one_statement: bool = False
+    ) -> None:
         self._database = database
         self._backend = backend
-        self._connection = backend.connection()
+        # A spare connection runs one statement per acquire: the backend may serve that
+        # from a connection it shares (see DatabaseBackend._statement_connection).
+        make_statement_connection = getattr(backend, "_statement_connection", None)
+        backend_connection = (
+            make_statement_connection() if one_statement and make_statement_connection else None
+        )
+        self._connection = backend_connection or backend.connection()
         self._accepts_values = bool(getattr(self._connection, "_accepts_values", False))
         self._cancellation: str = getattr(
             self._connection, "_statement_cancellation", "aborts_transaction"

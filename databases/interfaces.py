@@ -44,6 +44,15 @@ class DatabaseBackend:
     def _release_shared(self) -> None:
         """Free what all loops' instances share, once the database is fully disconnected."""
 
+    def _statement_connection(self) -> ConnectionBackend | None:
+        """A connection that runs exactly one statement between `acquire()` and `release()`.
+
+        `Database.fetch_one()` and the like use it when the task holds no connection,
+        so a backend may serve it from a connection those calls share. `None`: use
+        `connection()`.
+        """
+        return None
+
 
 class ConnectionBackend:
     """One driver connection, acquired from the backend's pool."""

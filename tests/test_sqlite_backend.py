@@ -38,7 +38,8 @@ async def create_items(database: Database) -> None:
 
 @pytest.mark.asyncio
 async def test_connections_are_reused(file_url: str) -> None:
-    """Queries reuse pooled connections: no new connection (and thread) per query."""
+    """Queries reuse connections: no new connection (and thread) per query. One-statement
+    calls share the loop's lane, a task's own connection comes from the pool."""
     before = len(worker_threads())
     async with Database(file_url) as database:
         await create_items(database)
@@ -48,13 +49,14 @@ async def test_connections_are_reused(file_url: str) -> None:
             async with database.connection() as connection:
                 raw_connections.add(id(connection.raw_connection))
         assert len(raw_connections) == 1
-        assert len(worker_threads()) - before == 1
+        assert len(worker_threads()) - before == 2
         assert await database.fetch_val(sa.select(sa.func.count()).select_from(items)) == 20
 
 
 @pytest.mark.asyncio
 async def test_pool_is_bounded_per_loop(file_url: str) -> None:
-    """gather() of many queries opens at most `max_size` connections in the loop."""
+    """gather() of many tasks, each holding a connection, opens at most `max_size` pooled
+    connections in the loop (plus the lane, which `create_items` opened)."""
     before = len(worker_threads())
     async with Database(file_url, max_size=3) as database:
         await create_items(database)
@@ -62,14 +64,80 @@ async def test_pool_is_bounded_per_loop(file_url: str) -> None:
 
         async def query(number: int) -> int:
             nonlocal peak
-            peak = max(peak, len(worker_threads()) - before)
-            await database.execute(items.insert(), {"name": f"g{number}"})
-            return int(await database.fetch_val(sa.select(sa.func.count()).select_from(items)))
+            async with database.connection() as connection:
+                peak = max(peak, len(worker_threads()) - before)
+                await connection.execute(items.insert(), {"name": f"g{number}"})
+                count = sa.select(sa.func.count()).select_from(items)
+                return int(await connection.fetch_val(count))
 
         counts = await asyncio.gather(*(query(n) for n in range(40)))
         assert max(counts) == 40
-        assert len(worker_threads()) - before <= 3
-        assert peak <= 3
+        assert len(worker_threads()) - before == 1 + 3
+        assert peak <= 1 + 3
+
+
+@pytest.mark.asyncio
+async def test_one_statement_calls_share_one_connection(file_url: str) -> None:
+    """Concurrent `Database` calls of tasks holding no connection queue on one lane
+    connection (one worker thread), as tasks sharing one aiosqlite connection would."""
+    before = len(worker_threads())
+    async with Database(file_url, max_size=5) as database:
+        await create_items(database)
+        await asyncio.gather(
+            *(database.execute(items.insert(), {"name": f"n{n}"}) for n in range(30))
+        )
+        names = await asyncio.gather(
+            *(
+                database.fetch_val(sa.select(items.c.name).where(items.c.id == n))
+                for n in range(1, 31)
+            )
+        )
+        assert sorted(names) == sorted(f"n{n}" for n in range(30))
+        assert len(worker_threads()) - before == 1
+
+
+@pytest.mark.asyncio
+async def test_raw_begin_on_the_lane_leaves_no_transaction(file_url: str) -> None:
+    """A one-statement call that opens a transaction (raw BEGIN) has it rolled back at once,
+    as releasing a pooled connection does: later calls sharing the lane autocommit."""
+    async with Database(file_url) as database:
+        await create_items(database)
+        await database.execute("BEGIN")
+        await database.execute(items.insert(), {"name": "kept"})
+        with pytest.raises(sqlite3.OperationalError, match="no transaction is active"):
+            await database.execute("COMMIT")
+    path = file_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as plain:
+        assert plain.execute("SELECT name FROM pool_items").fetchall() == [("kept",)]
+
+
+@pytest.mark.asyncio
+async def test_reads_do_not_queue_behind_a_write_waiting_for_the_lock(file_url: str) -> None:
+    """While a transaction holds SQLite's write lock, a one-statement INSERT of another task
+    waits for it; other tasks' reads must not queue behind that INSERT."""
+    async with Database(file_url, timeout=5) as database:
+        await create_items(database)
+        await database.execute(items.insert(), {"name": "first"})
+        holding = asyncio.Event()
+        release = asyncio.Event()
+
+        async def writer_in_transaction() -> None:
+            async with database.transaction():
+                await database.execute(items.insert(), {"name": "in transaction"})
+                holding.set()
+                await release.wait()
+
+        holder = asyncio.create_task(writer_in_transaction())
+        await asyncio.wait_for(holding.wait(), 5)
+        blocked = asyncio.create_task(database.execute(items.insert(), {"name": "waiting"}))
+        await asyncio.sleep(0.1)
+        assert not blocked.done()
+        count = sa.select(sa.func.count()).select_from(items)
+        assert await asyncio.wait_for(database.fetch_val(count), 1.0) == 1
+        release.set()
+        await asyncio.wait_for(holder, 5)
+        await asyncio.wait_for(blocked, 5)
+        assert await database.fetch_val(count) == 3
 
 
 @pytest.mark.asyncio
@@ -130,7 +198,8 @@ async def test_connection_options_reach_aiosqlite(file_url: str) -> None:
         async with database.connection() as connection:
             assert isinstance(connection.raw_connection, aiosqlite.Connection)
             assert isinstance(connection.raw_connection._connection, CountingConnection)
-    assert len(created) == 1
+    # The lane (create_items) and the pooled connection of `database.connection()`.
+    assert len(created) == 2
 
 
 @pytest.mark.asyncio

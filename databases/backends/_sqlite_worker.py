@@ -37,6 +37,9 @@ class FileGate:
         self._counter_lock = threading.Lock()
         self._open_transactions = 0
 
+    def has_open_transactions(self) -> bool:
+        return self._open_transactions > 0
+
     def execute(self, db: sqlite3.Connection, sql: str, args: typing.Any) -> sqlite3.Cursor:
         return self._run(db, db.execute, sql, args)
 
@@ -180,6 +183,24 @@ def execute_many(db: sqlite3.Connection, gate: FileGate, sql: str, rows: list[Ar
         gate.execute(db, "ROLLBACK", ()).close()
         raise
     gate.execute(db, "COMMIT", ()).close()
+
+
+def alone(
+    db: sqlite3.Connection,
+    function: typing.Callable[..., T],
+    gate: FileGate,
+    *args: typing.Any,
+) -> T:
+    """One call on a connection other calls share: it leaves no transaction behind.
+
+    A transaction it opened (raw `BEGIN` text) is rolled back before the next call runs,
+    as releasing a pooled connection would.
+    """
+    try:
+        return function(db, gate, *args)
+    finally:
+        if db.in_transaction:
+            gate.execute(db, "ROLLBACK", ()).close()
 
 
 def run(db: sqlite3.Connection, gate: FileGate, sql: str) -> None:

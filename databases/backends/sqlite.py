@@ -100,6 +100,9 @@ class SQLitePool:
         self._waiters: deque[asyncio.Future[aiosqlite.Connection]] = deque()
         self._size = 0  # connections open or opening
         self._closed = False
+        # The connection one-statement calls share (see `lane()`), outside the pool's size.
+        self._lane: aiosqlite.Connection | None = None
+        self._lane_lock: asyncio.Lock | None = None
 
     @property
     def is_memory(self) -> bool:
@@ -146,6 +149,36 @@ class SQLitePool:
         self._in_use.add(connection)
         return connection
 
+    def lane_is_free(self) -> bool:
+        """Whether one-statement calls may share the lane now.
+
+        While none of our connections holds a transaction on the file, the file gate runs
+        statements one at a time anyway, so queueing them on one connection loses
+        nothing and spares the thread switches of many. With a transaction open, a
+        statement may have to wait for SQLite's lock: then it takes a pooled connection,
+        so it does not hold up the others.
+        """
+        gate = self._gate
+        return gate is not None and not gate.has_open_transactions()
+
+    async def lane(self) -> aiosqlite.Connection:
+        """The loop's connection for one-statement calls, opened on first use.
+
+        Its worker thread runs their statements in the order they were submitted, as
+        aiosqlite does for one connection shared by many tasks.
+        """
+        if self._closed:
+            raise RuntimeError("The SQLite pool is closed.")
+        lane = self._lane
+        if lane is None:
+            if self._lane_lock is None:
+                self._lane_lock = asyncio.Lock()
+            async with self._lane_lock:
+                if self._lane is None:
+                    self._lane = await self._open()
+                lane = self._lane
+        return lane
+
     async def release(self, connection: aiosqlite.Connection) -> None:
         if connection not in self._in_use:
             return
@@ -176,6 +209,9 @@ class SQLitePool:
     def _take_all(self) -> list[aiosqlite.Connection]:
         self._closed = True
         connections = [*self._idle, *self._in_use]
+        if self._lane is not None:
+            connections.append(self._lane)
+            self._lane = None
         self._idle.clear()
         self._in_use.clear()
         self._size = 0
@@ -224,6 +260,9 @@ class SQLiteBackend(SQLBackend):
     def connection(self) -> SQLiteConnection:
         return SQLiteConnection(self)
 
+    def _statement_connection(self) -> SQLiteConnection:
+        return SQLiteConnection(self, one_statement=True)
+
     def _terminate(self) -> None:
         self._pool.terminate()
 
@@ -245,10 +284,13 @@ class SQLiteConnection(SQLConnection):
     _statement_cancellation = "harmless"
     _queues_statements = True
 
-    def __init__(self, backend: SQLiteBackend) -> None:
+    def __init__(self, backend: SQLiteBackend, one_statement: bool = False) -> None:
         super().__init__(backend)
         self._pool = backend._pool
         self._connection: aiosqlite.Connection | None = None
+        # Runs one statement per acquire, so it may use the pool's shared lane.
+        self._one_statement = one_statement
+        self._on_lane = False
 
     def _driver_connection(self) -> aiosqlite.Connection | None:
         return self._connection
@@ -257,12 +299,18 @@ class SQLiteConnection(SQLConnection):
         return SQLiteTransaction(self)
 
     async def acquire(self) -> None:
-        if self._connection is None:
+        if self._connection is not None:
+            return
+        if self._one_statement and self._pool.lane_is_free():
+            self._connection = await self._pool.lane()
+            self._on_lane = True
+        else:
             self._connection = await self._pool.acquire()
 
     async def release(self) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
+        on_lane, self._on_lane = self._on_lane, False
+        if connection is not None and not on_lane:
             await self._pool.release(connection)
 
     def _call(self, function: typing.Callable[..., T], *args: typing.Any) -> asyncio.Future[T]:
@@ -270,6 +318,8 @@ class SQLiteConnection(SQLConnection):
         connection = self._connection
         if connection is None:
             raise RuntimeError("The connection is not acquired: use `async with connection:`.")
+        if self._on_lane:
+            return worker.call(connection, worker.alone, function, self._pool._gate, *args)
         return worker.call(connection, function, self._pool._gate, *args)
 
     async def fetch_all(self, query: ClauseElement) -> list[Record]:

@@ -387,8 +387,10 @@ async def test_cancel_a_task_waiting_for_its_transaction_turn(clean_url: str, mo
 async def test_cancel_a_task_waiting_for_a_pool_connection(
     clean_url: str, how: str, request: pytest.FixtureRequest
 ) -> None:
-    """With a pool of one connection held by A, B waits for a connection and is cancelled
-    (or times out): B ends at once, and the pool still has its one working connection."""
+    """With a pool of one connection held by A (inside a transaction, so SQLite's
+    one-statement calls cannot share a connection either), B waits for a connection and is
+    cancelled (or times out): B ends at once, and the pool still has its one working
+    connection."""
     database = Database(clean_url, min_size=1, max_size=1)
     async with database:
         await database.execute_many(
@@ -398,7 +400,7 @@ async def test_cancel_a_task_waiting_for_a_pool_connection(
         release = asyncio.Event()
 
         async def a() -> int:
-            async with database.connection() as connection:
+            async with database.connection() as connection, connection.transaction():
                 value = await connection.fetch_val(count_tag(items, "before"))
                 holding.set()
                 await release.wait()
