@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 import typing
 
 from sqlalchemy import text
@@ -21,7 +23,8 @@ def takes_values(query: ClauseElement | str) -> bool:
 def has_expressions(rows: typing.Iterable[typing.Mapping[str, typing.Any]]) -> bool:
     """Whether any value is a SQL expression (`func.now()`), which `.values()` renders
     into the statement instead of binding it as a parameter."""
-    return any(isinstance(value, ClauseElement) for row in rows for value in row.values())
+    values = itertools.chain.from_iterable(map(operator.methodcaller("values"), rows))
+    return any(issubclass(kind, ClauseElement) for kind in set(map(type, values)))
 
 
 def build_query(

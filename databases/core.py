@@ -61,7 +61,11 @@ MAX_SPARE = 128
 
 
 class _NoLock:
-    """Stands in for the query lock where the driver already runs statements in order."""
+    """Stands in for a lock where nothing can contend: the driver already runs statements
+    in order, or only one call ever uses the connection at a time."""
+
+    def locked(self) -> bool:
+        return False
 
     async def __aenter__(self) -> None:
         return None
@@ -304,7 +308,7 @@ class Database:
         if state.spare_connections:
             return state.spare_connections.pop()
         connection = self._new_connection(state, one_statement=True)
-        connection._spare = True
+        connection._make_spare()
         return connection
 
     def _new_connection(self, state: LoopState, one_statement: bool = False) -> Connection:
@@ -441,11 +445,11 @@ class Connection:
         )
         # Whether statements run to their end when their task is cancelled (see _finish).
         self._shield_statements = self._cancellation == "breaks_connection"
-        self._connection_lock = asyncio.Lock()
+        self._connection_lock: asyncio.Lock | _NoLock = asyncio.Lock()
         self._connection_counter = 0
         self._transaction_stack: list[Transaction] = []
         # Queries on one connection never overlap; a driver that queues them needs no lock.
-        self._query_lock: typing.AsyncContextManager[typing.Any] = (
+        self._query_lock: asyncio.Lock | _NoLock = (
             _NO_LOCK if getattr(self._connection, "_queues_statements", False) else asyncio.Lock()
         )
         self._transaction_waiters: list[asyncio.Future[None]] = []
@@ -458,6 +462,15 @@ class Connection:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
+
+    def _make_spare(self) -> None:
+        """Lend this connection to one `Database` call at a time, then keep it for reuse.
+
+        Only that call ever uses it, so it needs no locks.
+        """
+        self._spare = True
+        self._connection_lock = _NO_LOCK
+        self._query_lock = _NO_LOCK
 
     def _make_shared(self) -> None:
         """Make this the loop's force-rollback connection, used by every task."""
@@ -474,6 +487,10 @@ class Connection:
 
     async def __aenter__(self) -> Connection:
         self._check_loop()
+        if self._connection_counter and not self._connection_lock.locked():
+            # Held already, and nobody is acquiring or releasing it: nothing to wait for.
+            self._connection_counter += 1
+            return self
         async with self._connection_lock:
             self._connection_counter += 1
             if self._connection_counter == 1:
@@ -491,6 +508,9 @@ class Connection:
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
+        if self._connection_counter > 1 and not self._connection_lock.locked():
+            self._connection_counter -= 1
+            return
         async with self._connection_lock:
             self._connection_counter -= 1
             if self._connection_counter == 0:

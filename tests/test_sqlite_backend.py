@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import sqlite3
 import threading
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from databases import Database
 from databases.backends.sqlite import SQLiteBackend, SQLitePool
@@ -316,3 +318,36 @@ async def test_pool_rolls_back_a_connection_released_inside_a_transaction(
         assert await cursor.fetchone() == (0,)
     await pool.release(again)
     await pool.close()
+
+
+@pytest.mark.parametrize(
+    "column_type",
+    [
+        sa.DateTime(),
+        sa.DateTime(timezone=True),
+        sa.TIMESTAMP(),
+        sqlite_dialect.DATETIME(),
+        sqlite_dialect.DATETIME(storage_format="%(year)04d/%(month)02d/%(day)02d"),
+        sqlite_dialect.DATETIME(truncate_microseconds=True),
+    ],
+    ids=["DateTime", "DateTime-tz", "TIMESTAMP", "DATETIME", "custom-format", "truncated"],
+)
+def test_datetime_values_are_bound_as_sqlalchemy_binds_them(
+    column_type: sa.types.TypeEngine,
+) -> None:
+    """The backend's faster DATETIME binding writes the same text as SQLAlchemy's, and
+    custom storage formats keep SQLAlchemy's own processing."""
+    ours = Database("sqlite:///unused.sqlite")._backend._dialect
+    reference = sqlite_dialect.dialect()
+    bind = column_type.dialect_impl(ours).bind_processor(ours)
+    expected = column_type.dialect_impl(reference).bind_processor(reference)
+    assert bind is not None and expected is not None
+    values = [
+        datetime.datetime(2024, 1, 2, 3, 4, 5),
+        datetime.datetime(2024, 1, 2, 3, 4, 5, 6),
+        datetime.datetime(999, 12, 31, 23, 59, 59, 999999),
+        datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+        datetime.date(2024, 5, 6),
+        None,
+    ]
+    assert [bind(value) for value in values] == [expected(value) for value in values]

@@ -7,7 +7,9 @@ and only the values re-extracted on every call.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 import threading
 import typing
 
@@ -117,7 +119,7 @@ class CompiledStatement:
     def takes_rows_like(self, row: Values) -> bool:
         """Whether rows with these keys supply every parameter, and nothing else does.
 
-        Then `row_args` binds them straight, without SQLAlchemy's parameter assembly: no
+        Then `rows_args` binds them straight, without SQLAlchemy's parameter assembly: no
         literal values in the statement, no defaults to compute, no expanding IN lists.
         """
         return (
@@ -128,13 +130,26 @@ class CompiledStatement:
             and all(name in row for name, _ in self._bind_plan)
         )
 
-    def row_args(self, row: Values) -> Args:
-        return tuple(
-            [
-                row[name] if convert is None else convert(row[name])
-                for name, convert in self._bind_plan
-            ]
-        )
+    def rows_args(self, rows: typing.Sequence[Values]) -> list[Args]:
+        """The arguments of rows that `takes_rows_like` accepts, converted column by
+        column (C-level loops do most of the work)."""
+        names = self.names
+        if not names:
+            return [()] * len(rows)
+        get = operator.itemgetter(*names)
+        if len(names) == 1:
+            args: list[Args] = [(value,) for value in map(get, rows)]
+        else:
+            args = list(map(get, rows))
+        converters = [
+            (index, convert) for index, (_, convert) in enumerate(self._bind_plan) if convert
+        ]
+        if not converters:
+            return args
+        columns = list(zip(*args))
+        for index, convert in converters:
+            columns[index] = tuple(map(convert, columns[index]))
+        return list(zip(*columns))
 
     def bind(self, extracted: typing.Any = None, params: typing.Any = None) -> tuple[str, Args]:
         """The SQL text and positional arguments for one execution."""
@@ -186,13 +201,13 @@ def _add_to_groups(
     groups: list[tuple[CompiledStatement, str, list[Args]]],
     statement: CompiledStatement,
     sql: str,
-    args: Args,
+    args: list[Args],
 ) -> None:
     """Extend the last group when the SQL is the same, else start a new one."""
     if groups and groups[-1][0] is statement and groups[-1][1] == sql:
-        groups[-1][2].append(args)
+        groups[-1][2].extend(args)
     else:
-        groups.append((statement, sql, [args]))
+        groups.append((statement, sql, args))
 
 
 def _log_groups(groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
@@ -291,7 +306,7 @@ class QueryCompiler:
         for query in queries:
             statement, extracted = self.compile(query)
             sql, args = statement.bind(extracted)
-            _add_to_groups(groups, statement, sql, args)
+            _add_to_groups(groups, statement, sql, [args])
         _log_groups(groups)
         return groups
 
@@ -323,19 +338,16 @@ class QueryCompiler:
         else:
             cache_key = query._generate_cache_key()
             extracted = cache_key.bindparams if cache_key is not None else None
-            current: tuple[typing.Any, ...] | None = None
-            direct = False
-            for row in rows:
-                keys = tuple(row)
-                if keys != current:
-                    current = keys
-                    statement = self._compile_with_keys(query, cache_key, keys, many=True)
-                    direct = not extracted and statement.takes_rows_like(row)
-                if direct:
-                    sql, args = statement.sql, statement.row_args(row)
-                else:
+            # Runs of consecutive rows with the same keys share a compiled statement.
+            for keys, run in itertools.groupby(rows, tuple):
+                same_keys = list(run)
+                statement = self._compile_with_keys(query, cache_key, keys, many=True)
+                if not extracted and statement.takes_rows_like(same_keys[0]):
+                    _add_to_groups(groups, statement, statement.sql, statement.rows_args(same_keys))
+                    continue
+                for row in same_keys:
                     sql, args = statement.bind(extracted, row)
-                _add_to_groups(groups, statement, sql, args)
+                    _add_to_groups(groups, statement, sql, [args])
         _log_groups(groups)
         return groups
 
