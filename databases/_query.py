@@ -20,9 +20,14 @@ def takes_values(query: ClauseElement | str) -> bool:
     return isinstance(query, (str, ValuesBase))
 
 
-def has_expressions(rows: typing.Iterable[typing.Mapping[str, typing.Any]]) -> bool:
+def has_expression(values: typing.Mapping[str, typing.Any]) -> bool:
     """Whether any value is a SQL expression (`func.now()`), which `.values()` renders
     into the statement instead of binding it as a parameter."""
+    return any(isinstance(value, ClauseElement) for value in values.values())
+
+
+def has_expressions(rows: typing.Iterable[typing.Mapping[str, typing.Any]]) -> bool:
+    """`has_expression` for many rows, looking at each distinct value type once."""
     values = itertools.chain.from_iterable(map(operator.methodcaller("values"), rows))
     return any(issubclass(kind, ClauseElement) for kind in set(map(type, values)))
 

@@ -21,7 +21,7 @@ from types import TracebackType
 from sqlalchemy.sql import ClauseElement
 
 from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, LOG_EXTRA, logger
-from databases._query import build_query, has_expressions, takes_values
+from databases._query import build_query, has_expression, has_expressions, takes_values
 from databases._run_to_end import run_to_end
 from databases.backends.common.compiler import QueryValues
 from databases.errors import (
@@ -669,7 +669,7 @@ class Connection:
     ) -> ClauseElement:
         """The query as the backend takes it: bundled backends bind the values themselves."""
         bind_here = isinstance(query, str) or bool(values and takes_values(query))
-        if bind_here and self._accepts_values and not (values and has_expressions((values,))):
+        if bind_here and self._accepts_values and not (values and has_expression(values)):
             return QueryValues(query, values or {})  # type: ignore[return-value]
         return build_query(query, values)
 
