@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import typing
 from collections.abc import AsyncGenerator, Sequence
@@ -56,16 +55,9 @@ _SERVER_STATUS_IN_TRANS = 1
 
 async def _resolve(value: typing.Any) -> typing.Any:
     """Await driver results that may be awaitable (aiomysql mixes futures and values)."""
-    if inspect.isawaitable(value):
+    if hasattr(value, "__await__"):  # futures and coroutines; plain values otherwise
         return await value
     return value
-
-
-def _columns(description: typing.Any) -> tuple[tuple[str, ...], tuple[typing.Any, ...]]:
-    """Column names and type codes from a DB-API cursor description."""
-    if not description:
-        return (), ()
-    return tuple(column[0] for column in description), tuple(column[1] for column in description)
 
 
 def _bool_option(name: str, value: str) -> bool:
@@ -473,14 +465,14 @@ class MySQLConnection(SQLConnection):
     async def fetch_all(self, query: ClauseElement) -> list[Record]:
         statement, sql, args = self._compiler.prepare(query)
         rows, description = await self._query(sql, args, lambda cursor: cursor.fetchall())
-        return statement.shape(*_columns(description)).make_all(rows)
+        return statement.shape_of(description).make_all(rows)
 
     async def fetch_one(self, query: ClauseElement) -> Record | None:
         statement, sql, args = self._compiler.prepare(query)
         row, description = await self._query(sql, args, lambda cursor: cursor.fetchone())
         if row is None:
             return None
-        return statement.shape(*_columns(description)).make(row)
+        return statement.shape_of(description).make(row)
 
     async def execute(self, query: ClauseElement) -> typing.Any:
         _, sql, args = self._compiler.prepare(query)
@@ -513,7 +505,7 @@ class MySQLConnection(SQLConnection):
             stream = _Stream(cursor)
             self._stream = stream
         try:
-            shape = statement.shape(*_columns(cursor.description))
+            shape = statement.shape_of(cursor.description)
             while True:
                 rows = await self._next_rows(stream)
                 if not rows:

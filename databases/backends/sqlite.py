@@ -311,10 +311,6 @@ class SQLiteBackend(SQLBackend):
         self._memory_keeper.close()
 
 
-def _names(description: typing.Any) -> tuple[str, ...]:
-    return tuple(column[0] for column in description or ())
-
-
 class SQLiteTransaction(SQLTransaction):
     """BEGIN / SAVEPOINT; like the original, extra options are accepted and ignored."""
 
@@ -366,14 +362,14 @@ class SQLiteConnection(SQLConnection):
     async def fetch_all(self, query: ClauseElement) -> list[Record]:
         statement, sql, args = self._compiler.prepare(query)
         rows, description = await self._call(worker.fetch_all, sql, args)
-        return statement.shape(_names(description)).make_all(rows)
+        return statement.shape_of(description).make_all(rows)
 
     async def fetch_one(self, query: ClauseElement) -> Record | None:
         statement, sql, args = self._compiler.prepare(query)
         row, description = await self._call(worker.fetch_one, sql, args)
         if row is None:
             return None
-        return statement.shape(_names(description)).make(row)
+        return statement.shape_of(description).make(row)
 
     async def execute(self, query: ClauseElement) -> typing.Any:
         statement, sql, args = self._compiler.prepare(query)
@@ -390,7 +386,7 @@ class SQLiteConnection(SQLConnection):
         assert connection is not None  # _call() checked it
         pending: asyncio.Future[list[typing.Any]] | None = None
         try:
-            shape = statement.shape(_names(cursor.description))
+            shape = statement.shape_of(cursor.description)
             pending = worker.call(connection, worker.fetch_many, cursor, ITERATE_CHUNK)
             while pending is not None:
                 rows = await pending

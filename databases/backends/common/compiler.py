@@ -66,6 +66,7 @@ class CompiledStatement:
         "_bind_plan",
         "_compiled",
         "_defaults",
+        "_described",
         "_dialect",
         "_expanding",
         "_shape",
@@ -80,6 +81,7 @@ class CompiledStatement:
         self._dialect = dialect
         self.sql: str = compiled.string
         self._shape: tuple[tuple[str, ...], RecordShape] | None = None
+        self._described: tuple[typing.Any, RecordShape] | None = None
         if isinstance(compiled, SQLCompiler):
             processors: typing.Mapping[str, typing.Any] = compiled._bind_processors
             self._bind_plan: tuple[tuple[str, Converter | None], ...] = tuple(
@@ -128,6 +130,15 @@ class CompiledStatement:
             and not self._defaults
             and len(self._bind_plan) == len(row)
             and all(name in row for name, _ in self._bind_plan)
+        )
+
+    def row_args(self, row: Values) -> Args:
+        """The arguments of one row that `takes_rows_like` accepts."""
+        return tuple(
+            [
+                row[name] if convert is None else convert(row[name])
+                for name, convert in self._bind_plan
+            ]
         )
 
     def rows_args(self, rows: typing.Sequence[Values]) -> list[Args]:
@@ -184,6 +195,22 @@ class CompiledStatement:
             elif default.is_callable:
                 context.current_column = column
                 values[key] = default.arg(context)
+
+    def shape_of(self, description: typing.Any) -> RecordShape:
+        """The row shape for a DB-API cursor description (name, type code, ...).
+
+        The whole description is compared with the last one (in C) before any names are
+        taken out of it: a statement nearly always describes its columns the same way.
+        """
+        described = self._described
+        if described is not None and described[0] == description:
+            return described[1]
+        columns = description or ()
+        shape = self.shape(
+            tuple(column[0] for column in columns), tuple(column[1] for column in columns)
+        )
+        self._described = (description, shape)
+        return shape
 
     def shape(
         self, names: tuple[str, ...], type_codes: typing.Sequence[typing.Any] | None = None
@@ -318,7 +345,10 @@ class QueryCompiler:
             return statement, statement.sql, self._raw_args(statement, values)
         cache_key = query._generate_cache_key()
         statement = self._compile_with_keys(query, cache_key, tuple(values), many=False)
-        sql, args = statement.bind(cache_key.bindparams if cache_key is not None else None, values)
+        extracted = cache_key.bindparams if cache_key is not None else None
+        if not extracted and statement.takes_rows_like(values):
+            return statement, statement.sql, statement.row_args(values)
+        sql, args = statement.bind(extracted, values)
         return statement, sql, args
 
     def prepare_values(
