@@ -565,8 +565,8 @@ class Connection:
                 self._connection_counter = 0
                 await self._connection.release()
 
-    async def _finish(self, step: typing.Awaitable[_T]) -> _T:
-        """Run one driver step; where abandoning it would hurt, always to its end.
+    def _finish(self, step: typing.Awaitable[_T]) -> typing.Awaitable[_T]:
+        """What to await to run one driver step: where abandoning it would hurt, to its end.
 
         Tasks that share the force-rollback connection share its transaction. If a
         cancelled task abandoned a statement half-way, the driver would cancel it on the
@@ -576,8 +576,8 @@ class Connection:
         connection is cancelled the driver's way, promptly.
         """
         if not self._shield_statements:
-            return await step
-        return await run_to_end(step)
+            return step
+        return run_to_end(step)
 
     def _forget(self) -> None:
         """Drop this connection from its task's slot once it is released."""

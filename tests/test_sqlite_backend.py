@@ -351,3 +351,27 @@ def test_datetime_values_are_bound_as_sqlalchemy_binds_them(
         None,
     ]
     assert [bind(value) for value in values] == [expected(value) for value in values]
+
+
+@pytest.mark.parametrize(
+    "column_type",
+    [sa.Boolean(), sa.Boolean(create_constraint=True, name="flag_check"), sa.BOOLEAN()],
+    ids=["Boolean", "Boolean-constraint", "BOOLEAN"],
+)
+def test_boolean_values_are_bound_as_sqlalchemy_binds_them(
+    column_type: sa.types.TypeEngine,
+) -> None:
+    """The backend's faster Boolean binding gives the same values, and refuses what
+    SQLAlchemy refuses."""
+    ours = Database("sqlite:///unused.sqlite")._backend._dialect
+    reference = sqlite_dialect.dialect()
+    bind = column_type.dialect_impl(ours).bind_processor(ours)
+    expected = column_type.dialect_impl(reference).bind_processor(reference)
+    assert bind is not None and expected is not None
+    values = [True, False, None, 1, 0]
+    assert [bind(value) for value in values] == [expected(value) for value in values]
+    for wrong in ["yes", 2, 0.5]:
+        with pytest.raises((TypeError, ValueError)) as refused:
+            expected(wrong)
+        with pytest.raises(refused.type):
+            bind(wrong)
