@@ -70,6 +70,7 @@ class CompiledStatement:
         "_dialect",
         "_expanding",
         "_shape",
+        "binds_rows_directly",
         "is_insert",
         "result_columns",
         "returning",
@@ -82,6 +83,9 @@ class CompiledStatement:
         self.sql: str = compiled.string
         self._shape: tuple[tuple[str, ...], RecordShape] | None = None
         self._described: tuple[typing.Any, RecordShape] | None = None
+        # Set when compiled for a set of value names: rows with exactly those names are
+        # bound by `row_args`/`rows_args` (see `takes_rows_like`).
+        self.binds_rows_directly = False
         if isinstance(compiled, SQLCompiler):
             processors: typing.Mapping[str, typing.Any] = compiled._bind_processors
             self._bind_plan: tuple[tuple[str, Converter | None], ...] = tuple(
@@ -346,7 +350,7 @@ class QueryCompiler:
         cache_key = query._generate_cache_key()
         statement = self._compile_with_keys(query, cache_key, tuple(values), many=False)
         extracted = cache_key.bindparams if cache_key is not None else None
-        if not extracted and statement.takes_rows_like(values):
+        if not extracted and statement.binds_rows_directly:
             return statement, statement.sql, statement.row_args(values)
         sql, args = statement.bind(extracted, values)
         return statement, sql, args
@@ -372,7 +376,7 @@ class QueryCompiler:
             for keys, run in itertools.groupby(rows, tuple):
                 same_keys = list(run)
                 statement = self._compile_with_keys(query, cache_key, keys, many=True)
-                if not extracted and statement.takes_rows_like(same_keys[0]):
+                if not extracted and statement.binds_rows_directly:
                     _add_to_groups(groups, statement, statement.sql, statement.rows_args(same_keys))
                     continue
                 for row in same_keys:
@@ -401,7 +405,9 @@ class QueryCompiler:
                 column_keys=sorted(keys),
                 for_executemany=many,
             )
-            return CompiledStatement(compiled, self.dialect)
+            statement = CompiledStatement(compiled, self.dialect)
+            statement.binds_rows_directly = statement.takes_rows_like(dict.fromkeys(keys))
+            return statement
 
         if cache_key is None:
             return make()
