@@ -23,7 +23,7 @@ def takes_values(query: ClauseElement | str) -> bool:
 def has_expression(values: typing.Mapping[str, typing.Any]) -> bool:
     """Whether any value is a SQL expression (`func.now()`), which `.values()` renders
     into the statement instead of binding it as a parameter."""
-    return any(isinstance(value, ClauseElement) for value in values.values())
+    return any(map(isinstance, values.values(), itertools.repeat(ClauseElement)))
 
 
 def has_expressions(rows: typing.Iterable[typing.Mapping[str, typing.Any]]) -> bool:

@@ -301,10 +301,12 @@ class Database:
         if self._force_rollback:
             return self.connection()
         state = self._state()
-        task = asyncio.current_task()
-        connection = state.connections.get(task) if task is not None else None
-        if connection is not None:
-            return connection
+        # While no task holds a connection (the common case) the keyed lookup is skipped.
+        if state.connections:
+            task = asyncio.current_task()
+            connection = state.connections.get(task) if task is not None else None
+            if connection is not None:
+                return connection
         if state.spare_connections:
             return state.spare_connections.pop()
         connection = self._new_connection(state, one_statement=True)
@@ -487,19 +489,15 @@ class Connection:
 
     async def __aenter__(self) -> Connection:
         self._check_loop()
-        if self._connection_counter and not self._connection_lock.locked():
+        lock = self._connection_lock
+        if lock is _NO_LOCK:  # spare: used by one call at a time
+            await self._hold()
+        elif self._connection_counter and not lock.locked():
             # Held already, and nobody is acquiring or releasing it: nothing to wait for.
             self._connection_counter += 1
-            return self
-        async with self._connection_lock:
-            self._connection_counter += 1
-            if self._connection_counter == 1:
-                try:
-                    await self._open()
-                except BaseException:
-                    self._connection_counter = 0
-                    self._forget()
-                    raise
+        else:
+            async with lock:
+                await self._hold()
         return self
 
     async def __aexit__(
@@ -508,16 +506,34 @@ class Connection:
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
-        if self._connection_counter > 1 and not self._connection_lock.locked():
+        lock = self._connection_lock
+        if lock is _NO_LOCK:
+            await self._let_go()
+        elif self._connection_counter > 1 and not lock.locked():
             self._connection_counter -= 1
-            return
-        async with self._connection_lock:
-            self._connection_counter -= 1
-            if self._connection_counter == 0:
-                try:
-                    await self._connection.release()
-                finally:
-                    self._forget()
+        else:
+            async with lock:
+                await self._let_go()
+
+    async def _hold(self) -> None:
+        """One more holder; the first acquires the driver connection. Lock held."""
+        self._connection_counter += 1
+        if self._connection_counter == 1:
+            try:
+                await self._open()
+            except BaseException:
+                self._connection_counter = 0
+                self._forget()
+                raise
+
+    async def _let_go(self) -> None:
+        """One holder fewer; the last releases the driver connection. Lock held."""
+        self._connection_counter -= 1
+        if self._connection_counter == 0:
+            try:
+                await self._connection.release()
+            finally:
+                self._forget()
 
     async def _open(self) -> None:
         """Acquire from the pool, connecting this loop's backend first if needed."""

@@ -223,6 +223,11 @@ class SQLitePool:
         gate = self._gate
         return gate is not None and not gate.has_open_transactions()
 
+    @property
+    def open_lane(self) -> aiosqlite.Connection | None:
+        """The lane, if it is open already (`lane()` opens it)."""
+        return None if self._closed else self._lane
+
     async def lane(self) -> aiosqlite.Connection:
         """The loop's connection for one-statement calls, opened on first use.
 
@@ -360,7 +365,7 @@ class SQLiteConnection(SQLConnection):
         if self._connection is not None:
             return
         if self._one_statement and self._pool.lane_is_free():
-            self._connection = await self._pool.lane()
+            self._connection = self._pool.open_lane or await self._pool.lane()
             self._on_lane = True
         else:
             self._connection = await self._pool.acquire()

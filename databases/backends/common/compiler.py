@@ -22,6 +22,7 @@ from databases._logging import LOG_EXTRA, logger
 from databases.backends.common.records import RecordShape
 
 Converter = typing.Callable[[typing.Any], typing.Any]
+_UNKNOWN: typing.Any = object()
 Args = tuple[typing.Any, ...]
 Values = typing.Mapping[str, typing.Any]
 
@@ -72,6 +73,7 @@ class CompiledStatement:
         "_shape",
         "binds_rows_directly",
         "is_insert",
+        "names",
         "result_columns",
         "returning",
         "sql",
@@ -116,11 +118,8 @@ class CompiledStatement:
             self.result_columns = []
             self.is_insert = False
             self.returning = False
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The parameter names in the order the SQL takes them."""
-        return tuple(name for name, _ in self._bind_plan)
+        # The parameter names in the order the SQL takes them.
+        self.names: tuple[str, ...] = tuple(name for name, _ in self._bind_plan)
 
     def takes_rows_like(self, row: Values) -> bool:
         """Whether rows with these keys supply every parameter, and nothing else does.
@@ -276,22 +275,26 @@ class QueryCompiler:
             lambda: CompiledStatement(text(sql).compile(dialect=self.dialect), self.dialect),
         )
 
-    def _convert(self, value: typing.Any) -> typing.Any:
-        """A raw query's value, bound as the type its Python type implies (as `bindparams`)."""
-        kind = type(value)
-        try:
-            process = self._value_processors[kind]
-        except KeyError:
-            process = literal(value).type._cached_bind_processor(self.dialect)
-            self._value_processors[kind] = process
-        return value if process is None else process(value)
+    def _value_processor(self, value: typing.Any) -> Converter | None:
+        """How a raw query's value is bound: as the type its Python type implies (as
+        `bindparams`), remembered per Python type."""
+        process: Converter | None = literal(value).type._cached_bind_processor(self.dialect)
+        self._value_processors[type(value)] = process
+        return process
 
     def _raw_args(self, statement: CompiledStatement, values: Values | None) -> Args:
         names = statement.names
         if values is None:
             values = {}
+        processors = self._value_processors
+        converted = []
         try:
-            args = tuple(self._convert(values[name]) for name in names)
+            for name in names:
+                value = values[name]
+                process = processors.get(type(value), _UNKNOWN)
+                if process is _UNKNOWN:
+                    process = self._value_processor(value)
+                converted.append(value if process is None else process(value))
         except KeyError as missing:
             raise exc.InvalidRequestError(
                 f"A value is required for bind parameter {missing.args[0]!r}"
@@ -302,7 +305,7 @@ class QueryCompiler:
                 raise exc.ArgumentError(
                     f"This text() construct doesn't define a bound parameter named {unknown[0]!r}"
                 )
-        return args
+        return tuple(converted)
 
     def compile(self, query: ClauseElement) -> tuple[CompiledStatement, typing.Any]:
         """The compiled statement for `query`, and the literal values to run it with."""
