@@ -31,7 +31,7 @@ from databases.errors import (
     UnsupportedDatabaseURLError,
 )
 from databases.importer import import_from_string
-from databases.interfaces import DatabaseBackend, Record, TransactionBackend
+from databases.interfaces import ConnectionBackend, DatabaseBackend, Record, TransactionBackend
 from databases.loops import LoopRegistry, LoopState
 from databases.url import DatabaseURL
 
@@ -309,12 +309,10 @@ class Database:
                 return connection
         if state.spare_connections:
             return state.spare_connections.pop()
-        connection = self._new_connection(state, one_statement=True)
-        connection._make_spare()
-        return connection
+        return self._new_connection(state, spare=True)
 
-    def _new_connection(self, state: LoopState, one_statement: bool = False) -> Connection:
-        connection = Connection(self, state.backend, one_statement=one_statement)
+    def _new_connection(self, state: LoopState, spare: bool = False) -> Connection:
+        connection = Connection(self, state.backend, spare=spare)
         connection._state = state
         return connection
 
@@ -430,49 +428,41 @@ class Connection:
     """One backend connection, held while `async with` blocks are open (re-entrant)."""
 
     def __init__(
-        self, database: Database, backend: DatabaseBackend, *, one_statement: bool = False
+        self, database: Database, backend: DatabaseBackend, *, spare: bool = False
     ) -> None:
         self._database = database
         self._backend = backend
-        # A spare connection runs one statement per acquire: the backend may serve that
-        # from a connection it shares (see DatabaseBackend._statement_connection).
-        make_statement_connection = getattr(backend, "_statement_connection", None)
-        backend_connection = (
-            make_statement_connection() if one_statement and make_statement_connection else None
-        )
-        self._connection = backend_connection or backend.connection()
+        # A spare is owned by no task: the loop lends it to one `Database` call at a time
+        # and keeps it for reuse. That call runs one statement, which the backend may
+        # serve from a connection it shares (DatabaseBackend._statement_connection), and
+        # nothing else uses it meanwhile, so it needs no locks.
+        self._spare = spare
+        connection: ConnectionBackend | None = None
+        if spare and hasattr(backend, "_statement_connection"):
+            connection = backend._statement_connection()
+        self._connection = connection if connection is not None else backend.connection()
         self._accepts_values = bool(getattr(self._connection, "_accepts_values", False))
         self._cancellation: str = getattr(
             self._connection, "_statement_cancellation", "aborts_transaction"
         )
         # Whether statements run to their end when their task is cancelled (see _finish).
         self._shield_statements = self._cancellation == "breaks_connection"
-        self._connection_lock: asyncio.Lock | _NoLock = asyncio.Lock()
+        self._connection_lock: asyncio.Lock | _NoLock = _NO_LOCK if spare else asyncio.Lock()
         self._connection_counter = 0
         self._transaction_stack: list[Transaction] = []
         # Queries on one connection never overlap; a driver that queues them needs no lock.
+        queues_statements = getattr(self._connection, "_queues_statements", False)
         self._query_lock: asyncio.Lock | _NoLock = (
-            _NO_LOCK if getattr(self._connection, "_queues_statements", False) else asyncio.Lock()
+            _NO_LOCK if spare or queues_statements else asyncio.Lock()
         )
         self._transaction_waiters: list[asyncio.Future[None]] = []
         self._state: LoopState | None = None
         self._task: weakref.ref[asyncio.Task[typing.Any]] | None = None
         self._is_global = False
-        # Owned by no task: lent to one `Database` call at a time, then kept for reuse.
-        self._spare = False
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
-
-    def _make_spare(self) -> None:
-        """Lend this connection to one `Database` call at a time, then keep it for reuse.
-
-        Only that call ever uses it, so it needs no locks.
-        """
-        self._spare = True
-        self._connection_lock = _NO_LOCK
-        self._query_lock = _NO_LOCK
 
     def _make_shared(self) -> None:
         """Make this the loop's force-rollback connection, used by every task."""
@@ -490,7 +480,7 @@ class Connection:
     async def __aenter__(self) -> Connection:
         self._check_loop()
         lock = self._connection_lock
-        if lock is _NO_LOCK:  # spare: used by one call at a time
+        if self._spare:
             await self._hold()
         elif self._connection_counter and not lock.locked():
             # Held already, and nobody is acquiring or releasing it: nothing to wait for.
@@ -507,7 +497,7 @@ class Connection:
         traceback: TracebackType | None = None,
     ) -> None:
         lock = self._connection_lock
-        if lock is _NO_LOCK:
+        if self._spare:
             await self._let_go()
         elif self._connection_counter > 1 and not lock.locked():
             self._connection_counter -= 1

@@ -22,9 +22,11 @@ from databases._logging import LOG_EXTRA, logger
 from databases.backends.common.records import RecordShape
 
 Converter = typing.Callable[[typing.Any], typing.Any]
-_UNKNOWN: typing.Any = object()
 Args = tuple[typing.Any, ...]
 Values = typing.Mapping[str, typing.Any]
+
+# A value type not seen yet by `_raw_args` (None is a known "no processor").
+_UNKNOWN: typing.Any = object()
 
 
 class QueryValues(typing.NamedTuple):
