@@ -20,6 +20,7 @@ from sqlalchemy.sql.compiler import Compiled, ResultColumnsEntry, SQLCompiler
 
 from databases._logging import LOG_EXTRA, logger
 from databases.backends.common.records import RecordShape
+from databases.backends.common.simple_select import Key, simple_select_key
 
 Converter = typing.Callable[[typing.Any], typing.Any]
 Args = tuple[typing.Any, ...]
@@ -255,6 +256,9 @@ class QueryCompiler:
         self.dialect = dialect
         self._max_size = max_size
         self._cache: dict[typing.Any, CompiledStatement] = {}
+        # Simple selects by `simple_select_key`, with the objects whose identity the key
+        # holds, kept alive with the entry so that no other object can take their id.
+        self._simple: dict[Key, tuple[CompiledStatement, tuple[typing.Any, ...]]] = {}
         self._lock = threading.Lock()
         self._value_processors: dict[type, Converter | None] = {}
 
@@ -311,6 +315,11 @@ class QueryCompiler:
 
     def compile(self, query: ClauseElement) -> tuple[CompiledStatement, typing.Any]:
         """The compiled statement for `query`, and the literal values to run it with."""
+        simple = simple_select_key(query)
+        if simple is not None:
+            found = self._simple.get(simple[0])
+            if found is not None:
+                return found[0], simple[1]
         make_key = getattr(query, "_generate_cache_key", None)
         cache_key = make_key() if make_key is not None else None
         if cache_key is None:
@@ -321,7 +330,25 @@ class QueryCompiler:
                 query.compile(dialect=self.dialect, cache_key=cache_key), self.dialect
             ),
         )
+        if simple is not None:
+            self._remember_simple(simple, statement, cache_key.bindparams)
         return statement, cache_key.bindparams
+
+    def _remember_simple(
+        self,
+        simple: tuple[Key, list[typing.Any], tuple[typing.Any, ...]],
+        statement: CompiledStatement,
+        extracted: typing.Sequence[typing.Any],
+    ) -> None:
+        """File `statement` under the simple key too, once SQLAlchemy's own extraction has
+        been seen to give the same bind parameters in the same order."""
+        key, binds, anchors = simple
+        if len(binds) != len(extracted) or any(a is not b for a, b in zip(binds, extracted)):
+            return
+        with self._lock:
+            if len(self._simple) >= self._max_size:
+                self._simple.pop(next(iter(self._simple)), None)
+            self._simple[key] = (statement, anchors)
 
     def prepare(self, query: ClauseElement | QueryValues) -> tuple[CompiledStatement, str, Args]:
         """Compile (or reuse) and bind: what a driver needs to run `query`."""
