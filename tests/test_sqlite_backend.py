@@ -351,6 +351,13 @@ def test_datetime_values_are_bound_as_sqlalchemy_binds_them(
         None,
     ]
     assert [bind(value) for value in values] == [expected(value) for value in values]
+    # execute_many converts whole columns: naive datetimes only (the C-level path), and
+    # mixed values (value by value).
+    bind_column = getattr(bind, "bind_column", None)
+    if bind_column is not None:
+        naive = tuple(values[:3])
+        assert bind_column(naive) == tuple(map(expected, naive))
+        assert bind_column(tuple(values)) == tuple(map(expected, values))
 
 
 @pytest.mark.parametrize(
@@ -370,6 +377,12 @@ def test_boolean_values_are_bound_as_sqlalchemy_binds_them(
     assert bind is not None and expected is not None
     values = [True, False, None, 1, 0]
     assert [bind(value) for value in values] == [expected(value) for value in values]
+    bind_column = getattr(bind, "bind_column", None)
+    if bind_column is not None:
+        assert bind_column((True, False, True)) == (1, 0, 1)
+        assert bind_column(tuple(values)) == tuple(map(expected, values))
+        with pytest.raises((TypeError, ValueError)):
+            bind_column((True, "yes"))
     for wrong in ["yes", 2, 0.5]:
         with pytest.raises((TypeError, ValueError)) as refused:
             expected(wrong)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import operator
 import sqlite3
 import threading
 import typing
@@ -22,7 +23,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement, sqltypes
 
 from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
-from databases.backends.common.compiler import Args, CompiledStatement
+from databases.backends.common.compiler import Args, CompiledStatement, with_column_bind
 from databases.interfaces import Record
 from databases.url import DatabaseURL
 
@@ -73,6 +74,10 @@ def _connect_target(url: DatabaseURL) -> tuple[str, bool]:
     return database, False
 
 
+_TZINFO = operator.attrgetter("tzinfo")
+_ISOFORMAT = operator.methodcaller("isoformat", " ", "microseconds")
+
+
 class _DateTime(sqlite_types.DATETIME):
     """SQLite's DATETIME in its default storage format, written by `isoformat()` in C.
 
@@ -91,7 +96,12 @@ class _DateTime(sqlite_types.DATETIME):
                 return value.isoformat(" ", "microseconds")
             return process(value)
 
-        return bind
+        def bind_column(values: tuple[typing.Any, ...]) -> tuple[typing.Any, ...]:
+            if set(map(type, values)) == {exact_datetime} and not any(map(_TZINFO, values)):
+                return tuple(map(_ISOFORMAT, values))
+            return tuple(map(bind, values))
+
+        return with_column_bind(bind, bind_column)
 
 
 class _Boolean(sqltypes.Boolean):
@@ -110,7 +120,12 @@ class _Boolean(sqltypes.Boolean):
                 return 0
             return process(value)
 
-        return bind
+        def bind_column(values: tuple[typing.Any, ...]) -> tuple[typing.Any, ...]:
+            if set(map(type, values)) == {bool}:
+                return tuple(map(int, values))
+            return tuple(map(bind, values))
+
+        return with_column_bind(bind, bind_column)
 
 
 class SQLiteDialect(pysqlite.SQLiteDialect_pysqlite):

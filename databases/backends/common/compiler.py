@@ -30,6 +30,15 @@ Values = typing.Mapping[str, typing.Any]
 _UNKNOWN: typing.Any = object()
 
 
+def with_column_bind(
+    bind: Converter, bind_column: typing.Callable[[tuple[typing.Any, ...]], tuple[typing.Any, ...]]
+) -> Converter:
+    """A bind processor that can also convert a whole column of `execute_many` rows at
+    once (`bind_column`), which is faster when one C-level `map()` can do it."""
+    bind.bind_column = bind_column  # type: ignore[attr-defined]
+    return bind
+
+
 class QueryValues(typing.NamedTuple):
     """A query (raw SQL with `:name` parameters, or a clause) and the values to run it with.
 
@@ -165,7 +174,11 @@ class CompiledStatement:
             return args
         columns = list(zip(*args))
         for index, convert in converters:
-            columns[index] = tuple(map(convert, columns[index]))
+            bind_column = getattr(convert, "bind_column", None)
+            if bind_column is not None:
+                columns[index] = bind_column(columns[index])
+            else:
+                columns[index] = tuple(map(convert, columns[index]))
         return list(zip(*columns))
 
     def bind(self, extracted: typing.Any = None, params: typing.Any = None) -> tuple[str, Args]:
