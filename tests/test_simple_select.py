@@ -59,6 +59,15 @@ SIMPLE: dict[str, Build] = {
     "two tables' columns": lambda v: sa.select(people.c.id, pets.c.name).where(pets.c.id == v),
     "string value": lambda v: sa.select(people).where(people.c.name == f"name {v}"),
     "reversed comparison": lambda v: sa.select(people).where(v == people.c.id),
+    "order_by": lambda v: sa.select(people).where(people.c.id == v).order_by(people.c.id),
+    "order_by desc, asc": lambda v: (
+        sa.select(people).order_by(people.c.score.desc(), people.c.name.asc()).limit(v)
+    ),
+    "limit": lambda v: sa.select(people).where(people.c.id > v).limit(3),
+    "offset": lambda v: sa.select(people).offset(v),
+    "limit and offset": lambda v: (
+        sa.select(people.c.name).where(people.c.id > v).order_by(people.c.id).limit(v).offset(v)
+    ),
     "label style": lambda v: (
         sa.select(people).where(people.c.id == v).set_label_style(sa.LABEL_STYLE_TABLENAME_PLUS_COL)
     ),
@@ -66,9 +75,15 @@ SIMPLE: dict[str, Build] = {
 
 # Statements it refuses (SQLAlchemy's own cache key then applies).
 NOT_SIMPLE: dict[str, Build] = {
-    "order_by": lambda v: sa.select(people).where(people.c.id == v).order_by(people.c.id),
-    "limit": lambda v: sa.select(people).where(people.c.id > v).limit(3),
-    "offset": lambda v: sa.select(people).offset(v),
+    "order_by nulls_last": lambda v: (
+        sa.select(people).where(people.c.id > v).order_by(people.c.name.desc().nulls_last())
+    ),
+    "order_by a label": lambda v: (
+        sa.select(people.c.name.label("who")).where(people.c.id > v).order_by("who")
+    ),
+    "order_by an expression": lambda v: sa.select(people).order_by(people.c.id + v),
+    "fetch": lambda v: sa.select(people).order_by(people.c.id).fetch(v),
+    "limit from an expression": lambda v: sa.select(people).limit(sa.literal(v) + 1),
     "distinct": lambda v: sa.select(people.c.name).where(people.c.id == v).distinct(),
     "join": lambda v: (
         sa.select(people).join(pets, pets.c.owner_id == people.c.id).where(pets.c.id == v)
@@ -146,7 +161,8 @@ def test_other_selects_take_sqlalchemys_cache_key(dialect_name: str, name: str) 
 @pytest.mark.parametrize("dialect_name", sorted(DIALECTS))
 def test_statements_differing_in_any_accepted_part_get_their_own_sql(dialect_name: str) -> None:
     """Every part the key is made of: columns, table, compared column, operator, label
-    style, number of criteria. One compiler sees them all; each gets its own SQL."""
+    style, number of criteria, ordering, limit and offset. One compiler sees them all;
+    each gets its own SQL (and values)."""
     dialect = DIALECTS[dialect_name]
     variants = [
         sa.select(people).where(people.c.id == 1),
@@ -164,6 +180,15 @@ def test_statements_differing_in_any_accepted_part_get_their_own_sql(dialect_nam
         sa.select(people.c.id, people.c.name),
         sa.select(people.c.name, people.c.id),
         sa.select(people).set_label_style(sa.LABEL_STYLE_TABLENAME_PLUS_COL),
+        sa.select(people).order_by(people.c.id),
+        sa.select(people).order_by(people.c.id.desc()),
+        sa.select(people).order_by(people.c.id.asc()),
+        sa.select(people).order_by(people.c.name),
+        sa.select(people).order_by(people.c.id, people.c.name),
+        sa.select(people).limit(1),
+        sa.select(people).offset(1),
+        sa.select(people).limit(1).offset(1),
+        sa.select(people).where(people.c.id == 1).limit(1),
     ]
     compiler = QueryCompiler(dialect)
     for query in variants:
@@ -172,7 +197,8 @@ def test_statements_differing_in_any_accepted_part_get_their_own_sql(dialect_nam
     for query in variants:
         result = prepared(compiler, query)
         assert result == reference(dialect, query)
-        seen.add(result[0])
+        # SQLite writes OFFSET alone as `LIMIT ? OFFSET ?`: compare SQL with values.
+        seen.add(result)
     assert len(seen) == len(variants)
     assert len(compiler._simple) == len(variants)
 

@@ -11,7 +11,9 @@ builds an equivalent key from the identity of those pieces instead:
   `join()`, leaves an attribute behind and the statement is refused);
 - columns that are plain `Table` or table-bound `Column` objects, without annotations;
 - WHERE criteria that each compare such a column with an anonymous literal bind parameter
-  of the column's own type (`table.c.id == 5`, `table.c.score > 1.5`).
+  of the column's own type (`table.c.id == 5`, `table.c.score > 1.5`);
+- ORDER BY such columns, plain or with `.asc()`/`.desc()`, and a literal `limit()` and
+  `offset()`.
 
 Anything else returns `None` and takes SQLAlchemy's own cache key. The compiler also
 checks, the first time it sees a key, that the bind parameters extracted here are the ones
@@ -24,9 +26,10 @@ from __future__ import annotations
 import operator
 import typing
 
-from sqlalchemy import Column, Table
-from sqlalchemy.sql.elements import BinaryExpression, BindParameter
-from sqlalchemy.sql.selectable import Select
+from sqlalchemy import Column, Integer, Table
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, UnaryExpression
+from sqlalchemy.sql.selectable import Select, _OffsetLimitParam
 
 # What SQLAlchemy 2.0 traverses for these classes' cache keys. If a version traverses
 # anything else, the attributes checked below may not be all that matters: turn off.
@@ -64,6 +67,8 @@ _KNOWN_TRAVERSALS: dict[typing.Any, tuple[str, ...]] = {
     ),
     BinaryExpression: ("left", "right", "operator", "negate", "modifiers", "type"),
     BindParameter: ("key", "type", "callable", "value", "literal_execute"),
+    _OffsetLimitParam: ("key", "type", "callable", "value", "literal_execute"),
+    UnaryExpression: ("element", "operator", "modifier"),
 }
 ENABLED = all(
     tuple(name for name, _ in cls._traverse_internals) == names
@@ -72,13 +77,26 @@ ENABLED = all(
 
 # Instance attributes a simple select may carry: its structure, and what SQLAlchemy
 # memoizes on it (results of earlier calls, not structure).
-_STRUCTURE = frozenset(("_raw_columns", "_where_criteria", "_label_style"))
+_STRUCTURE = frozenset(
+    (
+        "_raw_columns",
+        "_where_criteria",
+        "_label_style",
+        "_order_by_clauses",
+        "_limit_clause",
+        "_offset_clause",
+        # Set to None by limit() and offset(); checked below.
+        "_fetch_clause",
+        "_fetch_clause_options",
+    )
+)
 _MEMOIZED = frozenset(
     ("_generate_cache_key", "_memoized_keys", "dialect_options", "_all_selected_columns")
 )
 _COMPARISONS = frozenset(
     (operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge)
 )
+_DIRECTIONS = frozenset((operators.asc_op, operators.desc_op))
 
 Key = tuple[typing.Any, ...]
 
@@ -92,6 +110,18 @@ def _plain_column(element: typing.Any) -> bool:
     )
 
 
+def _literal_bind(element: typing.Any, bind_type: type) -> bool:
+    """An anonymous bind parameter holding a plain value (not a callable, not expanded)."""
+    return (
+        element._key_is_anon
+        and type(element.type) is bind_type
+        and element.callable is None
+        and not element.expanding
+        and not element.literal_execute
+        and not element.isoutparam
+    )
+
+
 def simple_select_key(
     query: typing.Any,
 ) -> tuple[Key, list[BindParameter[typing.Any]], tuple[typing.Any, ...]] | None:
@@ -102,7 +132,11 @@ def simple_select_key(
     attributes = query.__dict__
     if not _STRUCTURE.issuperset(attributes.keys() - _MEMOIZED):
         return None
-    if attributes.get("dialect_options"):
+    if (
+        attributes.get("dialect_options")
+        or query._fetch_clause is not None
+        or query._fetch_clause_options is not None
+    ):
         return None
     anchors: list[typing.Any] = []
     for element in query._raw_columns:
@@ -122,20 +156,41 @@ def simple_select_key(
             criterion.operator not in _COMPARISONS
             or not _plain_column(left)
             or type(right) is not BindParameter
-            or not right._key_is_anon
             or right.type is not left.type
-            or right.callable is not None
-            or right.expanding
-            or right.literal_execute
-            or right.isoutparam
+            or not _literal_bind(right, type(left.type))
         ):
             return None
         anchors += (left, criterion.operator, criterion.negate, criterion.type, left.type)
         binds.append(right)
+    criteria_end = len(anchors)
+    for clause in query._order_by_clauses:
+        if type(clause) is UnaryExpression:
+            if (
+                clause.operator is not None
+                or clause.modifier not in _DIRECTIONS
+                or clause._propagate_attrs
+                or not _plain_column(clause.element)
+            ):
+                return None
+            anchors += (clause.modifier, clause.element)
+        elif _plain_column(clause):
+            anchors += (None, clause)
+        else:
+            return None
+    # LIMIT, then OFFSET: the order SQLAlchemy extracts their values in, after WHERE's.
+    limits = []
+    for bound in (query._limit_clause, query._offset_clause):
+        if bound is not None:
+            if type(bound) is not _OffsetLimitParam or not _literal_bind(bound, Integer):
+                return None
+            binds.append(bound)
+        limits.append(bound is not None)
     key = (
         "simple select",
         query._label_style,
         columns_end,
+        criteria_end,
+        tuple(limits),
         tuple(map(id, anchors)),
     )
     return key, binds, tuple(anchors)
