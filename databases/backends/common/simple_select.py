@@ -102,6 +102,7 @@ Key = tuple[typing.Any, ...]
 
 
 def _plain_column(element: typing.Any) -> bool:
+    """A `Column` of a `Table`, as `table.c.name` gives it (no alias, no annotations)."""
     return (
         type(element) is Column
         and not element._annotations
