@@ -281,12 +281,17 @@ class QueryCompiler:
         statement = self._cache.get(key)
         if statement is None:
             statement = make()
-            with self._lock:
-                if len(self._cache) >= self._max_size:
-                    # Evict the oldest entry; dicts keep insertion order.
-                    self._cache.pop(next(iter(self._cache)), None)
-                self._cache[key] = statement
+            self._store(self._cache, key, statement)
         return statement
+
+    def _store(
+        self, cache: dict[typing.Any, typing.Any], key: typing.Any, value: typing.Any
+    ) -> None:
+        """Add to a bounded cache, evicting the oldest entry (dicts keep insertion order)."""
+        with self._lock:
+            if len(cache) >= self._max_size:
+                cache.pop(next(iter(cache)), None)
+            cache[key] = value
 
     def _compile_text(self, sql: str) -> CompiledStatement:
         return self._cached(
@@ -358,10 +363,7 @@ class QueryCompiler:
         key, binds, anchors = simple
         if len(binds) != len(extracted) or any(a is not b for a, b in zip(binds, extracted)):
             return
-        with self._lock:
-            if len(self._simple) >= self._max_size:
-                self._simple.pop(next(iter(self._simple)), None)
-            self._simple[key] = (statement, anchors)
+        self._store(self._simple, key, (statement, anchors))
 
     def prepare(self, query: ClauseElement | QueryValues) -> tuple[CompiledStatement, str, Args]:
         """Compile (or reuse) and bind: what a driver needs to run `query`."""
