@@ -599,19 +599,40 @@ class Connection:
 
     # -- queries ----------------------------------------------------------------------
 
+    async def _run(self, step: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any) -> _T:
+        """Run one driver step holding this connection.
+
+        A spare serves just this step and nothing else can reach it, so it is acquired
+        and released around the step directly, without the holder count and locks.
+        """
+        if not self._spare:
+            async with self, self._query_lock:
+                return await self._finish(step(*args))
+        self._connection_counter = 1
+        try:
+            await self._open()
+        except BaseException:
+            self._connection_counter = 0
+            self._forget()
+            raise
+        try:
+            return await self._finish(step(*args))
+        finally:
+            self._connection_counter = 0
+            try:
+                await self._connection.release()
+            finally:
+                self._forget()
+
     async def fetch_all(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> list[Record]:
-        built = self._prepare(query, values)
-        async with self, self._query_lock:
-            return await self._finish(self._connection.fetch_all(built))
+        return await self._run(self._connection.fetch_all, self._prepare(query, values))
 
     async def fetch_one(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> Record | None:
-        built = self._prepare(query, values)
-        async with self, self._query_lock:
-            return await self._finish(self._connection.fetch_one(built))
+        return await self._run(self._connection.fetch_one, self._prepare(query, values))
 
     async def fetch_val(
         self,
@@ -619,16 +640,12 @@ class Connection:
         values: dict[str, typing.Any] | None = None,
         column: typing.Any = 0,
     ) -> typing.Any:
-        built = self._prepare(query, values)
-        async with self, self._query_lock:
-            return await self._finish(self._connection.fetch_val(built, column))
+        return await self._run(self._connection.fetch_val, self._prepare(query, values), column)
 
     async def execute(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> typing.Any:
-        built = self._prepare(query, values)
-        async with self, self._query_lock:
-            return await self._finish(self._connection.execute(built))
+        return await self._run(self._connection.execute, self._prepare(query, values))
 
     async def execute_many(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
