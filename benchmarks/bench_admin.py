@@ -102,10 +102,10 @@ class Admin:
             async with self.connection.cursor() as cursor:
                 await cursor.executemany(insert.sql, [insert.args(row) for row in rows])
             return
-        raw = bench_contenders.RawSQLite(self.url)
+        stored = bench_contenders.sqlite_stored
         await self.execute("BEGIN")
         await self.connection.executemany(
-            insert.sql, [tuple(raw.param(row[name]) for name in insert.names) for row in rows]
+            insert.sql, [tuple(stored(row[name]) for name in insert.names) for row in rows]
         )
         await self.execute("COMMIT")
 

@@ -20,14 +20,20 @@ EXECUTE_MANY_TARGET = 1.5
 BACKEND_TITLES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "sqlite": "SQLite"}
 
 
+def _geomean(ratios: list[float]) -> float | None:
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else None
+
+
 def summarise(
     samples: dict[str, dict[str, list[float]]],
+    cpu_samples: dict[str, dict[str, list[float]]],
     errors: dict[str, dict[str, str]],
     counts: dict[str, dict[str, int]],
     contenders: list[str],
 ) -> dict[str, typing.Any]:
     """Per case and contender: median, min, max and samples (seconds per operation), the
-    ratio to the raw driver; per contender: the geometric mean of its ratios."""
+    ratio to the raw driver, and the same median and ratio of CPU time; per contender:
+    the geometric mean of its ratios (wall and CPU)."""
     cases: dict[str, dict[str, typing.Any]] = {}
     for case in bc.CASES:
         if case not in samples:
@@ -35,6 +41,8 @@ def summarise(
         row: dict[str, typing.Any] = {}
         raw_times = samples[case].get(RAW) or []
         raw_median = statistics.median(raw_times) if raw_times else None
+        raw_cpu = cpu_samples.get(case, {}).get(RAW) or []
+        raw_cpu_median = statistics.median(raw_cpu) if raw_cpu else None
         for name in contenders:
             times = samples[case].get(name) or []
             entry: dict[str, typing.Any] = {
@@ -47,16 +55,26 @@ def summarise(
                 entry.update(median=median, min=min(times), max=max(times))
                 if raw_median:
                     entry["ratio"] = median / raw_median
+            cpu_times = cpu_samples.get(case, {}).get(name) or []
+            if cpu_times:
+                entry["cpu_samples"] = cpu_times
+                entry["cpu_median"] = statistics.median(cpu_times)
+                if raw_cpu_median:
+                    entry["cpu_ratio"] = entry["cpu_median"] / raw_cpu_median
             row[name] = entry
         cases[case] = row
     geomeans: dict[str, dict[str, typing.Any]] = {}
     for name in contenders:
         if name == RAW:
             continue
-        ratios = [row[name]["ratio"] for row in cases.values() if "ratio" in row.get(name, {})]
+        entries = [row.get(name, {}) for row in cases.values()]
+        ratios = [entry["ratio"] for entry in entries if "ratio" in entry]
+        cpu_ratios = [entry["cpu_ratio"] for entry in entries if "cpu_ratio" in entry]
         geomeans[name] = {
-            "geomean": math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else None,
+            "geomean": _geomean(ratios),
             "cases": len(ratios),
+            "cpu_geomean": _geomean(cpu_ratios),
+            "cpu_cases": len(cpu_ratios),
         }
     return {"cases": cases, "geomean": geomeans}
 
@@ -93,51 +111,47 @@ def format_time(seconds: float | None) -> str:
     return f"{seconds * 1e6:.1f} us"
 
 
-def _cell(entry: dict[str, typing.Any] | None, with_ratio: bool) -> str:
+def _cell(entry: dict[str, typing.Any] | None, with_ratio: bool, metric: str) -> str:
+    """`metric` is "" for wall time, "cpu_" for CPU time."""
     if not entry:
         return "-"
-    if entry.get("median") is None:
+    if entry.get(f"{metric}median") is None:
         return "error" if entry.get("error") else "-"
-    text = format_time(entry["median"])
-    if with_ratio and entry.get("ratio") is not None:
-        text += f" {entry['ratio']:5.2f}x"
+    text = format_time(entry[f"{metric}median"])
+    if with_ratio and entry.get(f"{metric}ratio") is not None:
+        text += f" {entry[f'{metric}ratio']:5.2f}x"
     return text
 
 
-def format_table(backend: str, result: dict[str, typing.Any]) -> str:
-    """The table of one backend: median time per operation and ratio to the raw driver."""
-    summary = result["summary"]
-    contenders: list[str] = result["contender_order"]
-    info = result["contenders"]
-    headers = ["case"]
-    for name in contenders:
-        details = info.get(name, {})
-        version = details.get("version")
-        library = "this repo" if name == THIS else details.get("library")
-        label = f"{name} ({library} {version})" if version else name
-        headers.append(label)
+def _table(
+    title: str,
+    headers: list[str],
+    summary: dict[str, typing.Any],
+    contenders: list[str],
+    metric: str,
+) -> list[str]:
+    """Lines of one table: a row per case, then the geometric means."""
     rows: list[list[str]] = []
     for case, row in summary["cases"].items():
-        rows.append([case] + [_cell(row.get(name), name != RAW) for name in contenders])
+        rows.append([case] + [_cell(row.get(name), name != RAW, metric) for name in contenders])
     geo = ["geometric mean (ratio)"]
     for name in contenders:
         if name == RAW:
             geo.append("1.00x")
             continue
         entry = summary["geomean"].get(name, {})
-        value = entry.get("geomean")
+        value = entry.get(f"{metric}geomean")
         total = len(summary["cases"])
         if value is None:
             geo.append("-")
         else:
-            note = "" if entry["cases"] == total else f" ({entry['cases']}/{total} cases)"
+            counted = entry[f"{metric}cases"]
+            note = "" if counted == total else f" ({counted}/{total} cases)"
             geo.append(f"{value:.2f}x{note}")
     rows.append(geo)
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     lines = [
-        f"== {BACKEND_TITLES.get(backend, backend)} {result.get('server_version', '')}: "
-        f"{result['url']}, {result['rounds']} rounds, median time per operation "
-        "(ratio to raw) ==",
+        title,
         "  ".join(
             h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))
         ),
@@ -151,6 +165,37 @@ def format_table(backend: str, result: dict[str, typing.Any]) -> str:
                 for i, (c, w) in enumerate(zip(row_cells, widths))
             )
         )
+    return lines
+
+
+def format_table(backend: str, result: dict[str, typing.Any]) -> str:
+    """The tables of one backend: median time per operation and ratio to the raw driver,
+    then the same for the CPU time of the contender's process."""
+    summary = result["summary"]
+    contenders: list[str] = result["contender_order"]
+    info = result["contenders"]
+    headers = ["case"]
+    for name in contenders:
+        details = info.get(name, {})
+        version = details.get("version")
+        library = "this repo" if name == THIS else details.get("library")
+        label = f"{name} ({library} {version})" if version else name
+        headers.append(label)
+    title = (
+        f"== {BACKEND_TITLES.get(backend, backend)} {result.get('server_version', '')}: "
+        f"{result['url']}, {result['rounds']} rounds"
+    )
+    lines = _table(
+        f"{title}, median time per operation (ratio to raw) ==", headers, summary, contenders, ""
+    )
+    lines.append("")
+    lines += _table(
+        f"{title}, median CPU time of the client process per operation (ratio to raw) ==",
+        headers,
+        summary,
+        contenders,
+        "cpu_",
+    )
     errors = [
         f"  {case} / {name}: {entry['error']}"
         for case, row in summary["cases"].items()

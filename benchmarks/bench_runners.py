@@ -29,8 +29,8 @@ class Runner:
     def setup(self, timeout: float) -> None:
         raise NotImplementedError
 
-    def run(self, case: str, count: int, timeout: float) -> tuple[float, int]:
-        """Run a batch: its seconds, and the rows it got back."""
+    def run(self, case: str, count: int, timeout: float) -> bench_contenders.Batch:
+        """Run a batch: its wall and CPU seconds, and the rows it got back."""
         raise NotImplementedError
 
     def teardown(self, timeout: float) -> None:
@@ -57,9 +57,9 @@ class InProcessRunner(Runner):
     def setup(self, timeout: float) -> None:
         self._call(self.contender.setup(), timeout)
 
-    def run(self, case: str, count: int, timeout: float) -> tuple[float, int]:
-        seconds, rows = self._call(self.contender.run_case(case, count), timeout)
-        return float(seconds), int(rows)
+    def run(self, case: str, count: int, timeout: float) -> bench_contenders.Batch:
+        batch: bench_contenders.Batch = self._call(self.contender.run_case(case, count), timeout)
+        return batch
 
     def teardown(self, timeout: float) -> None:
         self._call(self.contender.teardown(), timeout)
@@ -169,11 +169,13 @@ class SideRunner(Runner):
             timeout,
         )
 
-    def run(self, case: str, count: int, timeout: float) -> tuple[float, int]:
+    def run(self, case: str, count: int, timeout: float) -> bench_contenders.Batch:
         reply = self.request(
             {"op": "run", "case": case, "count": count, "timeout": timeout}, timeout
         )
-        return float(reply["seconds"]), int(reply["rows"])
+        return bench_contenders.Batch(
+            float(reply["seconds"]), float(reply["cpu_seconds"]), int(reply["rows"])
+        )
 
     def teardown(self, timeout: float) -> None:
         try:

@@ -242,21 +242,26 @@ def run_backend(
         for name, error in setup_errors.items():
             result["contenders"][name] = {"error": error}
 
-        def measure(runner: Runner, case: str, count: int) -> float:
-            """One batch, its result checked: the seconds it took."""
+        def measure(runner: Runner, case: str, count: int) -> bench_contenders.Batch:
+            """One batch, its result checked."""
             writes = case in bc.WRITE_CASES
             if writes:
                 loop.run_until_complete(admin.empty_writes())
-            seconds, rows = runner.run(case, count, args.timeout)
-            if writes:
-                rows = loop.run_until_complete(admin.count_writes())
+            batch = runner.run(case, count, args.timeout)
+            rows = loop.run_until_complete(admin.count_writes()) if writes else batch.rows
             expected = count * bc.ROWS_PER_OPERATION[case]
             if rows != expected:
                 raise ContenderError(f"wrong result: {rows} rows instead of {expected}")
-            return seconds
+            return batch
+
+        def measure_seconds(runner: Runner, case: str, count: int) -> float:
+            return measure(runner, case, count).seconds
 
         counts: dict[str, dict[str, int]] = {case: {} for case in args.cases}
         samples: dict[str, dict[str, list[float]]] = {
+            case: {name: [] for name in names} for case in args.cases
+        }
+        cpu_samples: dict[str, dict[str, list[float]]] = {
             case: {name: [] for name in names} for case in args.cases
         }
         errors: dict[str, dict[str, str]] = {case: {} for case in args.cases}
@@ -266,7 +271,7 @@ def run_backend(
             for runner in runners:
                 try:
                     counts[case][runner.name] = calibrate(
-                        functools.partial(measure, runner, case), args.seconds_per_case
+                        functools.partial(measure_seconds, runner, case), args.seconds_per_case
                     )
                 except ContenderError as exc:
                     errors[case][runner.name] = str(exc)
@@ -289,15 +294,16 @@ def run_backend(
                         continue
                     count = counts[case][runner.name]
                     try:
-                        seconds = measure(runner, case, count)
+                        batch = measure(runner, case, count)
                     except ContenderError as exc:
                         errors[case][runner.name] = str(exc)
                         progress(f"{backend}: {case} / {runner.name}: {exc}")
                         continue
                     if measured:
-                        samples[case][runner.name].append(seconds / count)
+                        samples[case][runner.name].append(batch.seconds / count)
+                        cpu_samples[case][runner.name].append(batch.cpu_seconds / count)
 
-        summary = bench_report.summarise(samples, errors, counts, names)
+        summary = bench_report.summarise(samples, cpu_samples, errors, counts, names)
         result["summary"] = summary
         result["targets"] = bench_report.check_targets(backend, summary)
         result["setup_errors"] = setup_errors

@@ -8,7 +8,7 @@ repository's package. Talks JSON lines: one request on stdin, one reply on stdou
     {"op": "hello"}                      -> {"ok": true, "library": ..., "version": ...}
     {"op": "setup", "backend": "postgresql", "url": "...", "name": "databases-0.9.0"}
     {"op": "run", "case": "fetch_val", "count": 120, "timeout": 10.0}
-                                   -> {"ok": true, "seconds": 0.0513, "rows": 120}
+                         -> {"ok": true, "seconds": 0.0513, "cpu_seconds": 0.049, "rows": 120}
     {"op": "teardown"}
 Errors reply {"ok": false, "error": "..."}. The batch is timed here, so the pipe costs
 nothing to the result; "rows" is what the batch got back, checked by `run.py`. Exits at
@@ -110,13 +110,13 @@ def main() -> int:
             elif op == "run":
                 if contender is None:
                     raise RuntimeError("run before setup")
-                seconds, rows = loop.run_until_complete(
+                batch = loop.run_until_complete(
                     asyncio.wait_for(
                         contender.run_case(request["case"], int(request["count"])),
                         request.get("timeout", 60),
                     )
                 )
-                reply(ok=True, seconds=seconds, rows=rows)
+                reply(ok=True, **batch._asdict())
             elif op == "teardown":
                 if contender is not None:
                     current, contender = contender, None
