@@ -9,7 +9,6 @@ dropped when the loop is gone, and stop workers without any loop at all.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import threading
 import typing
@@ -79,23 +78,27 @@ def gate_for(target: str) -> FileGate:
         return gate
 
 
+def _settle(
+    future: asyncio.Future[typing.Any], result: typing.Any, error: BaseException | None
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 def _deliver(
     loop: asyncio.AbstractEventLoop,
     future: asyncio.Future[typing.Any],
     result: typing.Any,
     error: BaseException | None,
 ) -> None:
-    def settle() -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    # RuntimeError: the loop closed while we worked, and nobody is waiting any more.
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(settle)
+    try:
+        loop.call_soon_threadsafe(_settle, future, result, error)
+    except RuntimeError:
+        return  # the loop closed while we worked: nobody is waiting any more
 
 
 def call(
