@@ -185,6 +185,8 @@ def format_table(backend: str, result: dict[str, typing.Any]) -> str:
         f"== {BACKEND_TITLES.get(backend, backend)} {result.get('server_version', '')}: "
         f"{result['url']}, {result['rounds']} rounds"
     )
+    if result.get("cpu") is not None:
+        title += f", client on CPU {result['cpu']}"
     lines = _table(
         f"{title}, median time per operation (ratio to raw) ==", headers, summary, contenders, ""
     )

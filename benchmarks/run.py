@@ -5,6 +5,7 @@ virtualenvs, `databases` 0.9.0 and `databasez`.
     scripts/benchmark --backend postgresql --rounds 9 --json out.json
     scripts/benchmark --side-env databases-0.9.0=/tmp/bench-db09 \\
                       --side-env databasez=/tmp/bench-databasez
+    scripts/benchmark --cpu 0                          # client pinned to one CPU
 
 Every contender runs the same cases with the same SQL. For each backend: a calibration
 pass sizes each (case, contender) batch to about --seconds-per-case and warms everything
@@ -113,8 +114,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="SQLite file (default: a new file under /dev/shm, removed at the end)",
     )
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=None,
+        help="run the benchmark and its side processes on this one CPU (Linux), so that "
+        "how the kernel places their threads does not decide the result; the database "
+        "servers run where they like",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
+    if args.cpu is not None:
+        if not hasattr(os, "sched_setaffinity"):
+            parser.error("--cpu needs os.sched_setaffinity (Linux)")
+        if args.cpu not in os.sched_getaffinity(0):
+            parser.error(f"--cpu {args.cpu}: not one of this process's CPUs")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.seconds_per_case <= 0:
@@ -192,7 +206,7 @@ def run_backend(
     loop = new_loop(args.loop)
     asyncio.set_event_loop(loop)
     admin = bench_admin.Admin(backend, url)
-    result: dict[str, typing.Any] = {"url": shown_url, "rounds": args.rounds}
+    result: dict[str, typing.Any] = {"url": shown_url, "rounds": args.rounds, "cpu": args.cpu}
     runners: list[Runner] = []
     setup_errors: dict[str, str] = {}
     wanted = set(args.contender or []) | {"raw"}
@@ -349,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import databases
 
+    if args.cpu is not None:
+        # Inherited by the side processes started later.
+        os.sched_setaffinity(0, {args.cpu})
     progress = Progress(args.quiet)
     report: dict[str, typing.Any] = {
         "command": " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -361,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_per_case": args.seconds_per_case,
             "timeout": args.timeout,
             "loop": args.loop,
+            "cpu": args.cpu,
             "cases": bc.CASES,
         },
         "backends": {},
