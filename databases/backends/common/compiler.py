@@ -82,6 +82,7 @@ class CompiledStatement:
         "_described",
         "_dialect",
         "_expanding",
+        "_extracted_plan",
         "_shape",
         "binds_rows_directly",
         "is_insert",
@@ -132,6 +133,38 @@ class CompiledStatement:
             self.returning = False
         # The parameter names in the order the SQL takes them.
         self.names: tuple[str, ...] = tuple(name for name, _ in self._bind_plan)
+        self._extracted_plan = self._plan_extracted()
+
+    def _plan_extracted(self) -> tuple[tuple[int, Converter | None], ...] | None:
+        """Where each parameter's value is in the bind parameters a statement with the same
+        cache key yields (its `_generate_cache_key().bindparams`), with its converter.
+
+        `bind()` then reads the values straight from those, as SQLAlchemy's
+        `construct_params()` would: by position in the cache key, `.value` of each. Only
+        when that is all it would do: every parameter comes from the cache key, none is
+        required, computed by a callable, expanded, escaped or filled by a default.
+        """
+        compiled = self._compiled
+        if not isinstance(compiled, SQLCompiler) or self._expanding or self._defaults:
+            return None
+        cache_key = compiled.cache_key
+        matches = compiled._cache_key_bind_match
+        if cache_key is None or matches is None or compiled.escaped_bind_names:
+            return None
+        position_of = {
+            bind: index
+            for index, original in enumerate(cache_key.bindparams)
+            for bind in matches[0].get(original, ())
+        }
+        index_of_name: dict[str, int] = {}
+        for bind, name in compiled.bind_names.items():
+            index = position_of.get(bind)
+            if index is None or bind.required or bind.callable:
+                return None
+            index_of_name[name] = index
+        if any(name not in index_of_name for name in self.names):
+            return None
+        return tuple((index_of_name[name], convert) for name, convert in self._bind_plan)
 
     def takes_rows_like(self, row: Values) -> bool:
         """Whether rows with these keys supply every parameter, and nothing else does.
@@ -183,6 +216,20 @@ class CompiledStatement:
 
     def bind(self, extracted: typing.Any = None, params: typing.Any = None) -> tuple[str, Args]:
         """The SQL text and positional arguments for one execution."""
+        plan = self._extracted_plan
+        if plan is not None and extracted is not None and params is None:
+            return self.sql, tuple(
+                [
+                    extracted[index].value if convert is None else convert(extracted[index].value)
+                    for index, convert in plan
+                ]
+            )
+        return self._bind_constructed(extracted, params)
+
+    def _bind_constructed(
+        self, extracted: typing.Any = None, params: typing.Any = None
+    ) -> tuple[str, Args]:
+        """`bind()` by SQLAlchemy's `construct_params()`."""
         compiled = self._compiled
         if not isinstance(compiled, SQLCompiler):
             return self.sql, ()
