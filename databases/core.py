@@ -602,27 +602,17 @@ class Connection:
     async def _run(self, step: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any) -> _T:
         """Run one driver step holding this connection.
 
-        A spare serves just this step and nothing else can reach it, so it is acquired
-        and released around the step directly, without the holder count and locks.
+        A spare serves just this step and nothing else can reach it, so it is held and
+        let go around the step directly, without `async with` and its locks.
         """
         if not self._spare:
             async with self, self._query_lock:
                 return await self._finish(step(*args))
-        self._connection_counter = 1
-        try:
-            await self._open()
-        except BaseException:
-            self._connection_counter = 0
-            self._forget()
-            raise
+        await self._hold()
         try:
             return await self._finish(step(*args))
         finally:
-            self._connection_counter = 0
-            try:
-                await self._connection.release()
-            finally:
-                self._forget()
+            await self._let_go()
 
     async def fetch_all(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
