@@ -147,8 +147,9 @@ class CompiledStatement:
         compiled = self._compiled
         if not isinstance(compiled, SQLCompiler) or self._expanding or self._defaults:
             return None
-        cache_key = compiled.cache_key
-        matches = compiled._cache_key_bind_match
+        # SQLAlchemy internals; another version without them just keeps construct_params().
+        cache_key = getattr(compiled, "cache_key", None)
+        matches = getattr(compiled, "_cache_key_bind_match", None)
         if cache_key is None or matches is None or compiled.escaped_bind_names:
             return None
         position_of = {
