@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from databases import Database
 from databases.backends.common.compiler import QueryCompiler
+from tests.settings import backend_dialects
 
 metadata = sa.MetaData()
 items = sa.Table(
@@ -31,11 +31,7 @@ items = sa.Table(
     sa.Column("note", sa.String(50), default="none"),
 )
 
-DIALECTS = {
-    "sqlite": Database("sqlite:///unused.sqlite")._backend._dialect,
-    "postgresql": Database("postgresql://localhost/unused")._backend._dialect,
-    "mysql": Database("mysql://localhost/unused")._backend._dialect,
-}
+DIALECTS = backend_dialects()
 
 Build = typing.Callable[[int], typing.Any]
 

@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from databases import Database
 from databases.backends.common import simple_select
 from databases.backends.common.compiler import CompiledStatement, QueryCompiler
+from tests.settings import backend_dialects
 
 metadata = sa.MetaData()
 people = sa.Table(
@@ -36,11 +36,7 @@ pets = sa.Table(
     sa.Column("name", sa.String(50)),
 )
 
-DIALECTS = {
-    "sqlite": Database("sqlite:///unused.sqlite")._backend._dialect,
-    "postgresql": Database("postgresql://localhost/unused")._backend._dialect,
-    "mysql": Database("mysql://localhost/unused")._backend._dialect,
-}
+DIALECTS = backend_dialects()
 
 Build = typing.Callable[[typing.Any], typing.Any]
 
