@@ -6,6 +6,8 @@ import asyncio
 import datetime
 import sqlite3
 import threading
+import typing
+import warnings
 from pathlib import Path
 
 import aiosqlite
@@ -15,6 +17,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from databases import Database
 from databases.backends.sqlite import SQLiteBackend, SQLitePool
+
+T = typing.TypeVar("T")
 
 metadata = sa.MetaData()
 items = sa.Table(
@@ -262,6 +266,86 @@ def test_loop_states_of_dead_loops_release_threads(file_url: str) -> None:
     assert len(database.loop_states()) == 0
     assert len({t.ident for t in worker_threads()} - before) <= 1
     asyncio.run(database.disconnect())
+
+
+async def create_table(url: str) -> None:
+    async with Database(url) as database:
+        await create_items(database)
+
+
+def run_in_bare_loop(coro: typing.Coroutine[typing.Any, typing.Any, T]) -> T:
+    """Run `coro` in a new loop closed right after, without `shutdown_asyncgens()`."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+# Keeps SQLite's worker thread busy for a few tenths of a second.
+SLOW_COUNT = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) "
+    "SELECT count(*) FROM c"
+)
+
+
+def test_next_loop_writes_after_a_closed_loop_left_a_busy_write_transaction(
+    file_url: str,
+) -> None:
+    """A force-rollback loop closed mid-statement, without `shutdown_asyncgens()`, holds
+    SQLite's write lock until its worker has closed the connection. The next loop reads
+    inside its own transaction and then writes: SQLite refuses that write at once
+    ("database is locked", no busy timeout) unless the old connection is gone first."""
+    run_in_bare_loop(create_table(file_url))
+    database = Database(file_url, force_rollback=True)
+    run_in_bare_loop(database.connect())
+    count = sa.select(sa.func.count()).select_from(items)
+
+    async def write_then_leave_busy() -> None:
+        await database.execute(items.insert(), {"name": "first loop"})
+        abandoned.append(asyncio.ensure_future(database.fetch_val(SLOW_COUNT)))
+        await asyncio.sleep(0.05)  # the slow statement reaches the worker thread
+
+    async def read_then_write() -> tuple[int, int]:
+        before = await database.fetch_val(count)
+        await database.execute(items.insert(), {"name": "second loop"})
+        return before, await database.fetch_val(count)
+
+    abandoned: list[asyncio.Future[typing.Any]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Task was destroyed but it is pending!"
+        run_in_bare_loop(write_then_leave_busy())
+        abandoned.clear()
+    assert run_in_bare_loop(read_then_write()) == (0, 1)
+    run_in_bare_loop(database.disconnect())
+    with sqlite3.connect(file_url.removeprefix("sqlite:///")) as plain:
+        assert plain.execute("SELECT name FROM pool_items").fetchall() == []
+
+
+def test_a_transaction_of_a_closed_loop_stops_counting_once_swept(file_url: str) -> None:
+    """One-statement calls share the lane only while no transaction is open on the file.
+    A transaction that a closed loop's connection took with it must stop counting, or
+    every later call in the process takes a pooled connection (and thread) of its own."""
+    database = Database(file_url, max_size=5)
+    run_in_bare_loop(database.connect())
+    run_in_bare_loop(create_items(database))
+
+    async def leave_a_transaction_open() -> None:
+        await database.transaction().start()
+        await database.execute(items.insert(), {"name": "rolled back"})
+
+    async def concurrent_inserts() -> int:
+        await asyncio.gather(
+            *(database.execute(items.insert(), {"name": f"n{n}"}) for n in range(30))
+        )
+        return len(set(worker_threads()) - before)
+
+    run_in_bare_loop(leave_a_transaction_open())
+    before = set(worker_threads())  # the threads themselves: idents are reused
+    assert run_in_bare_loop(concurrent_inserts()) == 1  # the lane's worker only
+    run_in_bare_loop(database.disconnect())
+    with sqlite3.connect(file_url.removeprefix("sqlite:///")) as plain:
+        assert plain.execute("SELECT count(*) FROM pool_items").fetchone() == (30,)
 
 
 def test_threads_writing_one_file_do_not_hit_database_is_locked(file_url: str) -> None:

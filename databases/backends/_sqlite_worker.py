@@ -11,71 +11,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 import typing
 
 import aiosqlite
 import aiosqlite.core
 
+from databases.backends._sqlite_gate import FileGate
+
 T = typing.TypeVar("T")
 Args = tuple[typing.Any, ...]
-
-
-class FileGate:
-    """Queues our own statements on one database file (or memory database) in-process.
-
-    SQLite has one writer at a time. When our own connections compete, SQLite's busy
-    handler sleeps in steps of up to 100 ms and gives up after `timeout` with "database
-    is locked". While none of our connections is inside a transaction on the file,
-    statements take this lock instead and run one after another without sleeping.
-    Once a transaction is open, the lock is skipped and SQLite's own locking decides,
-    so a task waiting for another inside a transaction cannot deadlock on the gate.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counter_lock = threading.Lock()
-        self._open_transactions = 0
-
-    def has_open_transactions(self) -> bool:
-        return self._open_transactions > 0
-
-    def execute(self, db: sqlite3.Connection, sql: str, args: typing.Any) -> sqlite3.Cursor:
-        return self._run(db, db.execute, sql, args)
-
-    def executemany(self, db: sqlite3.Connection, sql: str, rows: typing.Any) -> sqlite3.Cursor:
-        return self._run(db, db.executemany, sql, rows)
-
-    def _run(
-        self,
-        db: sqlite3.Connection,
-        method: typing.Callable[[str, typing.Any], sqlite3.Cursor],
-        sql: str,
-        args: typing.Any,
-    ) -> sqlite3.Cursor:
-        was_in_transaction = db.in_transaction
-        try:
-            if was_in_transaction or self._open_transactions:
-                return method(sql, args)
-            with self._lock:
-                return method(sql, args)
-        finally:
-            now_in_transaction = db.in_transaction
-            if now_in_transaction != was_in_transaction:
-                with self._counter_lock:
-                    self._open_transactions += 1 if now_in_transaction else -1
-
-
-_gates: dict[str, FileGate] = {}
-_gates_guard = threading.Lock()
-
-
-def gate_for(target: str) -> FileGate:
-    """The process-wide gate of a database file or memory database."""
-    with _gates_guard:
-        gate = _gates.get(target)
-        if gate is None:
-            gate = _gates[target] = FileGate()
-        return gate
 
 
 def _settle(
@@ -125,8 +70,11 @@ def call(
     return future
 
 
-def stop(connection: aiosqlite.Connection) -> None:
-    """Close the sqlite3 connection and end the worker thread, without an event loop."""
+def stop(connection: aiosqlite.Connection, gate: FileGate) -> threading.Thread:
+    """Close the sqlite3 connection and end the worker thread, without an event loop.
+
+    Returns the worker thread, which ends once the connection is closed.
+    """
     db = connection._connection
     connection._connection = None
     connection._running = False
@@ -134,10 +82,35 @@ def stop(connection: aiosqlite.Connection) -> None:
 
     def close_and_stop() -> object:
         if db is not None:
-            db.close()
+            gate.close(db)
         return sentinel
 
     connection._tx.put_nowait((None, close_and_stop))
+    return connection._thread
+
+
+def wait_stopped(threads: typing.Iterable[threading.Thread], timeout: float) -> bool:
+    """Wait up to `timeout` seconds in all for stopped workers to end; True if they did.
+
+    Until a worker has closed its connection, a transaction it held keeps its lock on
+    the file, and another connection's write fails at once with "database is locked".
+    """
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        if thread.ident is not None:  # started
+            thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)
+
+
+async def close(connection: aiosqlite.Connection, gate: FileGate) -> None:
+    """Close the connection after the statements queued before, and end its worker."""
+    if connection._connection is None:
+        return
+    try:
+        await call(connection, _close, gate)
+    finally:
+        connection._connection = None
+        stop(connection, gate)
 
 
 # -- what runs on the worker thread -------------------------------------------------------
@@ -204,6 +177,10 @@ def alone(
     finally:
         if db.in_transaction:
             gate.execute(db, "ROLLBACK", ()).close()
+
+
+def _close(db: sqlite3.Connection, gate: FileGate) -> None:
+    gate.close(db)
 
 
 def run(db: sqlite3.Connection, gate: FileGate, sql: str) -> None:

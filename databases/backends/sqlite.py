@@ -22,6 +22,8 @@ from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement, sqltypes
 
+from databases._logging import logger
+from databases.backends._sqlite_gate import gate_for
 from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
 from databases.backends.common.compiler import Args, CompiledStatement, with_column_bind
 from databases.interfaces import Record
@@ -42,6 +44,9 @@ POOL_OPTIONS = ("min_size", "max_size")
 # so more connections only add lock contention ("database is locked").
 DEFAULT_MAX_SIZE = 5
 ITERATE_CHUNK = 500
+# How long sweeping a closed loop waits for its connections to close: SQLite's default
+# busy timeout, which a writer waiting for their locks would have spent anyway.
+TERMINATE_TIMEOUT = 5.0
 
 T = typing.TypeVar("T")
 Converter = typing.Callable[[typing.Any], typing.Any]
@@ -170,7 +175,7 @@ class SQLitePool:
         self._options = options
         self._target, self._uri = _connect_target(self._url)
         self._connect_kwargs = {k: v for k, v in options.items() if k not in POOL_OPTIONS}
-        self._gate = worker.gate_for(self._target) if aiosqlite is not None else None
+        self._gate = gate_for(self._target)
         self._max_size = int(options.get("max_size", DEFAULT_MAX_SIZE))
         self._idle: list[aiosqlite.Connection] = []
         self._in_use: set[aiosqlite.Connection] = set()
@@ -235,8 +240,7 @@ class SQLitePool:
         statement may have to wait for SQLite's lock: then it takes a pooled connection,
         so it does not hold up the others.
         """
-        gate = self._gate
-        return gate is not None and not gate.has_open_transactions()
+        return not self._gate.has_open_transactions()
 
     @property
     def open_lane(self) -> aiosqlite.Connection | None:
@@ -271,11 +275,11 @@ class SQLitePool:
                 await worker.call(connection, worker.rollback_if_open, self._gate)
         except BaseException:
             self._size -= 1
-            worker.stop(connection)
+            worker.stop(connection, self._gate)
             raise
         if self._closed:
             self._size -= 1
-            await connection.close()
+            await worker.close(connection, self._gate)
         else:
             self._hand_over(connection)
 
@@ -305,11 +309,22 @@ class SQLitePool:
 
     async def close(self) -> None:
         for connection in self._take_all():
-            await connection.close()
+            await worker.close(connection, self._gate)
 
     def terminate(self) -> None:
-        for connection in self._take_all():
-            worker.stop(connection)
+        """Close every connection from outside its (closed) loop, and wait for that.
+
+        A connection of the closed loop may hold a write transaction (force_rollback
+        does): the next loop's writes fail until the worker has closed it.
+        """
+        threads = [worker.stop(connection, self._gate) for connection in self._take_all()]
+        if not worker.wait_stopped(threads, TERMINATE_TIMEOUT):
+            logger.warning(
+                "SQLite connections of a closed event loop are still busy after %s s; "
+                "their locks on %s last until their statements end",
+                TERMINATE_TIMEOUT,
+                self._target,
+            )
 
 
 class SQLiteBackend(SQLBackend):

@@ -516,10 +516,22 @@ def test_census_counts_connections(url: str, fresh: None) -> None:
 
     async def check() -> None:
         async with database:
-            await asyncio.gather(
-                *(database.fetch_val(sqlalchemy.text("SELECT 1")) for _ in range(POOL))
-            )
+            held: list[int] = []
+            all_held = asyncio.Event()
+            release = asyncio.Event()
+
+            async def hold_a_connection() -> None:
+                async with database.connection() as connection:
+                    held.append(await connection.fetch_val(sqlalchemy.text("SELECT 1")))
+                    if len(held) == POOL:
+                        all_held.set()
+                    await release.wait()
+
+            tasks = [asyncio.create_task(hold_a_connection()) for _ in range(POOL)]
+            await asyncio.wait_for(all_held.wait(), TIMEOUT)
             assert census.settle(POOL) == POOL
+            release.set()
+            await asyncio.gather(*tasks)
         assert census.settle(0) == 0
 
     asyncio.run(check())
