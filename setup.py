@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 HERE = Path(__file__).parent
 
@@ -22,6 +22,10 @@ ASYNCPG = ["asyncpg>=0.29"]
 AIOMYSQL = ["aiomysql>=0.2", "PyMySQL>=1.1,<1.2"]
 AIOSQLITE = ["aiosqlite>=0.22"]
 
+# Result rows in C. Optional: without a compiler the package installs and uses the same
+# code in Python (databases/backends/common/record_base.py).
+SPEEDUPS = Extension("databases._speedups", ["databases/_speedups.c"], optional=True)
+
 setup(
     name="databases",
     version=read_version(),
@@ -31,7 +35,8 @@ setup(
     license="BSD-3-Clause",
     python_requires=">=3.9",
     packages=find_packages(include=["databases", "databases.*"]),
-    package_data={"databases": ["py.typed"]},
+    package_data={"databases": ["py.typed", "_speedups.pyi"]},
+    ext_modules=[SPEEDUPS],
     include_package_data=True,
     zip_safe=False,
     install_requires=["sqlalchemy>=2.0.11,<2.2"],

@@ -133,6 +133,8 @@ class TransactionBackend:
 class Record(Sequence[typing.Any]):
     """A result row: positional like a tuple, keyed like a mapping."""
 
+    __slots__ = ()
+
     @property
     def _mapping(self) -> typing.Mapping[str, typing.Any]:
         raise NotImplementedError()  # pragma: no cover

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql.compiler import ResultColumnsEntry
 
+from databases.backends.common.record_base import RecordBase, make_record, make_records
 from databases.interfaces import Record as RecordInterface
 
 Converter = typing.Callable[[typing.Any], typing.Any]
@@ -90,32 +91,39 @@ class RecordShape:
     def make(self, raw: Sequence[typing.Any]) -> Record:
         """Build one row from the driver's values."""
         if not self.converters:
-            values = raw if type(raw) is tuple else tuple(raw)
-            return Record(self, values)
+            return make_record(Record, self, self._index, raw)
         converted = list(raw)
         for index, convert in self.converters:
             converted[index] = convert(converted[index])
-        return Record(self, tuple(converted))
+        return make_record(Record, self, self._index, converted)
 
     def make_all(self, rows: Sequence[Sequence[typing.Any]]) -> list[RecordInterface]:
         """Build many rows, converting column by column (C-level loops do most work)."""
-        if not self.converters or len(rows) < 8:
+        if not self.converters:
+            return make_records(Record, self, self._index, rows)
+        if len(rows) < 8:
             make = self.make
             return [make(raw) for raw in rows]
         columns = list(zip(*rows))
         for index, convert in self.converters:
             columns[index] = tuple(map(convert, columns[index]))
-        return [Record(self, values) for values in zip(*columns)]
+        return make_records(Record, self, self._index, zip(*columns))
 
 
-class Record(RecordInterface):
-    """A row: `row["name"]`, `row[0]`, `row[table.c.name]`, `row.name` and mapping methods."""
+class Record(RecordBase, RecordInterface):
+    """A row: `row["name"]`, `row[0]`, `row[table.c.name]`, `row.name` and mapping methods.
 
-    __slots__ = ("_shape", "_values")
+    `RecordBase` holds the values and answers names and positions (in C where built);
+    everything else is here.
+    """
 
-    def __init__(self, shape: RecordShape, values: tuple[typing.Any, ...]) -> None:
-        self._shape = shape
-        self._values = values
+    __slots__ = ()
+
+    def _lookup(self, key: typing.Any) -> typing.Any:
+        """`row[key]` for keys other than a column name or an in-range position."""
+        if isinstance(key, (int, slice)):
+            return self._values[key]
+        return self._values[self._shape.index_of(key)]
 
     @property
     def _row(self) -> tuple[typing.Any, ...]:
@@ -141,16 +149,8 @@ class Record(RecordInterface):
         except (KeyError, IndexError):
             return default
 
-    def __getitem__(self, key: typing.Any) -> typing.Any:
-        try:
-            return self._values[self._shape._index[key]]
-        except (KeyError, TypeError):
-            if isinstance(key, (int, slice)):
-                return self._values[key]
-            return self._values[self._shape.index_of(key)]
-
     def __getattr__(self, name: str) -> typing.Any:
-        if name.startswith("__") or name in Record.__slots__:
+        if name.startswith("__") or name in _OWN_ATTRIBUTES:
             raise AttributeError(name)
         try:
             return self._values[self._shape.index_of(name)]
@@ -165,9 +165,6 @@ class Record(RecordInterface):
     def __contains__(self, key: object) -> bool:
         return key in self._shape.keys
 
-    def __len__(self) -> int:
-        return len(self._values)
-
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Record):
             return self._shape.keys == other._shape.keys and self._values == other._values
@@ -180,13 +177,18 @@ class Record(RecordInterface):
     def __hash__(self) -> int:
         return hash(self._values)
 
-    def __getstate__(self) -> dict[str, typing.Any]:
-        return {"keys": self._shape.keys, "values": self._values}
-
-    def __setstate__(self, state: dict[str, typing.Any]) -> None:
-        self._shape = RecordShape(tuple(state["keys"]))
-        self._values = tuple(state["values"])
+    def __reduce__(self) -> tuple[typing.Any, ...]:
+        return _rebuild_record, (self._shape.keys, self._values)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{key}={value!r}" for key, value in zip(self._shape.keys, self._values))
         return f"<Record {fields}>"
+
+
+# Looked up before the row has its values (unpickling): never column names.
+_OWN_ATTRIBUTES = frozenset({"_shape", "_index", "_values", "_lookup"})
+
+
+def _rebuild_record(keys: Sequence[str], values: Sequence[typing.Any]) -> Record:
+    """A pickled row: its names and converted values (no conversion again)."""
+    return RecordShape(tuple(keys)).make(values)

@@ -1,0 +1,211 @@
+"""The row type itself, without a database: C speedups and the Python fallback alike.
+
+The same tests run twice: in this process with whatever `RecordBase` is in use (the C
+one, where it was built), and in a subprocess with `DATABASES_NO_SPEEDUPS=1`, the
+pure-Python fallback.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import decimal
+import gc
+import os
+import pickle
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from databases.backends.common import record_base
+from databases.backends.common.records import Record, RecordShape
+from databases.interfaces import Record as RecordInterface
+
+ROOT = Path(__file__).resolve().parent.parent
+metadata = sa.MetaData()
+people = sa.Table(
+    "record_type_people",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(50)),
+)
+NOW = datetime.datetime(2026, 12, 5, 10, 30)
+
+
+def shape_of(*keys: str) -> RecordShape:
+    return RecordShape(tuple(keys))
+
+
+def person(pid: int = 7, name: str = "Ada") -> Record:
+    shape = RecordShape(("id", "name"), objects=[(people.c.id,), (people.c.name,)])
+    return shape.make((pid, name))
+
+
+def test_the_fallback_passes_this_module_too(tmp_path: Path) -> None:
+    if os.environ.get("DATABASES_NO_SPEEDUPS"):
+        pytest.skip("this is the fallback run")
+    # Its own database: the session fixtures of the inner run create and drop tables.
+    env = {
+        **os.environ,
+        "DATABASES_NO_SPEEDUPS": "1",
+        "TEST_DATABASE_URLS": f"sqlite:///{tmp_path / 'fallback.sqlite'}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+def test_the_implementation_in_use() -> None:
+    """Here the C speedups must be built and used; the fallback only when asked for."""
+    if os.environ.get("DATABASES_NO_SPEEDUPS"):
+        assert record_base.SPEEDUPS is False
+        assert record_base.RecordBase is record_base.PyRecordBase
+    else:
+        assert record_base.SPEEDUPS is True, (
+            "databases._speedups is not built: run scripts/install (it needs a C compiler)"
+        )
+        assert record_base.RecordBase.__module__ == "databases._speedups"
+
+
+def test_access_by_name_position_column_and_attribute() -> None:
+    row = person()
+    assert row["id"] == 7 and row["name"] == "Ada"
+    assert row[0] == 7 and row[1] == "Ada"
+    assert row[-1] == "Ada" and row[-2] == 7
+    assert row[people.c.name] == "Ada"
+    assert row[sa.column("name")] == "Ada"  # another column object, found by name
+    assert row.name == "Ada"
+    assert row[0:2] == (7, "Ada") and row[::-1] == ("Ada", 7)
+    assert len(row) == 2
+    assert list(row) == ["id", "name"]
+    assert dict(row) == {"id": 7, "name": "Ada"}
+    assert row._mapping == {"id": 7, "name": "Ada"}
+    assert list(row.keys()) == ["id", "name"] and list(row.values()) == [7, "Ada"]
+    assert row.get("missing", "default") == "default" and row.get(5) is None
+    assert "name" in row and "missing" not in row
+    assert row._row == (7, "Ada")
+    assert isinstance(row, Record) and isinstance(row, RecordInterface)
+
+
+def test_missing_keys_raise_the_usual_errors() -> None:
+    row = person()
+    with pytest.raises(KeyError, match="missing"):
+        row["missing"]
+    with pytest.raises(IndexError):
+        row[2]
+    with pytest.raises(IndexError):
+        row[-3]
+    with pytest.raises(KeyError):
+        row[["id"]]  # unhashable
+    with pytest.raises(KeyError):
+        row[sa.column("other")]
+    with pytest.raises(AttributeError, match="no column 'missing'; columns: id, name"):
+        _ = row.missing
+
+
+def test_duplicate_names_keep_every_value_by_position() -> None:
+    row = shape_of("id", "id", "name").make((1, 2, "x"))
+    assert row["id"] == 2  # the later one, as in the original
+    assert (row[0], row[1]) == (1, 2)
+    assert len(row) == 3
+
+
+def test_values_need_not_come_as_a_tuple() -> None:
+    shape = shape_of("a", "b")
+    assert shape.make([1, 2])._values == (1, 2)
+    rows = shape.make_all([[1, 2], (3, 4), range(5, 7)])
+    assert [r._values for r in rows] == [(1, 2), (3, 4), (5, 6)]
+
+
+def test_converters_apply_once_per_value() -> None:
+    calls: list[object] = []
+
+    def double(value: int) -> int:
+        calls.append(value)
+        return value * 2
+
+    shape = RecordShape(("a", "b"), converters=((1, double),))
+    assert shape.make((1, 2))._values == (1, 4)
+    many = shape.make_all([(n, n) for n in range(20)])  # the column-wise path
+    assert [r["b"] for r in many] == [n * 2 for n in range(20)]
+    assert len(calls) == 21
+
+
+def test_equality_hash_and_repr() -> None:
+    assert person() == person()
+    assert person() != person(8)
+    assert person() == (7, "Ada")
+    assert person() == {"id": 7, "name": "Ada"}
+    assert hash(person()) == hash(person())
+    assert repr(person()) == "<Record id=7, name='Ada'>"
+
+
+def test_pickle_and_copy_keep_names_and_values() -> None:
+    row = shape_of("id", "at", "price").make((1, NOW, decimal.Decimal("1.50")))
+    for clone in [pickle.loads(pickle.dumps(row)), copy.copy(row), copy.deepcopy(row)]:
+        assert type(clone) is Record
+        assert dict(clone) == {"id": 1, "at": NOW, "price": decimal.Decimal("1.50")}
+        assert clone["at"] == NOW and clone[2] == decimal.Decimal("1.50")
+        assert clone.at == NOW
+
+
+def test_rows_of_plain_values_are_left_out_of_garbage_collection() -> None:
+    """Numbers, strings, dates and None cannot lead back to a row: the collector need not
+    visit such rows (C speedups). A row holding a container stays tracked."""
+    plain = shape_of("a", "b", "c", "d").make((1, "x", NOW, None))
+    holding = shape_of("a", "b").make((1, {"key": [1]}))
+    assert gc.is_tracked(holding)
+    if record_base.SPEEDUPS:
+        assert not gc.is_tracked(plain)
+        assert not gc.is_tracked(plain._values)
+
+
+def test_a_cycle_through_a_value_is_collected() -> None:
+    """A row whose JSON value is made to refer back to the row is still freed by the
+    collector: rows holding containers stay tracked."""
+
+    class Marker:
+        pass
+
+    marker = Marker()
+    alive = weakref.ref(marker)
+    row = shape_of("id", "data").make((1, {"marker": marker}))
+    del marker
+    row["data"]["row"] = row
+    del row
+    gc.collect()
+    assert alive() is None
+
+
+def test_building_and_dropping_rows_leaks_no_references() -> None:
+    shape = shape_of("a", "b")
+    values = (1, "x")
+    before = (sys.getrefcount(shape), sys.getrefcount(shape._index), sys.getrefcount(values))
+    rows = shape.make_all([values] * 100) + [shape.make(values) for _ in range(100)]
+    assert rows[0]._values is values
+    assert sys.getrefcount(values) >= before[2] + 200
+    del rows
+    after = (sys.getrefcount(shape), sys.getrefcount(shape._index), sys.getrefcount(values))
+    assert after == before
+
+
+def test_an_error_while_reading_rows_propagates() -> None:
+    def failing_rows() -> object:
+        yield (1, 2)
+        raise RuntimeError("driver failed")
+
+    with pytest.raises(RuntimeError, match="driver failed"):
+        record_base.make_records(Record, shape_of("a", "b"), {}, failing_rows())
+    with pytest.raises(TypeError):
+        record_base.make_record(Record, shape_of("a"), {}, 5)  # not a sequence
