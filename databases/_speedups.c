@@ -79,41 +79,144 @@ check_arguments(PyObject *cls, PyObject *index)
     return 0;
 }
 
-/* A new reference to `row` as a tuple (the row itself when it is one). */
-static PyObject *
-as_tuple(PyObject *row)
+/* The (position, function) pairs of a statement's converters, checked once per call. */
+typedef struct {
+    Py_ssize_t count;
+    Py_ssize_t *positions;
+    PyObject **functions; /* borrowed from the converters tuple */
+} Converters;
+
+static int
+read_converters(PyObject *pairs, Converters *converters)
 {
-    if (PyTuple_CheckExact(row)) {
-        Py_INCREF(row);
-        return row;
+    converters->count = 0;
+    converters->positions = NULL;
+    converters->functions = NULL;
+    if (pairs == NULL) {
+        return 0;
     }
-    return PySequence_Tuple(row);
+    if (!PyTuple_Check(pairs)) {
+        PyErr_SetString(PyExc_TypeError, "converters must be a tuple of (position, function)");
+        return -1;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(pairs);
+    if (count == 0) {
+        return 0;
+    }
+    converters->positions = PyMem_New(Py_ssize_t, count);
+    converters->functions = PyMem_New(PyObject *, count);
+    if (converters->positions == NULL || converters->functions == NULL) {
+        PyMem_Free(converters->positions);
+        PyMem_Free(converters->functions);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *pair = PyTuple_GET_ITEM(pairs, k);
+        Py_ssize_t position = -1;
+        if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) {
+            position = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
+        }
+        if (position < 0 || !PyCallable_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyMem_Free(converters->positions);
+            PyMem_Free(converters->functions);
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError,
+                            "converters must be a tuple of (position, function)");
+            return -1;
+        }
+        converters->positions[k] = position;
+        converters->functions[k] = PyTuple_GET_ITEM(pair, 1);
+    }
+    converters->count = count;
+    return 0;
+}
+
+static void
+free_converters(Converters *converters)
+{
+    PyMem_Free(converters->positions);
+    PyMem_Free(converters->functions);
+}
+
+/* A new tuple of `row`'s values, converted; the row itself when nothing converts it. */
+static PyObject *
+row_values(PyObject *row, Converters *converters)
+{
+    if (converters->count == 0) {
+        if (PyTuple_CheckExact(row)) {
+            Py_INCREF(row);
+            return row;
+        }
+        return PySequence_Tuple(row);
+    }
+    PyObject *sequence = PySequence_Fast(row, "a row must be a sequence of values");
+    if (sequence == NULL) {
+        return NULL;
+    }
+    Py_ssize_t size = PySequence_Fast_GET_SIZE(sequence);
+    PyObject *values = PyTuple_New(size);
+    if (values == NULL) {
+        Py_DECREF(sequence);
+        return NULL;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(sequence);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        Py_INCREF(items[i]);
+        PyTuple_SET_ITEM(values, i, items[i]);
+    }
+    Py_DECREF(sequence);
+    /* `values` is new and ours alone until returned, so it may still change. */
+    for (Py_ssize_t k = 0; k < converters->count; k++) {
+        Py_ssize_t i = converters->positions[k];
+        if (i >= size) {
+            PyErr_SetString(PyExc_IndexError, "a converter's position is past the row's end");
+            Py_DECREF(values);
+            return NULL;
+        }
+        PyObject *value = PyTuple_GET_ITEM(values, i);
+        PyObject *converted = PyObject_CallOneArg(converters->functions[k], value);
+        if (converted == NULL) {
+            Py_DECREF(values);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(values, i, converted);
+        Py_DECREF(value);
+    }
+    return values;
 }
 
 static PyObject *
 make_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "make_record(cls, shape, index, values)");
+    if (nargs != 4 && nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "make_record(cls, shape, index, values, converters=())");
         return NULL;
     }
     if (check_arguments(args[0], args[2]) < 0) {
         return NULL;
     }
-    PyObject *values = as_tuple(args[3]);
-    if (values == NULL) {
+    Converters converters;
+    if (read_converters(nargs == 5 ? args[4] : NULL, &converters) < 0) {
         return NULL;
     }
-    PyObject *record = new_record((PyTypeObject *)args[0], args[1], args[2], values);
-    Py_DECREF(values);
+    PyObject *record = NULL;
+    PyObject *values = row_values(args[3], &converters);
+    if (values != NULL) {
+        record = new_record((PyTypeObject *)args[0], args[1], args[2], values);
+        Py_DECREF(values);
+    }
+    free_converters(&converters);
     return record;
 }
 
 static PyObject *
 make_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "make_records(cls, shape, index, rows)");
+    if (nargs != 4 && nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "make_records(cls, shape, index, rows, converters=())");
         return NULL;
     }
     if (check_arguments(args[0], args[2]) < 0) {
@@ -122,18 +225,22 @@ make_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyTypeObject *cls = (PyTypeObject *)args[0];
     PyObject *shape = args[1];
     PyObject *index = args[2];
-    PyObject *iterator = PyObject_GetIter(args[3]);
-    if (iterator == NULL) {
+    Converters converters;
+    if (read_converters(nargs == 5 ? args[4] : NULL, &converters) < 0) {
         return NULL;
     }
-    PyObject *records = PyList_New(0);
+    PyObject *records = NULL;
+    PyObject *iterator = PyObject_GetIter(args[3]);
+    if (iterator == NULL) {
+        goto error;
+    }
+    records = PyList_New(0);
     if (records == NULL) {
-        Py_DECREF(iterator);
-        return NULL;
+        goto error;
     }
     PyObject *row;
     while ((row = PyIter_Next(iterator)) != NULL) {
-        PyObject *values = as_tuple(row);
+        PyObject *values = row_values(row, &converters);
         Py_DECREF(row);
         if (values == NULL) {
             goto error;
@@ -153,11 +260,13 @@ make_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto error;
     }
     Py_DECREF(iterator);
+    free_converters(&converters);
     return records;
 
 error:
-    Py_DECREF(iterator);
-    Py_DECREF(records);
+    Py_XDECREF(iterator);
+    Py_XDECREF(records);
+    free_converters(&converters);
     return NULL;
 }
 
@@ -170,7 +279,8 @@ RecordBase_new(PyTypeObject *cls, PyObject *args, PyObject *kwargs)
                                      &PyDict_Type, &index, &row)) {
         return NULL;
     }
-    PyObject *values = as_tuple(row);
+    Converters none = {0, NULL, NULL};
+    PyObject *values = row_values(row, &none);
     if (values == NULL) {
         return NULL;
     }
@@ -272,9 +382,9 @@ static PyTypeObject RecordBase_Type = {
 
 static PyMethodDef module_methods[] = {
     {"make_record", (PyCFunction)(void (*)(void))make_record, METH_FASTCALL,
-     "make_record(cls, shape, index, values): one row of cls."},
+     "make_record(cls, shape, index, values, converters=()): one row of cls."},
     {"make_records", (PyCFunction)(void (*)(void))make_records, METH_FASTCALL,
-     "make_records(cls, shape, index, rows): a list with a row of cls per row."},
+     "make_records(cls, shape, index, rows, converters=()): a row of cls per row."},
     {NULL},
 };
 

@@ -13,12 +13,19 @@ class RecordBase:
     def __getitem__(self, key: typing.Any) -> typing.Any: ...
     def __len__(self) -> int: ...
 
+_Converters = tuple[tuple[int, typing.Callable[[typing.Any], typing.Any]], ...]
+
 def make_record(
-    cls: type[_R], shape: typing.Any, index: dict[typing.Any, int], values: typing.Any
+    cls: type[_R],
+    shape: typing.Any,
+    index: dict[typing.Any, int],
+    values: typing.Any,
+    converters: _Converters = (),
 ) -> _R: ...
 def make_records(
     cls: type[_R],
     shape: typing.Any,
     index: dict[typing.Any, int],
     rows: typing.Iterable[typing.Any],
+    converters: _Converters = (),
 ) -> list[typing.Any]: ...

@@ -209,3 +209,35 @@ def test_an_error_while_reading_rows_propagates() -> None:
         record_base.make_records(Record, shape_of("a", "b"), {}, failing_rows())
     with pytest.raises(TypeError):
         record_base.make_record(Record, shape_of("a"), {}, 5)  # not a sequence
+
+
+def test_converted_values_decide_tracking_and_errors_propagate() -> None:
+    """Conversion happens before the row is built: a converter that returns a container
+    leaves the row tracked; one that raises fails the whole call."""
+    to_dict = RecordShape(("id", "data"), converters=((1, lambda text: {"text": text}),))
+    assert gc.is_tracked(to_dict.make((1, "x")))
+    assert all(gc.is_tracked(row) for row in to_dict.make_all([(n, "x") for n in range(10)]))
+
+    def refuse(value: object) -> object:
+        raise ValueError(f"cannot convert {value!r}")
+
+    failing = RecordShape(("id", "data"), converters=((1, refuse),))
+    with pytest.raises(ValueError, match="cannot convert 'x'"):
+        failing.make((1, "x"))
+    with pytest.raises(ValueError, match="cannot convert 'x'"):
+        failing.make_all([(n, "x") for n in range(10)])
+
+
+def test_a_converted_row_does_not_change_the_drivers_row() -> None:
+    shape = RecordShape(("a", "b"), converters=((0, str),))
+    raw = (1, 2)
+    assert shape.make(raw)._values == ("1", 2)
+    assert shape.make_all([raw, raw])[1]._values == ("1", 2)
+    assert raw == (1, 2)
+
+
+def test_converters_are_checked() -> None:
+    with pytest.raises((TypeError, IndexError)):
+        record_base.make_record(Record, shape_of("a"), {}, (1,), ((3, str),))
+    with pytest.raises(TypeError):
+        record_base.make_records(Record, shape_of("a"), {}, [(1,)], ((0, "not callable"),))

@@ -48,10 +48,25 @@ class PyRecordBase:
         raise KeyError(key)
 
 
+Converters = tuple[tuple[int, typing.Callable[[typing.Any], typing.Any]], ...]
+
+
+def _converted(values: typing.Iterable[typing.Any], converters: Converters) -> Values:
+    row = list(values)
+    for index, convert in converters:
+        row[index] = convert(row[index])
+    return tuple(row)
+
+
 def py_make_record(
-    cls: type[R], shape: typing.Any, index: dict[typing.Any, int], values: typing.Any
+    cls: type[R],
+    shape: typing.Any,
+    index: dict[typing.Any, int],
+    values: typing.Any,
+    converters: Converters = (),
 ) -> R:
-    return cls(shape, index, values)
+    """One row of `cls`, its values converted by `converters` (position, function)."""
+    return cls(shape, index, _converted(values, converters) if converters else values)
 
 
 def py_make_records(
@@ -59,8 +74,18 @@ def py_make_records(
     shape: typing.Any,
     index: dict[typing.Any, int],
     rows: typing.Iterable[typing.Any],
+    converters: Converters = (),
 ) -> list[typing.Any]:
-    return [cls(shape, index, values) for values in rows]
+    """A row of `cls` per row; many rows are converted column by column (C-level `map`)."""
+    if not converters:
+        return [cls(shape, index, values) for values in rows]
+    rows = rows if isinstance(rows, list) else list(rows)
+    if len(rows) < 8:
+        return [cls(shape, index, _converted(values, converters)) for values in rows]
+    columns = list(zip(*rows))
+    for position, convert in converters:
+        columns[position] = tuple(map(convert, columns[position]))
+    return [cls(shape, index, values) for values in zip(*columns)]
 
 
 def _load_speedups() -> types.ModuleType | None:

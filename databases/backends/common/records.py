@@ -90,24 +90,11 @@ class RecordShape:
 
     def make(self, raw: Sequence[typing.Any]) -> Record:
         """Build one row from the driver's values."""
-        if not self.converters:
-            return make_record(Record, self, self._index, raw)
-        converted = list(raw)
-        for index, convert in self.converters:
-            converted[index] = convert(converted[index])
-        return make_record(Record, self, self._index, converted)
+        return make_record(Record, self, self._index, raw, self.converters)
 
     def make_all(self, rows: Sequence[Sequence[typing.Any]]) -> list[RecordInterface]:
-        """Build many rows, converting column by column (C-level loops do most work)."""
-        if not self.converters:
-            return make_records(Record, self, self._index, rows)
-        if len(rows) < 8:
-            make = self.make
-            return [make(raw) for raw in rows]
-        columns = list(zip(*rows))
-        for index, convert in self.converters:
-            columns[index] = tuple(map(convert, columns[index]))
-        return make_records(Record, self, self._index, zip(*columns))
+        """Build many rows from the driver's."""
+        return make_records(Record, self, self._index, rows, self.converters)
 
 
 class Record(RecordBase, RecordInterface):
