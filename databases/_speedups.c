@@ -139,6 +139,21 @@ free_converters(Converters *converters)
     PyMem_Free(converters->functions);
 }
 
+/* Check (cls, shape, index, values or rows[, converters]) and read the converters. */
+static int
+read_arguments(const char *usage, PyObject *const *args, Py_ssize_t nargs,
+               Converters *converters)
+{
+    if (nargs != 4 && nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    if (check_arguments(args[0], args[2]) < 0) {
+        return -1;
+    }
+    return read_converters(nargs == 5 ? args[4] : NULL, converters);
+}
+
 /* A new tuple of `row`'s values, converted; the row itself when nothing converts it. */
 static PyObject *
 row_values(PyObject *row, Converters *converters)
@@ -189,16 +204,9 @@ row_values(PyObject *row, Converters *converters)
 static PyObject *
 make_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 && nargs != 5) {
-        PyErr_SetString(PyExc_TypeError,
-                        "make_record(cls, shape, index, values, converters=())");
-        return NULL;
-    }
-    if (check_arguments(args[0], args[2]) < 0) {
-        return NULL;
-    }
     Converters converters;
-    if (read_converters(nargs == 5 ? args[4] : NULL, &converters) < 0) {
+    if (read_arguments("make_record(cls, shape, index, values, converters=())", args, nargs,
+                       &converters) < 0) {
         return NULL;
     }
     PyObject *record = NULL;
@@ -214,21 +222,14 @@ make_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 make_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 && nargs != 5) {
-        PyErr_SetString(PyExc_TypeError,
-                        "make_records(cls, shape, index, rows, converters=())");
-        return NULL;
-    }
-    if (check_arguments(args[0], args[2]) < 0) {
+    Converters converters;
+    if (read_arguments("make_records(cls, shape, index, rows, converters=())", args, nargs,
+                       &converters) < 0) {
         return NULL;
     }
     PyTypeObject *cls = (PyTypeObject *)args[0];
     PyObject *shape = args[1];
     PyObject *index = args[2];
-    Converters converters;
-    if (read_converters(nargs == 5 ? args[4] : NULL, &converters) < 0) {
-        return NULL;
-    }
     PyObject *records = NULL;
     PyObject *iterator = PyObject_GetIter(args[3]);
     if (iterator == NULL) {
