@@ -17,8 +17,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from databases import Database
 from databases.backends.sqlite import SQLiteBackend, SQLitePool
-
-T = typing.TypeVar("T")
+from tests.loops import run_in_bare_loop
 
 metadata = sa.MetaData()
 items = sa.Table(
@@ -271,15 +270,6 @@ def test_loop_states_of_dead_loops_release_threads(file_url: str) -> None:
 async def create_table(url: str) -> None:
     async with Database(url) as database:
         await create_items(database)
-
-
-def run_in_bare_loop(coro: typing.Coroutine[typing.Any, typing.Any, T]) -> T:
-    """Run `coro` in a new loop closed right after, without `shutdown_asyncgens()`."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 # Keeps SQLite's worker thread busy for a few tenths of a second.

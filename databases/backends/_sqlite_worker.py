@@ -89,7 +89,7 @@ def stop(connection: aiosqlite.Connection, gate: FileGate) -> threading.Thread:
     return connection._thread
 
 
-def wait_stopped(threads: typing.Iterable[threading.Thread], timeout: float) -> bool:
+def wait_stopped(threads: typing.Sequence[threading.Thread], timeout: float) -> bool:
     """Wait up to `timeout` seconds in all for stopped workers to end; True if they did.
 
     Until a worker has closed its connection, a transaction it held keeps its lock on
@@ -107,7 +107,7 @@ async def close(connection: aiosqlite.Connection, gate: FileGate) -> None:
     if connection._connection is None:
         return
     try:
-        await call(connection, _close, gate)
+        await call(connection, gate.close)
     finally:
         connection._connection = None
         stop(connection, gate)
@@ -177,10 +177,6 @@ def alone(
     finally:
         if db.in_transaction:
             gate.execute(db, "ROLLBACK", ()).close()
-
-
-def _close(db: sqlite3.Connection, gate: FileGate) -> None:
-    gate.close(db)
 
 
 def run(db: sqlite3.Connection, gate: FileGate, sql: str) -> None:

@@ -15,12 +15,25 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import sqlalchemy
 from sqlalchemy.schema import CreateTable, DropTable
 
 from databases import Database, DatabaseURL
+
+T = TypeVar("T")
+
+
+def run_in_bare_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` in a new loop closed with a bare `loop.close()`: no `shutdown_asyncgens()`,
+    so the library gets no chance to close its state on that loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
 
 
 def url_id(url: str) -> str:

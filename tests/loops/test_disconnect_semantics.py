@@ -28,6 +28,7 @@ from tests.loops import (
     count_tag,
     insert_and_select,
     make_table,
+    run_in_bare_loop,
     support,
     values_of,
     write_probe,
@@ -289,15 +290,6 @@ def test_not_connected_error_before_connect(
     a.run(database.disconnect())
     assert not database.is_connected
     assert_not_connected_error_in(database, a)
-
-
-def run_in_bare_loop(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run `coro` in a new loop closed right after, without `shutdown_asyncgens()`."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 def test_loops_closed_without_shutdown_asyncgens(

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from tests.loops import (
     count_tag,
     is_sqlite,
     make_table,
+    run_in_bare_loop,
     support,
     write_probe,
 )
@@ -144,16 +144,6 @@ class Census:
 
 
 # -- loops ---------------------------------------------------------------------------------
-
-
-def run_without_shutdown(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run `coro` in a new loop closed with a bare `loop.close()`: no `shutdown_asyncgens()`,
-    so the library gets no chance to close its state on that loop."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
 
 
 class LoopThread(support.LoopThread):
@@ -274,7 +264,7 @@ def test_loops_closed_without_shutdown_are_released(
         assert 1 <= live <= POOL, f"loop {n}: {live} connections, one pool has {POOL}"
 
     for n in range(10):
-        run_without_shutdown(abandoning_job(n))
+        run_in_bare_loop(abandoning_job(n))
         assert census.settle(POOL) <= POOL
         assert len(database.loop_states()) == 1
         assert database.loop_states()[0]["alive"] is False
@@ -286,7 +276,7 @@ def test_loops_closed_without_shutdown_are_released(
     assert database.loop_states() == []
 
     for n in range(10, 13):
-        run_without_shutdown(abandoning_job(n))
+        run_in_bare_loop(abandoning_job(n))
     asyncio.run(database.disconnect())
     assert not database.is_connected
     assert census.settle(0) == 0
@@ -329,7 +319,7 @@ def test_disconnect_releases_every_other_loop(
         elif other == "idle_loop":
             runner.run(use(database, other))
         else:
-            run_without_shutdown(use(database, other))
+            run_in_bare_loop(use(database, other))
         assert census.count() >= 1
         assert len(database.loop_states()) == 1
         assert database.loop_states()[0]["alive"] is (other != "bare_closed")
@@ -370,7 +360,7 @@ def test_disconnect_in_connecting_loop_releases_every_loop(
             asyncio.run(use(database, f"run-{n}", write=others_write))
         loop_thread.run(use(database, "thread", write=others_write))
         # Dead, and its state not released: no loop has appeared since.
-        run_without_shutdown(use(database, "bare", write=others_write))
+        run_in_bare_loop(use(database, "bare", write=others_write))
         assert sorted(state["alive"] for state in database.loop_states()) == [False, True, True]
         held = census.count()
         assert held >= 3, f"expected the connections of three loops, counted {held}"

@@ -172,7 +172,8 @@ class Record(RecordBase, RecordInterface):
         return f"<Record {fields}>"
 
 
-# Looked up before the row has its values (unpickling): never column names.
+# A row's own attributes: when one is missing (a row cleared by the garbage collector),
+# `__getattr__` must not look it up as a column, which would ask for it again.
 _OWN_ATTRIBUTES = frozenset({"_shape", "_index", "_values", "_lookup"})
 
 
