@@ -16,11 +16,14 @@ def read_version() -> str:
     return match.group(1)
 
 
-ASYNCPG = ["asyncpg>=0.29"]
-# aiomysql 0.3.2 calls a PyMySQL helper that PyMySQL 1.2 removed; every bytes
-# parameter breaks with it, so PyMySQL stays below 1.2.
-AIOMYSQL = ["aiomysql>=0.2", "PyMySQL>=1.1,<1.2"]
-AIOSQLITE = ["aiosqlite>=0.22"]
+# Each range is exactly what CI proves: the suite runs on requirements.txt (the lower
+# bounds) and on requirements-latest.txt (the newest releases below the upper bounds).
+SQLALCHEMY = ["sqlalchemy>=2.0.44,<2.2"]
+# 0.32 fixed a pool slot leaked by a query that meets a connection the server just closed
+# (MagicStack/asyncpg#1307): with it, a small pool could end up waiting forever.
+ASYNCPG = ["asyncpg>=0.32,<0.33"]
+AIOMYSQL = ["aiomysql>=0.3.2,<0.4", "PyMySQL>=1.1,<1.3"]
+AIOSQLITE = ["aiosqlite>=0.20,<0.23"]
 
 # Result rows in C. Optional: without a compiler the package installs and uses the same
 # code in Python (databases/backends/common/record_base.py).
@@ -39,7 +42,7 @@ setup(
     ext_modules=[SPEEDUPS],
     include_package_data=True,
     zip_safe=False,
-    install_requires=["sqlalchemy>=2.0.11,<2.2"],
+    install_requires=SQLALCHEMY,
     extras_require={
         "postgresql": ASYNCPG,
         "asyncpg": ASYNCPG,

@@ -23,7 +23,8 @@ from tests.loops import url_id, webapp
 from tests.settings import DATABASE_URLS
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPAT_DIR = ROOT / ".venv" / "compat" / "starlette0"
+# scripts/install puts it inside the virtualenv of the stack that runs the tests.
+COMPAT_DIR = Path(sys.prefix) / "compat" / "starlette0"
 STARLETTE_0 = "0.52.1"
 
 SCENARIOS = [*webapp.SYNC_SCENARIOS, *webapp.ASYNC_SCENARIOS]
