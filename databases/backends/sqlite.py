@@ -24,6 +24,7 @@ from sqlalchemy.sql import ClauseElement, sqltypes
 
 from databases._logging import logger
 from databases.backends._sqlite_gate import gate_for
+from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
 from databases.backends.common.compiler import Args, CompiledStatement, with_column_bind
 from databases.interfaces import Record
@@ -140,12 +141,8 @@ class SQLiteDialect(pysqlite.SQLiteDialect_pysqlite):
         impl = super().type_descriptor(typeobj)  # type: ignore[no-untyped-call]
         # Only SQLAlchemy's own types (DATETIME in its default format): subclasses and
         # custom `storage_format`/`regexp` keep their processing.
-        if (
-            type(impl) is sqlite_types.DATETIME
-            and impl._storage_format == sqlite_types.DATETIME._storage_format
-            and impl._reg is None
-        ):
-            return impl.adapt(_DateTime)  # type: ignore[no-untyped-call]
+        if compat.default_sqlite_datetime(impl):
+            return impl.adapt(_DateTime)
         if type(impl) is sqltypes.Boolean:
             return impl.adapt(_Boolean)
         return impl

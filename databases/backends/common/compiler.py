@@ -19,6 +19,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import Compiled, ResultColumnsEntry, SQLCompiler
 
 from databases._logging import LOG_EXTRA, logger
+from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common.records import RecordShape
 from databases.backends.common.simple_select import Key, simple_select_key
 
@@ -102,19 +103,19 @@ class CompiledStatement:
         # bound by `row_args`/`rows_args` (see `takes_rows_like`).
         self.binds_rows_directly = False
         if isinstance(compiled, SQLCompiler):
-            processors: typing.Mapping[str, typing.Any] = compiled._bind_processors
+            processors = compat.bind_processors(compiled)
             self._bind_plan: tuple[tuple[str, Converter | None], ...] = tuple(
                 (name, processors.get(name)) for name in (compiled.positiontup or ())
             )
             self._expanding = bool(compiled.post_compile_params or compiled.literal_execute_params)
-            self.result_columns: list[ResultColumnsEntry] = compiled._result_columns
+            self.result_columns: list[ResultColumnsEntry] = compat.result_columns(compiled)
             self.is_insert: bool = bool(compiled.isinsert) or _starts_insert(self.sql)
             self.returning = bool(compiled.effective_returning)
             # Python-side column defaults (`default=`, `onupdate=`) SQLAlchemy leaves to the
             # execution: computed here, per execution, as SQLAlchemy's engine would.
             self._defaults: tuple[tuple[str, typing.Any, typing.Any], ...] = ()
             if compiled.insert_prefetch or compiled.update_prefetch:
-                key_of = compiled._within_exec_param_key_getter
+                key_of = compat.param_key_getter(compiled)
                 self._defaults = tuple(
                     (key_of(column), column, column.default)
                     for column in compiled.insert_prefetch
@@ -137,7 +138,7 @@ class CompiledStatement:
 
     def _plan_extracted(self) -> tuple[tuple[int, Converter | None], ...] | None:
         """Where each parameter's value is in the bind parameters a statement with the same
-        cache key yields (its `_generate_cache_key().bindparams`), with its converter.
+        cache key yields (its `compat.cache_key(...).bindparams`), with its converter.
 
         `bind()` then reads the values straight from those, as SQLAlchemy's
         `construct_params()` would: by position in the cache key, `.value` of each. Only
@@ -147,16 +148,9 @@ class CompiledStatement:
         compiled = self._compiled
         if not isinstance(compiled, SQLCompiler) or self._expanding or self._defaults:
             return None
-        # SQLAlchemy internals; another version without them just keeps construct_params().
-        cache_key = getattr(compiled, "cache_key", None)
-        matches = getattr(compiled, "_cache_key_bind_match", None)
-        if cache_key is None or matches is None or compiled.escaped_bind_names:
+        position_of = compat.cache_key_positions(compiled)
+        if position_of is None or compiled.escaped_bind_names:
             return None
-        position_of = {
-            bind: index
-            for index, original in enumerate(cache_key.bindparams)
-            for bind in matches[0].get(original, ())
-        }
         index_of_name: dict[str, int] = {}
         for bind, name in compiled.bind_names.items():
             index = position_of.get(bind)
@@ -350,7 +344,7 @@ class QueryCompiler:
     def _value_processor(self, value: typing.Any) -> Converter | None:
         """How a raw query's value is bound: as the type its Python type implies (as
         `bindparams`), remembered per Python type."""
-        process: Converter | None = literal(value).type._cached_bind_processor(self.dialect)
+        process = compat.bind_processor(literal(value).type, self.dialect)
         self._value_processors[type(value)] = process
         return process
 
@@ -379,17 +373,18 @@ class QueryCompiler:
                 )
         return tuple(converted)
 
-    def compile(self, query: ClauseElement) -> tuple[CompiledStatement, typing.Any]:
-        """The compiled statement for `query`, and the literal values to run it with."""
+    def compile(self, query: ClauseElement) -> tuple[CompiledStatement, typing.Any, Values | None]:
+        """The compiled statement for `query`, the literal values to run it with, and the
+        values `query.params()` set when SQLAlchemy keeps them apart (2.1)."""
         simple = simple_select_key(query)
         if simple is not None:
             found = self._simple.get(simple[0])
             if found is not None:
-                return found[0], simple[1]
-        make_key = getattr(query, "_generate_cache_key", None)
-        cache_key = make_key() if make_key is not None else None
+                return found[0], simple[1], None
+        cache_key = compat.cache_key(query)
         if cache_key is None:
-            return CompiledStatement(query.compile(dialect=self.dialect), self.dialect), None
+            compiled = query.compile(dialect=self.dialect)
+            return CompiledStatement(compiled, self.dialect), None, None
         statement = self._cached(
             cache_key.key,
             lambda: CompiledStatement(
@@ -398,7 +393,7 @@ class QueryCompiler:
         )
         if simple is not None:
             self._remember_simple(simple, statement, cache_key.bindparams)
-        return statement, cache_key.bindparams
+        return statement, cache_key.bindparams, compat.key_params(cache_key)
 
     def _remember_simple(
         self,
@@ -418,8 +413,8 @@ class QueryCompiler:
         if type(query) is QueryValues:
             statement, sql, args = self._prepare_values(query.query, query.values)
         else:
-            statement, extracted = self.compile(query)  # type: ignore[arg-type]
-            sql, args = statement.bind(extracted)
+            statement, extracted, params = self.compile(query)  # type: ignore[arg-type]
+            sql, args = statement.bind(extracted, params)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("Query: %s Args: %s", sql, args, extra=LOG_EXTRA)
         return statement, sql, args
@@ -430,8 +425,8 @@ class QueryCompiler:
         """Group consecutive queries that compile alike, for the driver's executemany."""
         groups: list[tuple[CompiledStatement, str, list[Args]]] = []
         for query in queries:
-            statement, extracted = self.compile(query)
-            sql, args = statement.bind(extracted)
+            statement, extracted, params = self.compile(query)
+            sql, args = statement.bind(extracted, params)
             _add_to_groups(groups, statement, sql, [args])
         _log_groups(groups)
         return groups
@@ -442,12 +437,13 @@ class QueryCompiler:
         if isinstance(query, str):
             statement = self._compile_text(query)
             return statement, statement.sql, self._raw_args(statement, values)
-        cache_key = query._generate_cache_key()
+        cache_key = compat.cache_key(query)
         statement = self._compile_with_keys(query, cache_key, tuple(values), many=False)
         extracted = cache_key.bindparams if cache_key is not None else None
-        if not extracted and statement.binds_rows_directly:
+        params = compat.key_params(cache_key)
+        if not extracted and not params and statement.binds_rows_directly:
             return statement, statement.sql, statement.row_args(values)
-        sql, args = statement.bind(extracted, values)
+        sql, args = statement.bind(extracted, {**params, **values} if params else values)
         return statement, sql, args
 
     def prepare_values(
@@ -465,17 +461,18 @@ class QueryCompiler:
                 (statement, statement.sql, [self._raw_args(statement, row) for row in rows])
             )
         else:
-            cache_key = query._generate_cache_key()
+            cache_key = compat.cache_key(query)
             extracted = cache_key.bindparams if cache_key is not None else None
+            params = compat.key_params(cache_key)
             # Runs of consecutive rows with the same keys share a compiled statement.
             for keys, run in itertools.groupby(rows, tuple):
                 same_keys = list(run)
                 statement = self._compile_with_keys(query, cache_key, keys, many=True)
-                if not extracted and statement.binds_rows_directly:
+                if not extracted and not params and statement.binds_rows_directly:
                     _add_to_groups(groups, statement, statement.sql, statement.rows_args(same_keys))
                     continue
                 for row in same_keys:
-                    sql, args = statement.bind(extracted, row)
+                    sql, args = statement.bind(extracted, {**params, **row} if params else row)
                     _add_to_groups(groups, statement, sql, [args])
         _log_groups(groups)
         return groups

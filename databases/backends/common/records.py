@@ -13,6 +13,7 @@ from types import MappingProxyType
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql.compiler import ResultColumnsEntry
 
+from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common.record_base import RecordBase, make_record, make_records
 from databases.interfaces import Record as RecordInterface
 
@@ -61,15 +62,17 @@ class RecordShape:
         else:
             by_name = {entry.keyname: entry for entry in result_columns}
             entries = [by_name.get(name) for name in names]
+        # An entry without a key name (see `compat.result_columns`) takes the driver's.
         keys = tuple(
-            entry.keyname if entry is not None else name for name, entry in zip(names, entries)
+            entry.keyname if entry is not None and entry.keyname else name
+            for name, entry in zip(names, entries)
         )
         converters: list[tuple[int, Converter]] = []
         for index, entry in enumerate(entries):
             if entry is None:
                 continue
             type_code = type_codes[index] if type_codes is not None else None
-            processor = entry.type._cached_result_processor(dialect, type_code)
+            processor = compat.result_processor(entry.type, dialect, type_code)
             if processor is not None:
                 converters.append((index, processor))
         objects = [entry.objects if entry is not None else () for entry in entries]
