@@ -20,6 +20,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement, sqltypes
 
 from databases._logging import logger
+from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common.base import SQLBackend, SQLConnection
 from databases.backends.common.compiler import Args, CompiledStatement
 from databases.backends.common.transports import close_now
@@ -46,10 +47,15 @@ INT_OPTIONS = ("min_size", "max_size", "statement_cache_size")
 FLOAT_OPTIONS = ("command_timeout",)
 
 
-class _Numeric(sqltypes.Numeric):  # type: ignore[type-arg]
-    """Numeric results by value: asyncpg gives Decimal for NUMERIC and float for FLOAT."""
+class _ByValue:
+    """Numeric results by value: asyncpg gives Decimal for NUMERIC and float for FLOAT.
+
+    A mixin, not a `Numeric` subclass: SQLAlchemy 2.1's `Float` is no `Numeric`, and a
+    class deriving from both would call `Float.__init__` with Numeric's `scale`.
+    """
 
     render_bind_cast = True
+    asdecimal: bool
 
     def bind_processor(self, dialect: Dialect) -> None:
         return None
@@ -59,7 +65,7 @@ class _Numeric(sqltypes.Numeric):  # type: ignore[type-arg]
     ) -> typing.Callable[[typing.Any], typing.Any]:
         if self.asdecimal:
             to_decimal = processors.to_decimal_processor_factory(
-                decimal.Decimal, self._effective_decimal_return_scale
+                decimal.Decimal, compat.decimal_return_scale(self)
             )
 
             def as_decimal(value: typing.Any) -> typing.Any:
@@ -72,8 +78,12 @@ class _Numeric(sqltypes.Numeric):  # type: ignore[type-arg]
         return to_float
 
 
-class _Float(_Numeric, sqltypes.Float):  # type: ignore[type-arg]
-    __visit_name__ = "float"
+class _Numeric(_ByValue, sqltypes.Numeric):  # type: ignore[type-arg]
+    pass
+
+
+class _Float(_ByValue, sqltypes.Float):  # type: ignore[type-arg]
+    pass
 
 
 class PostgresDialect(PGDialect_asyncpg):
@@ -86,6 +96,10 @@ class PostgresDialect(PGDialect_asyncpg):
         sqltypes.Numeric: _Numeric,
         sqltypes.Float: _Float,
     }
+    # A bare asyncpg connection has no JSON codec (SQLAlchemy installs one on its own
+    # connections): results arrive as text and are decoded by the JSON types. SQLAlchemy
+    # 2.1 reads this flag; 2.0 always decodes.
+    supports_native_json_deserialization = False
 
 
 def _require_driver() -> None:
