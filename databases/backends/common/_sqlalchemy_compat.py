@@ -77,8 +77,10 @@ _NO_CACHE_WARNING = (
 def cache_key(query: typing.Any) -> typing.Any:
     """SQLAlchemy's cache key of `query` (its `.key`, `.bindparams`), or None when the
     statement cannot be cached, without SQLAlchemy's warning about it."""
-    if not _on("statement_cache"):
+    if FAST_PATHS["statement_cache"] is not None:
         return None
+    if "_generate_cache_key" in getattr(query, "__dict__", ()):
+        return query._generate_cache_key()  # memoized by SQLAlchemy: no walk, no warning
     filters: typing.Any = warnings.filters
     # Not `catch_warnings()`: that costs more than a cached query, and its filters reset
     # lets every "once" warning through again. The entry is first for the call only.
@@ -366,19 +368,22 @@ _MEMOIZED = frozenset(
 DIRECTIONS = frozenset((operators.asc_op, operators.desc_op))
 
 
-class SelectParts(typing.NamedTuple):
-    columns: typing.Sequence[typing.Any]
-    where: typing.Sequence[typing.Any]
-    order_by: typing.Sequence[typing.Any]
-    limit: typing.Any
-    offset: typing.Any
-    label_style: typing.Any
+# A simple select's columns, WHERE criteria, ORDER BY clauses, LIMIT, OFFSET, label style
+# (a plain tuple: this runs for every statement).
+SelectParts = tuple[
+    typing.Sequence[typing.Any],
+    typing.Sequence[typing.Any],
+    typing.Sequence[typing.Any],
+    typing.Any,
+    typing.Any,
+    typing.Any,
+]
 
 
 def select_parts(query: typing.Any) -> SelectParts | None:
     """The parts of an exact `Select` that sets nothing but its columns, WHERE, ORDER BY,
     LIMIT, OFFSET and label style; None for any other statement, or when off."""
-    if type(query) is not Select or not _on("simple_select"):
+    if type(query) is not Select or FAST_PATHS["simple_select"] is not None:
         return None
     attributes = query.__dict__
     if not _STRUCTURE.issuperset(attributes.keys() - _MEMOIZED):
@@ -389,7 +394,7 @@ def select_parts(query: typing.Any) -> SelectParts | None:
         or query._fetch_clause_options is not None
     ):
         return None
-    return SelectParts(
+    return (
         query._raw_columns,
         query._where_criteria,
         query._order_by_clauses,
@@ -456,21 +461,22 @@ def _probe_simple_select() -> str | None:
     parts = select_parts(query)
     if parts is None:
         return "a simple select is not recognised"
-    if list(parts.columns) != [table] or not plain_table(parts.columns[0]):
+    columns, where, order_by, limit, offset, label_style = parts
+    if list(columns) != [table] or not plain_table(columns[0]):
         return "a select's columns are not its raw columns"
-    (criterion,) = parts.where
-    binds = [criterion.right, parts.limit, parts.offset]
+    (criterion,) = where
+    binds = [criterion.right, limit, offset]
     if not (
         plain_column(criterion.left)
         and literal_bind(criterion.right, Integer)
         and all(type(bound) is OffsetLimitParam for bound in binds[1:])
-        and plain_direction(parts.order_by[0])
+        and plain_direction(order_by[0])
     ):
         return "a simple select's parts have another shape"
     key: typing.Any = query._generate_cache_key()
     if list(key.bindparams) != binds:
         return "the cache key extracts other bind parameters, or in another order"
-    if query.get_label_style() is not parts.label_style:
+    if query.get_label_style() is not label_style:
         return "the label style is not where it was"
     for changed in (query.correlate(None), query.distinct(), query.params(x=1)):
         if select_parts(changed) is not None:

@@ -53,14 +53,15 @@ def simple_select_key(
     parts = select_parts(query)
     if parts is None:
         return None
+    columns, where, order_by, limit, offset, label_style = parts
     anchors: list[typing.Any] = []
-    for element in parts.columns:
+    for element in columns:
         if not (plain_table(element) or plain_column(element)):
             return None
         anchors.append(element)
     columns_end = len(anchors)
     binds: list[BindParameter[typing.Any]] = []
-    for criterion in parts.where:
+    for criterion in where:
         if type(criterion) is not BinaryExpression or criterion.modifiers:
             return None
         left, right = criterion.left, criterion.right
@@ -75,7 +76,7 @@ def simple_select_key(
         anchors += (left, criterion.operator, criterion.negate, criterion.type, left.type)
         binds.append(right)
     criteria_end = len(anchors)
-    for clause in parts.order_by:
+    for clause in order_by:
         if plain_direction(clause):
             anchors += (clause.modifier, clause.element)
         elif plain_column(clause):
@@ -84,7 +85,7 @@ def simple_select_key(
             return None
     # LIMIT, then OFFSET: the order SQLAlchemy extracts their values in, after WHERE's.
     limits = []
-    for bound in (parts.limit, parts.offset):
+    for bound in (limit, offset):
         if bound is not None:
             if type(bound) is not OffsetLimitParam or not literal_bind(bound, Integer):
                 return None
@@ -92,7 +93,7 @@ def simple_select_key(
         limits.append(bound is not None)
     key = (
         "simple select",
-        parts.label_style,
+        label_style,
         columns_end,
         criteria_end,
         tuple(limits),
