@@ -21,9 +21,9 @@ from sqlalchemy.dialects.mysql import pymysql as pymysql_dialect
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
+from databases.backends.common import _driver_compat as driver
 from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
 from databases.backends.common.compiler import Args, CompiledStatement
-from databases.backends.common.transports import close_now
 from databases.interfaces import Record
 from databases.url import DatabaseURL
 
@@ -111,21 +111,11 @@ def _drop_connection(connection: typing.Any) -> None:
     `__del__` from trying again).
     """
     try:
-        loop = getattr(connection, "_loop", None)
+        loop = driver.mysql_connection_loop(connection)
         if loop is not None and loop.is_running() and _running_loop() is loop:
             connection.close()
             return
-        transport = None
-        writer = getattr(connection, "_writer", None)
-        if writer is not None:  # aiomysql: asyncio streams
-            transport = writer.transport
-            connection._writer = None
-            connection._reader = None
-        elif getattr(connection, "_transport", None) is not None:  # asyncmy: a protocol
-            transport = connection._transport
-            connection._transport = None
-            connection._connected = False
-        close_now(transport, loop)
+        driver.mysql_cut(connection, loop)
     except Exception:  # pragma: no cover - best effort by design
         logger.debug("Could not close a MySQL connection of a closed loop", exc_info=True)
 
@@ -164,7 +154,7 @@ class MySQLBackend(SQLBackend):
     async def _release_to(self, pool: typing.Any, connection: typing.Any) -> None:
         closed = self._is_closed(connection)
         await _resolve(pool.release(connection))
-        wakeup = getattr(pool, "_wakeup", None)
+        wakeup = driver.mysql_pool_wakeup(pool)
         if closed and wakeup is not None:
             # aiomysql forgets to wake a waiting acquire() when a closed connection comes
             # back, though its slot is free now.
@@ -246,7 +236,7 @@ class MySQLBackend(SQLBackend):
         if pool is None:
             return
         pool.close()  # no new acquisitions; connections released later get closed
-        idle = getattr(pool, "_free", None)
+        idle = driver.mysql_pool_idle(pool)
         while idle:
             connection = idle.popleft()
             try:
@@ -266,7 +256,7 @@ class MySQLBackend(SQLBackend):
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        loop = getattr(pool, "_loop", None)
+        loop = driver.mysql_pool_loop(pool)
         try:
             if (
                 loop is not None
@@ -284,16 +274,9 @@ class MySQLBackend(SQLBackend):
     @staticmethod
     def _drop_pool(pool: typing.Any) -> None:
         """Close every connection of `pool` without awaiting; never raises."""
+        connections: list[typing.Any] = []
         with contextlib.suppress(Exception):
-            pool._closing = True
-        idle: typing.Any = getattr(pool, "_free", None) or []
-        used: typing.Any = getattr(pool, "_used", None) or set()
-        connections = [*idle, *used]
-        with contextlib.suppress(Exception):
-            idle.clear()
-            # A later release of a cut connection must find it among the terminated ones.
-            pool._terminated.update(used)
-            used.clear()
+            connections = driver.mysql_pool_cut_all(pool)
         for connection in connections:
             _drop_connection(connection)
 

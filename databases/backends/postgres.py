@@ -20,6 +20,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement, sqltypes
 
 from databases._logging import logger
+from databases.backends.common import _driver_compat as driver
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common.base import SQLBackend, SQLConnection
 from databases.backends.common.compiler import Args, CompiledStatement
@@ -175,13 +176,10 @@ class PostgresBackend(SQLBackend):
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        loop = getattr(pool, "_loop", None)
-        for holder in getattr(pool, "_holders", ()):
-            connection = getattr(holder, "_con", None)
-            if connection is not None:
-                close_now(getattr(connection, "_transport", None), loop)
-                # Tell asyncpg it is gone, or collecting it warns "unclosed connection".
-                connection._aborted = True
+        loop, connections = driver.asyncpg_pool_connections(pool)
+        for connection in connections:
+            close_now(driver.asyncpg_transport(connection), loop)
+            driver.asyncpg_mark_aborted(connection)
 
 
 class PostgresTransaction(TransactionBackend):

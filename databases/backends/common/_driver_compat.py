@@ -1,0 +1,145 @@
+"""Every use of asyncpg's, aiomysql's and asyncmy's private attributes, in one place.
+
+They serve two needs the drivers' public API does not: dropping the connections of an
+event loop that cannot run the drivers' own `close()` (a closed loop, or one idle in another
+thread), and waking an aiomysql `acquire()` that waits while a closed connection comes
+back. Each driver class is checked once, the first time one of its objects comes here:
+the attributes read must be declared (`__slots__`, class attributes or set in
+`__init__`). A class without them is named in `DRIVER_GAPS` with the missing names, once at
+debug level on the "databases" logger too, and every step that needs them is skipped (the
+sockets are then left to the driver's own cleanup), never an error.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from databases._logging import logger
+from databases.backends.common.transports import close_now
+
+# "module.Class" -> the private attributes it lacks, for each driver class that lacks any.
+DRIVER_GAPS: dict[str, tuple[str, ...]] = {}
+_checked: set[type] = set()
+
+# What each kind of driver object is read for, by the attributes' names.
+ASYNCPG_POOL = ("_loop", "_holders")
+ASYNCPG_HOLDER = ("_con",)
+ASYNCPG_CONNECTION = ("_transport", "_aborted")
+MYSQL_POOL = ("_loop", "_free", "_used", "_terminated", "_closing")
+AIOMYSQL_CONNECTION = ("_loop", "_writer", "_reader")
+ASYNCMY_CONNECTION = ("_loop", "_transport", "_connected")
+
+
+def _declared(cls: type, name: str) -> bool:
+    if hasattr(cls, name):
+        return True
+    for klass in cls.__mro__:
+        if name in getattr(klass, "__slots__", ()):
+            return True
+        init = klass.__dict__.get("__init__")
+        if name in getattr(getattr(init, "__code__", None), "co_names", ()):
+            return True
+    return False
+
+
+def check(obj: typing.Any, names: tuple[str, ...]) -> bool:
+    """Whether the class of `obj` declares all of `names`."""
+    return check_class(type(obj), names)
+
+
+def check_class(cls: type, names: tuple[str, ...]) -> bool:
+    """Whether `cls` declares all of `names`; checked (and a gap logged) once per class."""
+    label = f"{cls.__module__}.{cls.__qualname__}"
+    if cls not in _checked:
+        _checked.add(cls)
+        missing = tuple(name for name in names if not _declared(cls, name))
+        if missing:
+            DRIVER_GAPS[label] = missing
+            logger.debug(
+                "%s has no %s: connections of a closed or idle event loop are left to the "
+                "driver's own cleanup",
+                label,
+                ", ".join(missing),
+            )
+    return label not in DRIVER_GAPS
+
+
+# -- asyncpg --------------------------------------------------------------------------------
+
+
+def asyncpg_pool_connections(pool: typing.Any) -> tuple[typing.Any, list[typing.Any]]:
+    """A pool's event loop and the connections it holds (idle or in use)."""
+    if not check(pool, ASYNCPG_POOL):
+        return None, []
+    connections = []
+    for holder in pool._holders:
+        if check(holder, ASYNCPG_HOLDER) and holder._con is not None:
+            connections.append(holder._con)
+    return pool._loop, connections
+
+
+def asyncpg_transport(connection: typing.Any) -> typing.Any:
+    """The transport of a connection, to close from outside."""
+    return connection._transport if check(connection, ASYNCPG_CONNECTION) else None
+
+
+def asyncpg_mark_aborted(connection: typing.Any) -> None:
+    """Tell a connection closed from outside that it is gone, or collecting it warns
+    "unclosed connection"."""
+    if check(connection, ASYNCPG_CONNECTION):
+        connection._aborted = True
+
+
+# -- aiomysql and asyncmy -------------------------------------------------------------------
+
+
+def mysql_connection_loop(connection: typing.Any) -> typing.Any:
+    """The event loop a MySQL driver connection runs on, if it tells."""
+    return getattr(connection, "_loop", None)
+
+
+def mysql_cut(connection: typing.Any, loop: typing.Any) -> None:
+    """Close a MySQL driver connection's socket now (`close_now`) and take its transport
+    away, so that it knows it has none (which keeps its `__del__` from closing again)."""
+    if getattr(connection, "_writer", None) is not None:  # aiomysql: asyncio streams
+        if check(connection, AIOMYSQL_CONNECTION):
+            # Closed before the stream writer is let go: collected on a closed loop with
+            # its transport open, it would warn.
+            close_now(connection._writer.transport, loop)
+            connection._writer = None
+            connection._reader = None
+    elif getattr(connection, "_transport", None) is not None and check(  # asyncmy
+        connection, ASYNCMY_CONNECTION
+    ):
+        close_now(connection._transport, loop)
+        connection._transport = None
+        connection._connected = False
+
+
+def mysql_pool_loop(pool: typing.Any) -> typing.Any:
+    return pool._loop if check(pool, MYSQL_POOL) else None
+
+
+def mysql_pool_idle(pool: typing.Any) -> typing.Any:
+    """The pool's idle connections (a deque), or None."""
+    return pool._free if check(pool, MYSQL_POOL) else None
+
+
+def mysql_pool_cut_all(pool: typing.Any) -> list[typing.Any]:
+    """Empty the pool without awaiting: mark it closing, and every connection it holds as
+    terminated (a later release of one must find it there); those connections."""
+    if not check(pool, MYSQL_POOL):
+        return []
+    pool._closing = True
+    idle, used = pool._free, pool._used
+    connections = [*idle, *used]
+    idle.clear()
+    pool._terminated.update(used)
+    used.clear()
+    return connections
+
+
+def mysql_pool_wakeup(pool: typing.Any) -> typing.Callable[[], typing.Awaitable[None]] | None:
+    """aiomysql's coroutine that wakes a waiting `acquire()`, if the pool has one."""
+    wakeup: typing.Callable[[], typing.Awaitable[None]] | None = getattr(pool, "_wakeup", None)
+    return wakeup
