@@ -61,10 +61,10 @@ def _on(name: str) -> bool:
 
 # -- the cache key ("statement_cache") ------------------------------------------------------
 
-# Class attribute and statement text of SQLAlchemy's "will not cache" warnings (a
-# `TypeDecorator` without `cache_ok`, a custom construct without `inherit_cache`): such a
-# statement is compiled afresh each time, as databases 0.9 compiled every statement, so
-# they say nothing worth telling the caller of a query.
+# A warnings filter for SQLAlchemy's "will not cache" warnings (a `TypeDecorator` without
+# `cache_ok`, a custom construct without `inherit_cache`), which it repeats for every
+# statement: such a statement is compiled afresh each time, as databases 0.9 compiled every
+# statement, which is nothing to tell the caller of a query about.
 _NO_CACHE_WARNING = (
     "ignore",
     re.compile(r".*(will not produce a cache key|will not make use of SQL compilation caching)"),
