@@ -124,3 +124,21 @@ def test_prepare_gives_each_statement_its_own_values(dialect_name: str) -> None:
     for value in range(5):
         _, _, args = compiler.prepare(sa.select(items).where(items.c.id == value))
         assert args == (value,)
+
+
+@pytest.mark.parametrize("dialect_name", sorted(DIALECTS))
+def test_values_set_by_params_are_bound(dialect_name: str) -> None:
+    """`.params()` values, which SQLAlchemy 2.1 keeps with the cache key rather than in the
+    bind parameters, are bound as SQLAlchemy binds them, also by a cached statement."""
+    dialect = DIALECTS[dialect_name]
+    compiler = QueryCompiler(dialect)
+    wanted = sa.select(items.c.id).where(items.c.id == sa.bindparam("wanted"))
+    for value in (3, 4):
+        query = wanted.params(wanted=value)
+        compiled = query.compile(dialect=dialect)
+        expected = tuple(compiled.construct_params()[name] for name in compiled.positiontup or ())
+        assert (
+            compiler.prepare(query)[1:]
+            == (compiled.string, expected)
+            == (compiled.string, (value,))
+        )

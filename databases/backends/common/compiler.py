@@ -440,10 +440,9 @@ class QueryCompiler:
         cache_key = compat.cache_key(query)
         statement = self._compile_with_keys(query, cache_key, tuple(values), many=False)
         extracted = cache_key.bindparams if cache_key is not None else None
-        params = compat.key_params(cache_key)
-        if not extracted and not params and statement.binds_rows_directly:
+        if not extracted and statement.binds_rows_directly:
             return statement, statement.sql, statement.row_args(values)
-        sql, args = statement.bind(extracted, {**params, **values} if params else values)
+        sql, args = statement.bind(extracted, values)
         return statement, sql, args
 
     def prepare_values(
@@ -463,16 +462,15 @@ class QueryCompiler:
         else:
             cache_key = compat.cache_key(query)
             extracted = cache_key.bindparams if cache_key is not None else None
-            params = compat.key_params(cache_key)
             # Runs of consecutive rows with the same keys share a compiled statement.
             for keys, run in itertools.groupby(rows, tuple):
                 same_keys = list(run)
                 statement = self._compile_with_keys(query, cache_key, keys, many=True)
-                if not extracted and not params and statement.binds_rows_directly:
+                if not extracted and statement.binds_rows_directly:
                     _add_to_groups(groups, statement, statement.sql, statement.rows_args(same_keys))
                     continue
                 for row in same_keys:
-                    sql, args = statement.bind(extracted, {**params, **row} if params else row)
+                    sql, args = statement.bind(extracted, row)
                     _add_to_groups(groups, statement, sql, [args])
         _log_groups(groups)
         return groups
