@@ -303,6 +303,30 @@ async def test_large_binary(database_url: str) -> None:
 
 
 @pytest.mark.asyncio
+async def test_bytes_as_parameters_of_every_kind(database_url: str) -> None:
+    # Bytes values in WHERE clauses, raw SQL and a streamed query's parameters (MySQL:
+    # aiomysql 0.3.2's own escaping of bytes fails with PyMySQL 1.2).
+    tricky = b"\x00'\"\\%s%%\xff"
+    async with Database(database_url) as database:
+        await database.execute(blobs.insert(), values={"data": tricky})
+        await database.execute(
+            "INSERT INTO blobs (data) VALUES (:data)", values={"data": bytearray(b"\x01\x02")}
+        )
+        await database.execute_many(
+            "INSERT INTO blobs (data) VALUES (:data)", values=[{"data": b"\x03"}, {"data": b""}]
+        )
+        where = sa.select(blobs.c.data).where(blobs.c.data == tricky)
+        assert await database.fetch_val(where) == tricky
+        assert [row[0] async for row in database.iterate(where)] == [tricky]
+        raw = await database.fetch_all(
+            "SELECT data FROM blobs WHERE data = :a OR data = :b ORDER BY id",
+            values={"a": b"\x01\x02", "b": b"\x03"},
+        )
+        assert [bytes(row[0]) for row in raw] == [b"\x01\x02", b"\x03"]
+        assert await database.fetch_val(sa.select(sa.func.count()).select_from(blobs)) == 4
+
+
+@pytest.mark.asyncio
 async def test_boolean(database_url: str) -> None:
     values = [True, False, None]
     async with Database(database_url) as database:
