@@ -277,6 +277,22 @@ async def test_execute_insert_returns_new_primary_key(database_url: str) -> None
 
 
 @pytest.mark.asyncio
+async def test_execute_return_value_of_delete(database_url: str) -> None:
+    admin.raw_execute(
+        database_url, "INSERT INTO notes (text, completed) VALUES ('a', false), ('b', false)"
+    )
+    async with Database(database_url) as database:
+        # A row id of an earlier INSERT on the same connection does not count.
+        await database.execute(notes.insert(), values={"text": "c", "completed": True})
+        result = await database.execute(notes.delete().where(notes.c.completed == sa.false()))
+        if DatabaseURL(database_url).dialect == "postgresql":
+            assert result is None  # the first column of no row, as in 0.9
+        else:
+            assert result == 2
+    assert admin.raw_fetch_all(database_url, "SELECT text FROM notes") == [("c",)]
+
+
+@pytest.mark.asyncio
 async def test_execute_return_value_of_update(database_url: str) -> None:
     admin.raw_execute(
         database_url, "INSERT INTO notes (text, completed) VALUES ('a', false), ('b', false)"
@@ -285,14 +301,17 @@ async def test_execute_return_value_of_update(database_url: str) -> None:
     async with Database(database_url) as database:
         # the first statement on a fresh connection, so SQLite has no last row id yet
         result = await database.execute(notes.update().values(completed=True))
-        if dialect == "sqlite":
-            assert result == 2  # the row count, as no row id is set
-        elif dialect == "postgresql":
+        if dialect == "postgresql":
             assert result is None  # no row returned
             returned = await database.execute(
                 notes.update().where(notes.c.text == "a").values(text="a2").returning(notes.c.text)
             )
             assert returned == "a2"
+        else:
+            # SQLite and MySQL (as 0.9): no new row id, so the number of rows changed.
+            assert result == 2
+            unmatched = notes.update().where(notes.c.text == "x").values(text="y")
+            assert await database.execute(unmatched) == 0
     assert sorted(admin.raw_fetch_all(database_url, "SELECT text FROM notes")) == (
         [("a2",), ("b",)] if dialect == "postgresql" else [("a",), ("b",)]
     )
