@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import typing
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -211,6 +212,29 @@ async def test_like_with_literal_percent(database_url: str) -> None:
             sa.select(notes.c.text).where(notes.c.text.like("%/%%", escape="/"))
         )
         assert [row["text"] for row in rows] == ["50% off"]
+
+
+@pytest.mark.asyncio
+async def test_like_with_backslash_as_escape_character(database_url: str) -> None:
+    texts = ["50% off", "50 percent", "back\\slash", "under_score", "underscore"]
+    async with Database(database_url) as database:
+        await database.execute_many(
+            notes.insert(), values=[{"text": text, "completed": False} for text in texts]
+        )
+
+        async def matching(clause: typing.Any) -> list[str]:
+            rows = await database.fetch_all(
+                sa.select(notes.c.text).where(clause).order_by(notes.c.id)
+            )
+            return [row["text"] for row in rows]
+
+        assert await matching(notes.c.text.like("50\\%%", escape="\\")) == ["50% off"]
+        # How ORMs (ormar) set it: the escape character as a modifier of the clause.
+        clause = notes.c.text.like("under\\_score")
+        clause.modifiers["escape"] = "\\"
+        assert await matching(clause) == ["under_score"]
+        assert await matching(notes.c.text.contains("\\", autoescape=True)) == ["back\\slash"]
+        assert await matching(notes.c.text.startswith("50%", autoescape=True)) == ["50% off"]
 
 
 @pytest.mark.asyncio

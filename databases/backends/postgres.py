@@ -86,6 +86,10 @@ class PostgresDialect(PGDialect_asyncpg):
         sqltypes.Numeric: _Numeric,
         sqltypes.Float: _Float,
     }
+    # Literals such as LIKE's ESCAPE '\\' are written for standard_conforming_strings=on,
+    # PostgreSQL's default since 9.1 (as 0.9 did). SQLAlchemy 2.0 assumes off until it has
+    # asked the server, which this dialect never does, and doubles the backslash.
+    _backslash_escapes = False
 
 
 def _require_driver() -> None:
