@@ -747,23 +747,30 @@ class Transaction:
 
     @property
     def _transaction(self) -> TransactionBackend | None:
-        """The backend transaction of the current context, else the newest still open.
+        """The backend transaction of the current context (task), as in 0.9.
 
-        The fallback serves a transaction ended from another task than the one that
-        started it (a pytest fixture's setup and teardown).
+        None in a task that did not start it or inherit it, even while it is open: such a
+        task may wait for this to turn None.
         """
         active = _ACTIVE_TRANSACTIONS.get()
-        if active is not None:
-            backend = active.get(self)
-            if backend is not None and backend in self._open:
+        if active is None:
+            return None
+        backend = active.get(self)
+        return backend if backend is not None and backend in self._open else None
+
+    def _ending(self) -> TransactionBackend | None:
+        """The backend transaction that `commit()`/`rollback()` end: the current context's,
+        else the newest still open, so a transaction can be ended from another task than
+        the one that started it (a pytest fixture's setup and teardown)."""
+        backend = self._transaction
+        if backend is None:
+            for backend in reversed(self._open):
                 return backend
-        for backend in reversed(self._open):
-            return backend
-        return None
+        return backend
 
     @property
     def _connection(self) -> Connection:
-        backend = self._transaction
+        backend = self._ending()
         if backend is not None:
             return self._open[backend]
         return self._connection_callable()
@@ -831,7 +838,7 @@ class Transaction:
         await self._end(commit=False)
 
     async def _end(self, commit: bool) -> None:
-        backend = self._transaction
+        backend = self._ending()
         if backend is None:
             raise RuntimeError(
                 "This transaction is not active: start it first "
