@@ -8,6 +8,7 @@ not report column type codes with rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import decimal
 import hashlib
 import typing
@@ -166,12 +167,17 @@ class PostgresBackend(SQLBackend):
         if pool is None:
             return
         loop = getattr(pool, "_loop", None)
-        for holder in getattr(pool, "_holders", ()):
-            connection = getattr(holder, "_con", None)
-            if connection is not None:
-                close_now(getattr(connection, "_transport", None), loop)
-                # Tell asyncpg it is gone, or collecting it warns "unclosed connection".
-                connection._aborted = True
+        holders = getattr(pool, "_holders", ())
+        connections = [holder._con for holder in holders if getattr(holder, "_con", None)]
+        # First mark the pool terminated (asyncpg's own terminate(), which also fails half
+        # way on a closed loop): otherwise, when this loop runs again, the connections'
+        # ends make asyncpg 0.32 start a task to replace them, left pending at its close.
+        with contextlib.suppress(Exception):
+            pool.terminate()
+        for connection in connections:
+            close_now(getattr(connection, "_transport", None), loop)
+            # Tell asyncpg it is gone, or collecting it warns "unclosed connection".
+            connection._aborted = True
 
 
 class PostgresTransaction(TransactionBackend):
