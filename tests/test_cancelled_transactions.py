@@ -113,13 +113,13 @@ async def test_cancelled_exit_of_a_failing_block_rolls_back(database_url: str) -
 async def test_cancelled_savepoint_rollback_on_a_shared_connection(database_url: str) -> None:
     """Without force_rollback: tasks share one `Connection`; a savepoint's rollback is
     cancelled while it waits; the outer transaction commits only what it should."""
-    async with Database(database_url) as database, database.connection() as connection:
-        async with connection.transaction():
-            await insert(connection, "kept")
-            savepoint = await connection.transaction()
-            await insert(connection, "rolled back")
-            await hold_connection_then_cancel(connection, database_url, savepoint.rollback)
-            assert await texts(connection) == ["kept"]
+    database = Database(database_url)
+    async with database, database.connection() as connection, connection.transaction():
+        await insert(connection, "kept")
+        savepoint = await connection.transaction()
+        await insert(connection, "rolled back")
+        await hold_connection_then_cancel(connection, database_url, savepoint.rollback)
+        assert await texts(connection) == ["kept"]
     assert committed(database_url) == ["kept"]
 
 
