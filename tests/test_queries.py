@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
 import logging
 import typing
 from urllib.parse import urlsplit, urlunsplit
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from databases import Database, DatabaseURL
 from tests import admin
 from tests.settings import DATABASE_URLS
-from tests.tables import notes
+from tests.tables import Point, notes, shapes
 
 pytestmark = pytest.mark.parametrize("database_url", DATABASE_URLS)
 
@@ -276,6 +277,28 @@ async def test_in_with_expanding_list(database_url: str) -> None:
         )
         await database.execute(notes.delete().where(notes.c.id.in_(ids[3:])))
     assert committed_texts(database_url) == ["n0", "n1", "n2"]
+
+
+@pytest.mark.asyncio
+async def test_in_list_beside_values_that_need_converting(database_url: str) -> None:
+    """With an IN list expanded, the statement's other values still go through their
+    types' bind processing (a TypeDecorator's value, a Decimal on SQLite); they used to
+    reach the driver unconverted, and failed or matched the wrong rows."""
+    async with Database(database_url) as database:
+        for point in (Point(1, 2), Point(3, 4), Point(1, 2)):
+            await database.execute(shapes.insert(), values={"point": point})
+        ids = [row["id"] for row in await database.fetch_all(sa.select(shapes.c.id))]
+        query = (
+            sa.select(shapes.c.id, shapes.c.point)
+            .where(shapes.c.point == Point(1, 2), shapes.c.id.in_(ids[1:]))
+            .order_by(shapes.c.id)
+        )
+        rows = await database.fetch_all(query)
+        assert [(row["id"], row["point"]) for row in rows] == [(ids[2], Point(1, 2))]
+
+        price = sa.literal(decimal.Decimal("2.50"), sa.Numeric(10, 2))
+        query = sa.select((price * 2).label("double")).where(sa.literal(1).in_([1, 2]))
+        assert await database.fetch_val(query) == decimal.Decimal("5.00")
 
 
 # -- execute() return values ---------------------------------------------------------------

@@ -78,6 +78,7 @@ class CompiledStatement:
     __slots__ = (
         "_bind_plan",
         "_compiled",
+        "_converters",
         "_defaults",
         "_described",
         "_dialect",
@@ -133,6 +134,9 @@ class CompiledStatement:
             self.returning = False
         # The parameter names in the order the SQL takes them.
         self.names: tuple[str, ...] = tuple(name for name, _ in self._bind_plan)
+        self._converters: dict[str, Converter] = {
+            name: convert for name, convert in self._bind_plan if convert is not None
+        }
         self._extracted_plan = self._plan_extracted()
 
     def _plan_extracted(self) -> tuple[tuple[int, Converter | None], ...] | None:
@@ -243,11 +247,14 @@ class CompiledStatement:
                 for name, convert in self._bind_plan
             )
         expanded = compiled.construct_expanded_state(values)
+        # The expanded state converts only the parameters it expanded (`id_1_1`, ...);
+        # the others keep their own processors, as SQLAlchemy's execution context merges.
         processors: typing.Mapping[str, typing.Any] = expanded.processors
+        own = self._converters
         parameters = expanded.parameters
         args = []
         for name in expanded.positiontup or ():
-            convert = processors.get(name)
+            convert = processors.get(name) or own.get(name)
             value = parameters[name]
             args.append(value if convert is None else convert(value))
         return expanded.statement, tuple(args)
