@@ -1,0 +1,329 @@
+"""Differential test: `databases` must give exactly what SQLAlchemy's own AsyncEngine gives.
+
+Generated Core statements (`tests/differential.py`) run through `Database` and through
+`create_async_engine` with the same driver, on the same data, on every database of
+`TEST_DATABASE_URLS`. Rows must match in column names and their order, values, and the
+Python type of every value. Each shape runs with several seeds (the same structure with
+other literals, which is what statement caches must get right), and its first statement
+runs twice as one object and once more as a new, structurally equal object.
+
+The seed is `DIFFERENTIAL_SEED` (default below); a failure prints it with the shape, the
+variant, the SQL and the values, so `DIFFERENTIAL_SEED=<seed> pytest -k <shape>` repeats
+it. `DIFFERENTIAL_VARIANTS` sets how many seeds each shape runs with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import typing
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from databases import Database
+from tests import admin
+from tests import differential as gen
+from tests.settings import DATABASE_URLS
+
+SEED = os.environ.get("DIFFERENTIAL_SEED", "20261206")
+VARIANTS = int(os.environ.get("DIFFERENTIAL_VARIANTS", "6"))
+
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    # SQLAlchemy's warnings about the deliberately uncached TypeDecorator and about
+    # Decimal on SQLite concern both sides alike.
+    pytest.mark.filterwarnings("ignore:TypeDecorator LegacyCode:sqlalchemy.exc.SAWarning"),
+    pytest.mark.filterwarnings("ignore:Dialect sqlite\\+aiosqlite does \\*not\\* support Decimal"),
+]
+
+SA_2_0 = sa.__version__.startswith("2.0.")
+
+# (shape, dialect or "*") -> (strict, reason) for mismatches known and not fixed here.
+KNOWN: dict[tuple[str, str], tuple[bool, str]] = {
+    ("duplicate_names", "*"): (
+        False,
+        "duplicate column names collapse into one (another helper restores 0.9's both)",
+    ),
+}
+
+_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "mysql": "mysql+aiomysql",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+def oracle_url(url: str) -> str:
+    """The SQLAlchemy URL of the same database, with the driver `databases` uses."""
+    name = admin.dialect_name(url)
+    return _DRIVERS[name] + url[url.index(":") :]
+
+
+@dataclasses.dataclass
+class Pair:
+    url: str
+    dialect: str
+    database: Database
+    engine: AsyncEngine
+
+
+@pytest.fixture(autouse=True)
+def empty_tables() -> None:
+    """This module works on its own tables only; the shared ones need no emptying."""
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module", params=DATABASE_URLS)
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
+    """The database with `gen`'s tables filled from the seed, seen both ways."""
+    url: str = request.param
+    engine = create_async_engine(oracle_url(url))
+    rows = gen.seed_rows(SEED)
+    async with engine.begin() as connection:
+        await connection.run_sync(gen.metadata.drop_all)
+        await connection.run_sync(gen.metadata.create_all)
+        for table in gen.READ_TABLES:
+            await connection.execute(table.insert(), rows[table])
+    database = Database(url)
+    await database.connect()
+    try:
+        yield Pair(url, admin.dialect_name(url), database, engine)
+    finally:
+        await database.disconnect()
+        async with engine.begin() as connection:
+            await connection.run_sync(gen.metadata.drop_all)
+        await engine.dispose()
+
+
+# -- running a case both ways ------------------------------------------------------------
+
+Typed = tuple[str, str]
+Snapshot = typing.Any
+
+
+def typed(value: typing.Any) -> Typed:
+    """A value as its type and repr: 1 and 1.0 and True differ, Decimal('1.10') too."""
+    return type(value).__qualname__, repr(value)
+
+
+def row_snapshot(keys: typing.Iterable[str], values: typing.Iterable[typing.Any]) -> Snapshot:
+    return tuple(keys), tuple(map(typed, values))
+
+
+def ours(row: typing.Any) -> Snapshot:
+    return row_snapshot(row._mapping.keys(), [row[index] for index in range(len(row))])
+
+
+def theirs(row: sa.Row[typing.Any]) -> Snapshot:
+    return row_snapshot(row._mapping.keys(), tuple(row))
+
+
+async def run_ours(database: Database, case: gen.Case) -> Snapshot:
+    method = case.method
+    if method == "fetch_all":
+        return [ours(row) for row in await database.fetch_all(case.query, case.values)]
+    if method == "iterate":
+        return [ours(row) async for row in database.iterate(case.query, case.values)]
+    if method == "fetch_one":
+        row = await database.fetch_one(case.query, case.values)
+        return None if row is None else ours(row)
+    if method == "fetch_val":
+        return typed(await database.fetch_val(case.query, case.values, column=case.column))
+    if method == "execute":
+        return await database.execute(case.query, case.values)
+    if method == "execute_many":
+        return await database.execute_many(case.query, case.values)
+    raise AssertionError(method)
+
+
+def oracle_statement(case: gen.Case) -> typing.Any:
+    if case.oracle is not None:
+        return case.oracle
+    if isinstance(case.query, str):
+        clause = sa.text(case.query)
+        return clause.bindparams(**case.values) if case.values is not None else clause
+    return case.query
+
+
+async def run_theirs(engine: AsyncEngine, case: gen.Case) -> Snapshot:
+    statement = oracle_statement(case)
+    method = case.method
+    if method in ("execute", "execute_many"):
+        async with engine.begin() as connection:
+            result = await connection.execute(statement, case.oracle_values)
+            if case.returns_key:
+                return result.inserted_primary_key[0]
+            return None
+    async with engine.connect() as connection:
+        if method == "iterate":
+            stream = await connection.stream(statement)
+            return [theirs(row) async for row in stream]
+        result = await connection.execute(statement)
+        if method == "fetch_all":
+            return [theirs(row) for row in result.fetchall()]
+        row = result.first()
+        if method == "fetch_one":
+            return None if row is None else theirs(row)
+        if row is None:
+            return typed(None)
+        value = row._mapping[case.column] if isinstance(case.column, str) else row[case.column]
+        return typed(value)
+
+
+def unordered(snapshot: Snapshot) -> Snapshot:
+    return sorted(snapshot, key=repr) if isinstance(snapshot, list) else snapshot
+
+
+def describe(pair: Pair, label: str, case: gen.Case) -> str:
+    """Everything needed to see and repeat a case."""
+    statement = oracle_statement(case)
+    try:
+        sql = str(statement.compile(dialect=pair.engine.dialect))
+    except Exception as error:  # pragma: no cover - only in a failure message
+        sql = f"<not compilable: {error!r}>"
+    return (
+        f"DIFFERENTIAL_SEED={SEED} {label} on {pair.dialect} via {case.method}"
+        f"{'' if case.method != 'fetch_val' else f'(column={case.column!r})'}\n"
+        f"  SQL: {sql}\n  values: {case.values!r}"
+    )
+
+
+def first_difference(mine: Snapshot, expected: Snapshot) -> str:
+    if isinstance(mine, list) and isinstance(expected, list):
+        if len(mine) != len(expected):
+            return f"{len(mine)} rows, SQLAlchemy {len(expected)}"
+        for index, (a, b) in enumerate(zip(mine, expected)):
+            if a != b:
+                return f"row {index}:\n    databases:  {a}\n    SQLAlchemy: {b}"
+    return f"\n    databases:  {mine}\n    SQLAlchemy: {expected}"
+
+
+async def compare(pair: Pair, label: str, case: gen.Case) -> str | None:
+    """Run `case` both ways; a description of the difference, or None."""
+    try:
+        expected = await run_theirs(pair.engine, case)
+    except Exception as error:
+        raise AssertionError(
+            f"SQLAlchemy refuses the generated statement: {error!r}\n" + describe(pair, label, case)
+        ) from error
+    try:
+        mine = await run_ours(pair.database, case)
+    except Exception as error:
+        return f"{describe(pair, label, case)}\n  databases raised {error!r}"
+    if not case.ordered:
+        mine, expected = unordered(mine), unordered(expected)
+    if mine != expected:
+        return f"{describe(pair, label, case)}\n  {first_difference(mine, expected)}"
+    return None
+
+
+def expect_known(request: pytest.FixtureRequest, shape: str, dialect: str) -> None:
+    known = KNOWN.get((shape, dialect)) or KNOWN.get((shape, "*"))
+    if known is not None:
+        strict, reason = known
+        request.applymarker(pytest.mark.xfail(strict=strict, reason=reason))
+
+
+def report(mismatches: list[str]) -> None:
+    if mismatches:
+        shown = "\n\n".join(mismatches[:5])
+        pytest.fail(f"{len(mismatches)} statements differ from SQLAlchemy:\n\n{shown}")
+
+
+def case_rng(shape: str, variant: int | str) -> random.Random:
+    return random.Random(f"{SEED}:{shape}:{variant}")
+
+
+# -- the tests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", sorted(gen.SELECT_SHAPES))
+async def test_select_shape(request: pytest.FixtureRequest, pair: Pair, shape: str) -> None:
+    """One shape with `VARIANTS` sets of literals; the first statement object runs twice,
+    then a structurally equal new object."""
+    expect_known(request, shape, pair.dialect)
+    build = gen.SELECT_SHAPES[shape]
+    mismatches: list[str] = []
+    first = build(case_rng(shape, 0))
+    runs = [("variant 0", first), ("variant 0, same object again", first)]
+    runs.append(("variant 0, equal new object", build(case_rng(shape, 0))))
+    runs += [(f"variant {n}", build(case_rng(shape, n))) for n in range(1, VARIANTS)]
+    for label, case in runs:
+        difference = await compare(pair, f"{shape} {label}", case)
+        if difference is not None:
+            mismatches.append(difference)
+    report(mismatches)
+
+
+async def test_shapes_interleaved(request: pytest.FixtureRequest, pair: Pair) -> None:
+    """Every shape's statements shuffled together, so cached statements of all shapes sit
+    side by side and each is found again between others."""
+    cases = [
+        (shape, variant)
+        for shape in sorted(gen.SELECT_SHAPES)
+        for variant in range(VARIANTS, VARIANTS + 3)
+        if (shape, "*") not in KNOWN and (shape, pair.dialect) not in KNOWN
+    ]
+    random.Random(f"{SEED}:interleaved").shuffle(cases)
+    mismatches: list[str] = []
+    for shape, variant in cases:
+        case = gen.SELECT_SHAPES[shape](case_rng(shape, variant))
+        difference = await compare(pair, f"{shape} variant {variant} (interleaved)", case)
+        if difference is not None:
+            mismatches.append(difference)
+    report(mismatches)
+
+
+async def _reset_scratch(engine: AsyncEngine) -> None:
+    tables = [gen.scratch_a, gen.scratch_b]
+    rows = gen.scratch_rows(SEED)
+    async with engine.begin() as connection:
+        await connection.run_sync(gen.metadata.drop_all, tables=tables)
+        await connection.run_sync(gen.metadata.create_all, tables=tables)
+        for table in tables:
+            await connection.execute(table.insert(), rows)
+
+
+async def _contents(engine: AsyncEngine, table: sa.Table) -> list[Snapshot]:
+    async with engine.connect() as connection:
+        result = await connection.execute(sa.select(table).order_by(table.c.id))
+        return [theirs(row) for row in result]
+
+
+@pytest.mark.parametrize("shape", sorted(gen.WRITE_SHAPES))
+async def test_write_shape(request: pytest.FixtureRequest, pair: Pair, shape: str) -> None:
+    """A write statement changes `databases`' copy of a table exactly as SQLAlchemy's
+    changes its own, and an INSERT returns the same primary key."""
+    expect_known(request, shape, pair.dialect)
+    build = gen.WRITE_SHAPES[shape]
+    await _reset_scratch(pair.engine)
+    mismatches: list[str] = []
+    for variant in range(VARIANTS):
+        label = f"{shape} variant {variant}"
+        mine_case = build(case_rng(shape, variant), gen.scratch_a)
+        their_case = build(case_rng(shape, variant), gen.scratch_b)
+        expected = await run_theirs(pair.engine, their_case)
+        try:
+            returned = await run_ours(pair.database, mine_case)
+        except Exception as error:
+            mismatches.append(f"{describe(pair, label, mine_case)}\n  databases raised {error!r}")
+            break
+        if mine_case.returns_key and returned != expected:
+            mismatches.append(
+                f"{describe(pair, label, mine_case)}\n  returned {returned!r}, "
+                f"SQLAlchemy's key {expected!r}"
+            )
+        mine, theirs_now = (
+            await _contents(pair.engine, gen.scratch_a),
+            await _contents(pair.engine, gen.scratch_b),
+        )
+        if mine != theirs_now:
+            mismatches.append(
+                f"{describe(pair, label, mine_case)}\n  {first_difference(mine, theirs_now)}"
+            )
+            break  # the copies differ from here on
+    report(mismatches)
