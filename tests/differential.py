@@ -815,6 +815,113 @@ def string_functions(rng: random.Random) -> Case:
     return _rows(rng, query)
 
 
+def tuple_in(rng: random.Random) -> Case:
+    """A row-value IN list: each element of each tuple converted by its column's type."""
+    pairs = [(rng.randint(0, 9), a_date(rng)) for _ in range(rng.randint(1, 4))]
+    pairs += [
+        (row["team_id"], row["born"])
+        for row in rng.sample(seed_rows("pairs")[people], 2)
+        if row["team_id"] is not None
+    ]
+    query = (
+        sa.select(people.c.id, people.c.team_id, people.c.born)
+        .where(sa.tuple_(people.c.team_id, people.c.born).in_(pairs))
+        .order_by(people.c.id)
+    )
+    return _rows(rng, query)
+
+
+def in_list_of_dates_and_decorated(rng: random.Random) -> Case:
+    """IN lists whose values need converting (dates on SQLite, a TypeDecorator), beside
+    literals that need converting too."""
+    query = (
+        sa.select(people.c.id, people.c.born, people.c.nick)
+        .where(
+            sa.or_(
+                people.c.born.in_([a_date(rng) for _ in range(rng.randint(0, 3))]),
+                people.c.nick.in_(rng.sample(NAMES, rng.randint(0, 4))),
+                people.c.balance > a_decimal(rng),
+            )
+        )
+        .where(people.c.code.is_not(None) | (people.c.seen < a_datetime(rng)))
+        .order_by(people.c.id)
+    )
+    return _rows(rng, query)
+
+
+def one_bindparam_twice(rng: random.Random) -> Case:
+    value = sa.bindparam("pivot", value=rng.randint(0, 60))
+    query = (
+        sa.select(people.c.id, (people.c.id - value).label("distance"))
+        .where(sa.or_(people.c.id == value, people.c.team_id == value))
+        .order_by(people.c.id)
+    )
+    return _rows(rng, query)
+
+
+def tables_joined_whole(rng: random.Random) -> Case:
+    """Whole tables joined: the second `id` and `name` get SQLAlchemy's deduplicated labels,
+    or table-prefixed ones in LABEL_STYLE_TABLENAME_PLUS_COL."""
+    query = (
+        sa.select(people, teams)
+        .join_from(people, teams, people.c.team_id == teams.c.id)
+        .where(people.c.id < rng.randint(1, 62))
+        .order_by(people.c.id)
+    )
+    if rng.random() < 0.5:
+        query = query.set_label_style(sa.LABEL_STYLE_TABLENAME_PLUS_COL)
+    return _rows(rng, query)
+
+
+def casts_and_coercions(rng: random.Random) -> Case:
+    query = (
+        sa.select(
+            people.c.id,
+            sa.cast(people.c.balance, sa.Integer).label("as_integer"),
+            sa.type_coerce(people.c.balance, sa.Float).label("as_float"),
+            sa.cast(people.c.score, sa.Numeric(10, 2)).label("as_numeric"),
+            sa.cast(people.c.id, sa.String(10)).label("as_text"),
+            sa.type_coerce(people.c.nick, sa.String(60)).label("raw_nick"),
+            sa.type_coerce(people.c.name, Tagged("")).label("decorated"),
+        )
+        .where(people.c.id.between(rng.randint(0, 30), rng.randint(20, 62)))
+        .order_by(people.c.id)
+    )
+    return _rows(rng, query)
+
+
+def aggregate_of_subquery(rng: random.Random) -> Case:
+    recent = (
+        sa.select(events.c.person_id, events.c.points)
+        .where(events.c.at > a_datetime(rng))
+        .order_by(events.c.at.desc(), events.c.id)
+        .limit(rng.randint(0, 50))
+        .subquery()
+    )
+    query = sa.select(
+        sa.func.count().label("n"),
+        sa.func.coalesce(sa.func.sum(recent.c.points), 0).label("points"),
+        sa.func.count(sa.distinct(recent.c.person_id)).label("people"),
+    ).select_from(recent)
+    return Case(query, method="fetch_val", column=rng.choice((0, 1, 2, "points", "people")))
+
+
+def cte_join(rng: random.Random) -> Case:
+    active = (
+        sa.select(people.c.id, people.c.team_id)
+        .where(people.c.active.is_(rng.random() < 0.5))
+        .cte("active_people")
+    )
+    query = (
+        sa.select(teams.c.name, sa.func.count(active.c.id).label("n"))
+        .join_from(teams, active, active.c.team_id == teams.c.id, isouter=True)
+        .where(teams.c.founded > a_date(rng))
+        .group_by(teams.c.id, teams.c.name)
+        .order_by(teams.c.id)
+    )
+    return _rows(rng, query)
+
+
 def duplicate_names(rng: random.Random) -> Case:
     """Two result columns with one name (raw SQL); SQLAlchemy keeps both."""
     sql = f"SELECT id, name AS id FROM diff_people WHERE id = {rng.randint(1, 60)}"
@@ -869,6 +976,13 @@ SELECT_SHAPES: dict[str, SelectShape] = {
         self_join_aliases,
         literal_select,
         string_functions,
+        tuple_in,
+        in_list_of_dates_and_decorated,
+        one_bindparam_twice,
+        tables_joined_whole,
+        casts_and_coercions,
+        aggregate_of_subquery,
+        cte_join,
         duplicate_names,
     )
 }
@@ -937,6 +1051,39 @@ def text_delete_bindparams(rng: random.Random, table: sa.Table) -> Case:
     return Case(clause, method="execute")
 
 
+def insert_expression_values(rng: random.Random, table: sa.Table) -> Case:
+    """Values that are SQL expressions (rendered into the statement, not bound)."""
+    values = scratch_values(rng)
+    values["name"] = sa.func.upper(rng.choice(NAMES))
+    values["amount"] = sa.literal(a_decimal(rng, 2), sa.Numeric(10, 2)) * 2
+    oracle = table.insert().values(**values)
+    return Case(table.insert(), values=values, method="execute", oracle=oracle, returns_key=True)
+
+
+def insert_many_raw(rng: random.Random, table: sa.Table) -> Case:
+    sql = f"INSERT INTO {table.name} (name, amount, flag) VALUES (:name, :amount, :flag)"
+    rows = [
+        {"name": rng.choice(NAMES), "amount": a_decimal(rng, 2), "flag": rng.random() < 0.5}
+        for _ in range(rng.randint(1, 4))
+    ]
+    # `databases` binds each row as `text(sql).bindparams(**row)`, types from the values.
+    oracle = [sa.text(sql).bindparams(**row) for row in rows]
+    return Case(sql, values=rows, method="execute_many", oracle=oracle)
+
+
+def insert_multi_values(rng: random.Random, table: sa.Table) -> Case:
+    rows = [scratch_values(rng) for _ in range(rng.randint(1, 3))]
+    return Case(table.insert().values(rows), method="execute")
+
+
+def insert_from_select(rng: random.Random, table: sa.Table) -> Case:
+    source = sa.select(
+        sa.func.lower(people.c.name), sa.func.round(people.c.balance, 2), people.c.born
+    ).where(people.c.id.in_(_ids(rng, 4)))
+    query = table.insert().from_select(["name", "amount", "day"], source)
+    return Case(query, method="execute")
+
+
 WRITE_SHAPES: dict[str, WriteShape] = {
     shape.__name__: shape
     for shape in (
@@ -949,5 +1096,9 @@ WRITE_SHAPES: dict[str, WriteShape] = {
         delete_like,
         raw_update_values,
         text_delete_bindparams,
+        insert_expression_values,
+        insert_many_raw,
+        insert_multi_values,
+        insert_from_select,
     )
 }
