@@ -41,15 +41,32 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Dialect sqlite\\+aiosqlite does \\*not\\* support Decimal"),
 ]
 
-SA_2_0 = sa.__version__.startswith("2.0.")
-
-# (shape, dialect or "*") -> (strict, reason) for mismatches known and not fixed here.
+# (shape, dialect), either "*" for any -> (strict, reason): differences known and not
+# fixed here. The interleaved test is the shape "interleaved" (it leaves out the shapes
+# known to differ).
 KNOWN: dict[tuple[str, str], tuple[bool, str]] = {
     ("duplicate_names", "*"): (
         False,
         "duplicate column names collapse into one (another helper restores 0.9's both)",
     ),
 }
+if not sa.__version__.startswith("2.0."):
+    _PARAMS_2_1 = (
+        False,
+        "SQLAlchemy 2.1 keeps .params() values beside the cache key, not in its bind "
+        "parameters; not read yet (the SQLAlchemy 2.1 compat work)",
+    )
+    KNOWN.update(
+        {
+            ("params_named", "*"): _PARAMS_2_1,
+            ("in_expanding_bindparam", "*"): _PARAMS_2_1,
+            ("*", "postgresql"): (
+                False,
+                "SQLAlchemy 2.1: the asyncpg Numeric/Float result type passes `scale` to "
+                "Float.__init__ (the SQLAlchemy 2.1 compat work)",
+            ),
+        }
+    )
 
 _DRIVERS = {
     "postgresql": "postgresql+asyncpg",
@@ -225,10 +242,17 @@ async def compare(pair: Pair, label: str, case: gen.Case) -> str | None:
     return None
 
 
+def known(shape: str, dialect: str) -> tuple[bool, str] | None:
+    for key in ((shape, dialect), (shape, "*"), ("*", dialect)):
+        if key in KNOWN:
+            return KNOWN[key]
+    return None
+
+
 def expect_known(request: pytest.FixtureRequest, shape: str, dialect: str) -> None:
-    known = KNOWN.get((shape, dialect)) or KNOWN.get((shape, "*"))
-    if known is not None:
-        strict, reason = known
+    known_here = known(shape, dialect)
+    if known_here is not None:
+        strict, reason = known_here
         request.applymarker(pytest.mark.xfail(strict=strict, reason=reason))
 
 
@@ -271,10 +295,12 @@ async def test_select_shape(request: pytest.FixtureRequest, pair: Pair, shape: s
 async def test_shapes_interleaved(request: pytest.FixtureRequest, pair: Pair) -> None:
     """Every shape's statements shuffled together, so cached statements of all shapes sit
     side by side and each is found again between others."""
+    expect_known(request, "interleaved", pair.dialect)
     cases = [
         (shape, variant)
         for shape in sorted(gen.SELECT_SHAPES)
         for variant in range(VARIANTS, VARIANTS + 3)
+        # Shapes known to differ here have their own xfail; the rest must all match.
         if (shape, "*") not in KNOWN and (shape, pair.dialect) not in KNOWN
     ]
     random.Random(f"{SEED}:interleaved").shuffle(cases)
