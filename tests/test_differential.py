@@ -1,6 +1,6 @@
 """Differential test: `databases` must give exactly what SQLAlchemy's own AsyncEngine gives.
 
-Generated Core statements (`tests/differential.py`) run through `Database` and through
+Generated Core statements (`tests/differential/`) run through `Database` and through
 `create_async_engine` with the same driver, on the same data, on every database of
 `TEST_DATABASE_URLS`. Rows must match in column names and their order, values, and the
 Python type of every value. Each shape runs with several seeds (the same structure with
@@ -27,8 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from databases import Database
 from tests import admin
-from tests import differential as gen
+from tests.differential import schema, selects, typed, writes
+from tests.differential.case import ROWS, Case
 from tests.settings import DATABASE_URLS
+
+SELECT_SHAPES = {**selects.SHAPES, **typed.SHAPES}
 
 SEED = os.environ.get("DIFFERENTIAL_SEED", "20261206")
 VARIANTS = int(os.environ.get("DIFFERENTIAL_VARIANTS", "10"))
@@ -96,14 +99,14 @@ def empty_tables() -> None:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module", params=DATABASE_URLS)
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
-    """The database with `gen`'s tables filled from the seed, seen both ways."""
+    """The database with the differential tables filled from the seed, seen both ways."""
     url: str = request.param
     engine = create_async_engine(oracle_url(url))
-    rows = gen.seed_rows(SEED)
+    rows = schema.seed_rows(SEED)
     async with engine.begin() as connection:
-        await connection.run_sync(gen.metadata.drop_all)
-        await connection.run_sync(gen.metadata.create_all)
-        for table in gen.READ_TABLES:
+        await connection.run_sync(schema.metadata.drop_all)
+        await connection.run_sync(schema.metadata.create_all)
+        for table in schema.READ_TABLES:
             await connection.execute(table.insert(), rows[table])
     database = Database(url)
     await database.connect()
@@ -112,7 +115,7 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     finally:
         await database.disconnect()
         async with engine.begin() as connection:
-            await connection.run_sync(gen.metadata.drop_all)
+            await connection.run_sync(schema.metadata.drop_all)
         await engine.dispose()
 
 
@@ -122,13 +125,13 @@ Typed = tuple[str, str]
 Snapshot = typing.Any
 
 
-def typed(value: typing.Any) -> Typed:
+def typed_value(value: typing.Any) -> Typed:
     """A value as its type and repr: 1 and 1.0 and True differ, Decimal('1.10') too."""
     return type(value).__qualname__, repr(value)
 
 
 def row_snapshot(keys: typing.Iterable[str], values: typing.Iterable[typing.Any]) -> Snapshot:
-    return tuple(keys), tuple(map(typed, values))
+    return tuple(keys), tuple(map(typed_value, values))
 
 
 def ours(row: typing.Any) -> Snapshot:
@@ -139,7 +142,7 @@ def theirs(row: sa.Row[typing.Any]) -> Snapshot:
     return row_snapshot(row._mapping.keys(), tuple(row))
 
 
-async def run_ours(database: Database, case: gen.Case) -> Snapshot:
+async def run_ours(database: Database, case: Case) -> Snapshot:
     method = case.method
     if method == "fetch_all":
         return [ours(row) for row in await database.fetch_all(case.query, case.values)]
@@ -149,7 +152,7 @@ async def run_ours(database: Database, case: gen.Case) -> Snapshot:
         row = await database.fetch_one(case.query, case.values)
         return None if row is None else ours(row)
     if method == "fetch_val":
-        return typed(await database.fetch_val(case.query, case.values, column=case.column))
+        return typed_value(await database.fetch_val(case.query, case.values, column=case.column))
     if method == "execute":
         return await database.execute(case.query, case.values)
     if method == "execute_many":
@@ -157,7 +160,7 @@ async def run_ours(database: Database, case: gen.Case) -> Snapshot:
     raise AssertionError(method)
 
 
-def oracle_statement(case: gen.Case) -> typing.Any:
+def oracle_statement(case: Case) -> typing.Any:
     if case.oracle is not None:
         return case.oracle
     if isinstance(case.query, str):
@@ -166,7 +169,7 @@ def oracle_statement(case: gen.Case) -> typing.Any:
     return case.query
 
 
-async def run_theirs(engine: AsyncEngine, case: gen.Case) -> Snapshot:
+async def run_theirs(engine: AsyncEngine, case: Case) -> Snapshot:
     statement = oracle_statement(case)
     method = case.method
     if method in ("execute", "execute_many"):
@@ -190,16 +193,16 @@ async def run_theirs(engine: AsyncEngine, case: gen.Case) -> Snapshot:
         if method == "fetch_one":
             return None if row is None else theirs(row)
         if row is None:
-            return typed(None)
+            return typed_value(None)
         value = row._mapping[case.column] if isinstance(case.column, str) else row[case.column]
-        return typed(value)
+        return typed_value(value)
 
 
 def unordered(snapshot: Snapshot) -> Snapshot:
     return sorted(snapshot, key=repr) if isinstance(snapshot, list) else snapshot
 
 
-def describe(pair: Pair, label: str, case: gen.Case) -> str:
+def describe(pair: Pair, label: str, case: Case) -> str:
     """Everything needed to see and repeat a case."""
     statement = oracle_statement(case)
     try:
@@ -223,7 +226,7 @@ def first_difference(mine: Snapshot, expected: Snapshot) -> str:
     return f"\n    databases:  {mine}\n    SQLAlchemy: {expected}"
 
 
-async def compare(pair: Pair, label: str, case: gen.Case) -> str | None:
+async def compare(pair: Pair, label: str, case: Case) -> str | None:
     """Run `case` both ways; a description of the difference, or None."""
     try:
         expected = await run_theirs(pair.engine, case)
@@ -269,17 +272,17 @@ def case_rng(shape: str, variant: int | str) -> random.Random:
 # -- the tests ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", sorted(gen.SELECT_SHAPES))
+@pytest.mark.parametrize("shape", sorted(SELECT_SHAPES))
 async def test_select_shape(request: pytest.FixtureRequest, pair: Pair, shape: str) -> None:
     """One shape with `VARIANTS` sets of literals; the first statement object runs twice,
     then a structurally equal new object."""
     expect_known(request, shape, pair.dialect)
-    build = gen.SELECT_SHAPES[shape]
+    build = SELECT_SHAPES[shape]
     mismatches: list[str] = []
     first = build(case_rng(shape, 0))
     runs = [("variant 0", first), ("variant 0, same object again", first)]
-    if first.method in gen.ROWS:
-        for method in gen.ROWS:
+    if first.method in ROWS:
+        for method in ROWS:
             if method != first.method:
                 again = dataclasses.replace(first, method=method)
                 runs.append((f"variant 0, same object via {method}", again))
@@ -298,7 +301,7 @@ async def test_shapes_interleaved(request: pytest.FixtureRequest, pair: Pair) ->
     expect_known(request, "interleaved", pair.dialect)
     cases = [
         (shape, variant)
-        for shape in sorted(gen.SELECT_SHAPES)
+        for shape in sorted(SELECT_SHAPES)
         for variant in range(VARIANTS, VARIANTS + 3)
         # Shapes known to differ here have their own xfail; the rest must all match.
         if (shape, "*") not in KNOWN and (shape, pair.dialect) not in KNOWN
@@ -306,7 +309,7 @@ async def test_shapes_interleaved(request: pytest.FixtureRequest, pair: Pair) ->
     random.Random(f"{SEED}:interleaved").shuffle(cases)
     mismatches: list[str] = []
     for shape, variant in cases:
-        case = gen.SELECT_SHAPES[shape](case_rng(shape, variant))
+        case = SELECT_SHAPES[shape](case_rng(shape, variant))
         difference = await compare(pair, f"{shape} variant {variant} (interleaved)", case)
         if difference is not None:
             mismatches.append(difference)
@@ -314,11 +317,11 @@ async def test_shapes_interleaved(request: pytest.FixtureRequest, pair: Pair) ->
 
 
 async def _reset_scratch(engine: AsyncEngine) -> None:
-    tables = [gen.scratch_a, gen.scratch_b]
-    rows = gen.scratch_rows(SEED)
+    tables = [schema.scratch_a, schema.scratch_b]
+    rows = schema.scratch_rows(SEED)
     async with engine.begin() as connection:
-        await connection.run_sync(gen.metadata.drop_all, tables=tables)
-        await connection.run_sync(gen.metadata.create_all, tables=tables)
+        await connection.run_sync(schema.metadata.drop_all, tables=tables)
+        await connection.run_sync(schema.metadata.create_all, tables=tables)
         for table in tables:
             await connection.execute(table.insert(), rows)
 
@@ -329,18 +332,18 @@ async def _contents(engine: AsyncEngine, table: sa.Table) -> list[Snapshot]:
         return [theirs(row) for row in result]
 
 
-@pytest.mark.parametrize("shape", sorted(gen.WRITE_SHAPES))
+@pytest.mark.parametrize("shape", sorted(writes.SHAPES))
 async def test_write_shape(request: pytest.FixtureRequest, pair: Pair, shape: str) -> None:
     """A write statement changes `databases`' copy of a table exactly as SQLAlchemy's
     changes its own, and an INSERT returns the same primary key."""
     expect_known(request, shape, pair.dialect)
-    build = gen.WRITE_SHAPES[shape]
+    build = writes.SHAPES[shape]
     await _reset_scratch(pair.engine)
     mismatches: list[str] = []
     for variant in range(VARIANTS):
         label = f"{shape} variant {variant}"
-        mine_case = build(case_rng(shape, variant), gen.scratch_a)
-        their_case = build(case_rng(shape, variant), gen.scratch_b)
+        mine_case = build(case_rng(shape, variant), schema.scratch_a)
+        their_case = build(case_rng(shape, variant), schema.scratch_b)
         expected = await run_theirs(pair.engine, their_case)
         try:
             returned = await run_ours(pair.database, mine_case)
@@ -353,8 +356,8 @@ async def test_write_shape(request: pytest.FixtureRequest, pair: Pair, shape: st
                 f"SQLAlchemy's key {expected!r}"
             )
         mine, theirs_now = (
-            await _contents(pair.engine, gen.scratch_a),
-            await _contents(pair.engine, gen.scratch_b),
+            await _contents(pair.engine, schema.scratch_a),
+            await _contents(pair.engine, schema.scratch_b),
         )
         if mine != theirs_now:
             mismatches.append(

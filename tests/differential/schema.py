@@ -1,0 +1,224 @@
+"""The tables of the differential test, their seeded rows, and random column values.
+
+The read tables (`teams`, `people`, `events`) are filled once from the seed; write shapes
+change the scratch tables, one copy per side. Text values stress LIKE (%, _ and \\), quoting
+and character sets; every nullable column has NULLs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import random
+import typing
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+class Tagged(sa.types.TypeDecorator[str]):
+    """Text stored with a prefix; the prefix is a constructor argument, part of the cache key."""
+
+    impl = sa.String(60)
+    cache_ok = True
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def process_bind_param(self, value: typing.Any, dialect: sa.Dialect) -> typing.Any:
+        return None if value is None else f"{self.prefix}{value}"
+
+    def process_result_value(self, value: typing.Any, dialect: sa.Dialect) -> typing.Any:
+        if value is None:
+            return None
+        text = str(value)
+        return text[len(self.prefix) :] if text.startswith(self.prefix) else f"?{text}"
+
+
+class LegacyCode(sa.types.TypeDecorator[int]):
+    """An integer stored times seven, without `cache_ok`: statements using it have no cache
+    key, so SQLAlchemy (and `databases`) compile them on every execution."""
+
+    impl = sa.Integer
+
+    def process_bind_param(self, value: typing.Any, dialect: sa.Dialect) -> typing.Any:
+        return None if value is None else int(value) * 7
+
+    def process_result_value(self, value: typing.Any, dialect: sa.Dialect) -> typing.Any:
+        return None if value is None else int(value) // 7
+
+
+# MySQL tables in utf8mb4, so that every name below (emoji too) round-trips.
+_MYSQL: dict[str, typing.Any] = {"mysql_charset": "utf8mb4"}
+
+teams = sa.Table(
+    "diff_teams",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(60)),
+    sa.Column("budget", sa.Numeric(12, 2)),
+    sa.Column("founded", sa.Date),
+    sa.Column("motto", Tagged("t:")),
+    **_MYSQL,
+)
+
+people = sa.Table(
+    "diff_people",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("team_id", sa.Integer),
+    sa.Column("name", sa.String(60)),
+    sa.Column("nick", Tagged("n:")),
+    sa.Column("code", LegacyCode),
+    sa.Column("score", sa.Float),
+    sa.Column("balance", sa.Numeric(10, 3)),
+    sa.Column("active", sa.Boolean),
+    sa.Column("born", sa.Date),
+    sa.Column("seen", sa.DateTime),
+    **_MYSQL,
+)
+
+events = sa.Table(
+    "diff_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("person_id", sa.Integer),
+    sa.Column("kind", sa.String(20)),
+    sa.Column("points", sa.Integer),
+    sa.Column("weight", sa.Float),
+    sa.Column("at", sa.DateTime),
+    **_MYSQL,
+)
+
+READ_TABLES = (teams, people, events)
+
+
+def scratch_table(name: str) -> sa.Table:
+    """A table that statements write to; `databases` and SQLAlchemy each get their own copy."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(60)),
+        sa.Column("amount", sa.Numeric(10, 2)),
+        sa.Column("ratio", sa.Float),
+        sa.Column("flag", sa.Boolean),
+        sa.Column("at", sa.DateTime),
+        sa.Column("day", sa.Date),
+        sa.Column("nick", Tagged("s:")),
+        **_MYSQL,
+    )
+
+
+scratch_a = scratch_table("diff_scratch_a")
+scratch_b = scratch_table("diff_scratch_b")
+
+# Text that stresses LIKE (%, _ and \), quoting and character sets.
+NAMES = (
+    "Ada",
+    "ada",
+    "Zoë",
+    "Ünïcödé",
+    "日本語テキスト",
+    "emoji 🎉",
+    "50% off",
+    "100%",
+    "under_score",
+    "underXscore",
+    "back\\slash",
+    "C:\\dir\\file",
+    "it's",
+    'say "hi"',
+    "#hash",
+    "a/b",
+    "",
+    "percent%_mix\\",
+)
+# Pieces of the names above (and some that match nothing), for LIKE patterns.
+FRAGMENTS = ("%", "_", "\\", "50%", "under_", "back\\", "ü", "ë", "a", "'", '"', "#", "/", "", "zz")
+KINDS = ("goal", "assist", "foul", "save", "own_goal")
+
+
+def maybe(rng: random.Random, value: typing.Any, none_share: float = 0.2) -> typing.Any:
+    return None if rng.random() < none_share else value
+
+
+def a_date(rng: random.Random) -> datetime.date:
+    return datetime.date(1990, 1, 1) + datetime.timedelta(days=rng.randint(0, 12000))
+
+
+def a_datetime(rng: random.Random) -> datetime.datetime:
+    return datetime.datetime(2020, 1, 1) + datetime.timedelta(
+        seconds=rng.randint(0, 150_000_000), microseconds=rng.choice((0, 0, 250_000, 123_456))
+    )
+
+
+def a_decimal(rng: random.Random, scale: int = 3) -> decimal.Decimal:
+    return decimal.Decimal(rng.randint(-999_999, 999_999)).scaleb(-scale)
+
+
+def a_float(rng: random.Random) -> float:
+    """A float every backend stores exactly (MySQL's FLOAT is single precision)."""
+    return rng.randint(-4000, 4000) / 8
+
+
+def seed_rows(seed: str) -> dict[sa.Table, list[dict[str, typing.Any]]]:
+    """The rows of the read tables, the same for every backend and run with this seed."""
+    rng = random.Random(f"{seed}:data")
+    team_rows = [
+        {
+            "id": index,
+            "name": maybe(rng, rng.choice(NAMES), 0.15),
+            "budget": maybe(rng, a_decimal(rng, 2)),
+            "founded": maybe(rng, a_date(rng)),
+            "motto": maybe(rng, rng.choice(NAMES)),
+        }
+        for index in range(1, 8)
+    ]
+    people_rows = [
+        {
+            "id": index,
+            "team_id": maybe(rng, rng.randint(1, 9), 0.15),
+            "name": maybe(rng, rng.choice(NAMES), 0.1),
+            "nick": maybe(rng, rng.choice(NAMES), 0.3),
+            "code": maybe(rng, rng.randint(-5, 20), 0.3),
+            "score": maybe(rng, a_float(rng)),
+            "balance": maybe(rng, a_decimal(rng)),
+            "active": maybe(rng, rng.random() < 0.5),
+            "born": maybe(rng, a_date(rng)),
+            "seen": maybe(rng, a_datetime(rng)),
+        }
+        for index in range(1, 61)
+    ]
+    event_rows = [
+        {
+            "id": index,
+            "person_id": rng.randint(1, 65),
+            "kind": maybe(rng, rng.choice(KINDS), 0.1),
+            "points": maybe(rng, rng.randint(-3, 12), 0.1),
+            "weight": maybe(rng, a_float(rng), 0.1),
+            "at": maybe(rng, a_datetime(rng), 0.1),
+        }
+        for index in range(1, 201)
+    ]
+    return {teams: team_rows, people: people_rows, events: event_rows}
+
+
+def scratch_rows(seed: str) -> list[dict[str, typing.Any]]:
+    """The rows both scratch tables start with (no ids: both sequences count alike)."""
+    rng = random.Random(f"{seed}:scratch")
+    return [scratch_values(rng) for _ in range(12)]
+
+
+def scratch_values(rng: random.Random) -> dict[str, typing.Any]:
+    return {
+        "name": maybe(rng, rng.choice(NAMES)),
+        "amount": maybe(rng, a_decimal(rng, 2)),
+        "ratio": maybe(rng, a_float(rng)),
+        "flag": maybe(rng, rng.random() < 0.5),
+        "at": maybe(rng, a_datetime(rng)),
+        "day": maybe(rng, a_date(rng)),
+        "nick": maybe(rng, rng.choice(NAMES)),
+    }
