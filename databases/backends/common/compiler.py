@@ -60,16 +60,45 @@ def _starts_insert(sql: str) -> bool:
 class _DefaultContext:
     """What column default callables see of SQLAlchemy's execution context."""
 
-    __slots__ = ("current_column", "current_parameters")
+    __slots__ = ("_row_keys", "current_column", "current_parameters")
 
-    def __init__(self, parameters: typing.MutableMapping[str, typing.Any]) -> None:
+    def __init__(
+        self,
+        parameters: typing.MutableMapping[str, typing.Any],
+        row_keys: tuple[str, ...] | None = None,
+    ) -> None:
         self.current_parameters = parameters
         self.current_column: typing.Any = None
+        # The value names of one row of a multi-VALUES INSERT, else None.
+        self._row_keys = row_keys
 
     def get_current_parameters(
         self, isolate_multiinsert_groups: bool = True
     ) -> typing.MutableMapping[str, typing.Any]:
-        return self.current_parameters
+        """The statement's parameters; in a multi-VALUES INSERT (by default), the values
+        of the current column's row under their own names, as SQLAlchemy gives them."""
+        row_keys = self._row_keys
+        parameters = self.current_parameters
+        if not isolate_multiinsert_groups or row_keys is None:
+            return parameters
+        column = self.current_column
+        if getattr(column, "_is_multiparam_column", False):
+            # Row n > 0: its parameters are named `<key>_m<n>`.
+            index = column.index + 1
+            row = {column.original.key: parameters.get(column.key)}
+        else:
+            index = 0
+            row = {column.key: parameters.get(column.key)}
+        row.update((key, parameters[f"{key}_m{index}"]) for key in row_keys)
+        return row
+
+
+def _multi_values_keys(compiled: SQLCompiler) -> tuple[str, ...] | None:
+    """The value names of each row, for an INSERT of several rows (`.values([...])`)."""
+    state = compiled.compile_state
+    if not compiled.isinsert or not getattr(state, "_has_multi_parameters", False):
+        return None
+    return tuple(getattr(state, "_dict_parameters", None) or ())
 
 
 class CompiledStatement:
@@ -84,6 +113,7 @@ class CompiledStatement:
         "_dialect",
         "_expanding",
         "_extracted_plan",
+        "_multi_keys",
         "_shape",
         "binds_rows_directly",
         "is_insert",
@@ -114,6 +144,7 @@ class CompiledStatement:
             # Python-side column defaults (`default=`, `onupdate=`) SQLAlchemy leaves to the
             # execution: computed here, per execution, as SQLAlchemy's engine would.
             self._defaults: tuple[tuple[str, typing.Any, typing.Any], ...] = ()
+            self._multi_keys: tuple[str, ...] | None = None
             if compiled.insert_prefetch or compiled.update_prefetch:
                 key_of = compiled._within_exec_param_key_getter
                 self._defaults = tuple(
@@ -125,9 +156,11 @@ class CompiledStatement:
                     for column in compiled.update_prefetch
                     if column.onupdate is not None
                 )
+                self._multi_keys = _multi_values_keys(compiled)
         else:  # DDL: plain text, no parameters
             self._bind_plan = ()
             self._defaults = ()
+            self._multi_keys = None
             self._expanding = False
             self.result_columns = []
             self.is_insert = False
@@ -260,7 +293,7 @@ class CompiledStatement:
         return expanded.statement, tuple(args)
 
     def _fill_defaults(self, values: typing.MutableMapping[str, typing.Any]) -> None:
-        context = _DefaultContext(values)
+        context = _DefaultContext(values, self._multi_keys)
         for key, column, default in self._defaults:
             if key in values and values[key] is not None:
                 continue
