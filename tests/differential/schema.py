@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import enum
+import functools
+import os
 import random
 import typing
+import uuid
 
 import sqlalchemy as sa
 
@@ -92,7 +96,40 @@ events = sa.Table(
     **_MYSQL,
 )
 
-READ_TABLES = (teams, people, events)
+
+class Mood(enum.Enum):
+    HAPPY = "h"
+    SAD = "s"
+    MEH = "m"
+
+
+# Column types with their own bind and result processing on some backend.
+extras = sa.Table(
+    "diff_extras",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("mood", sa.Enum(Mood, name="diff_mood")),
+    sa.Column("color", sa.Enum("red", "green", "blue", name="diff_color")),
+    sa.Column("doc", sa.JSON),
+    sa.Column("blob", sa.LargeBinary),
+    sa.Column("ring", sa.Time),
+    sa.Column("span", sa.Interval),
+    sa.Column("uid", sa.Uuid),
+    sa.Column("ratio", sa.Numeric(8, 4, asdecimal=False)),
+    sa.Column("exact", sa.Float(asdecimal=True)),
+    sa.Column("big", sa.BigInteger),
+    sa.Column("small", sa.SmallInteger),
+    sa.Column("body", sa.Text),
+    **_MYSQL,
+)
+
+READ_TABLES = (teams, people, events, extras)
+
+
+def _slug(context: typing.Any) -> str:
+    """A column default computed from the row's other values."""
+    name = context.get_current_parameters().get("name")
+    return f"slug:{name if isinstance(name, str) else type(name).__name__}"
 
 
 def scratch_table(name: str) -> sa.Table:
@@ -108,6 +145,11 @@ def scratch_table(name: str) -> sa.Table:
         sa.Column("at", sa.DateTime),
         sa.Column("day", sa.Date),
         sa.Column("nick", Tagged("s:")),
+        # Python-side defaults, computed per execution: a scalar, one from the other
+        # values of the row, and a scalar on UPDATE.
+        sa.Column("note", sa.String(60), default="none"),
+        sa.Column("slug", sa.String(80), default=_slug),
+        sa.Column("version", sa.Integer, default=1, onupdate=2),
         **_MYSQL,
     )
 
@@ -159,12 +201,26 @@ def a_decimal(rng: random.Random, scale: int = 3) -> decimal.Decimal:
     return decimal.Decimal(rng.randint(-999_999, 999_999)).scaleb(-scale)
 
 
+def a_fragment(rng: random.Random) -> str:
+    """Mostly a piece of one of the names (so LIKE finds something), else any fragment."""
+    if rng.random() < 0.25:
+        return rng.choice(FRAGMENTS)
+    name = rng.choice(NAMES)
+    start = rng.randint(0, len(name))
+    return name[start : rng.randint(start, len(name))]
+
+
 def a_float(rng: random.Random) -> float:
     """A float every backend stores exactly (MySQL's FLOAT is single precision)."""
     return rng.randint(-4000, 4000) / 8
 
 
-def seed_rows(seed: str) -> dict[sa.Table, list[dict[str, typing.Any]]]:
+# Every random choice of a run derives from this seed; a failure prints it.
+SEED = os.environ.get("DIFFERENTIAL_SEED", "20261206")
+
+
+@functools.lru_cache(maxsize=4)
+def seed_rows(seed: str = SEED) -> dict[sa.Table, list[dict[str, typing.Any]]]:
     """The rows of the read tables, the same for every backend and run with this seed."""
     rng = random.Random(f"{seed}:data")
     team_rows = [
@@ -203,7 +259,48 @@ def seed_rows(seed: str) -> dict[sa.Table, list[dict[str, typing.Any]]]:
         }
         for index in range(1, 201)
     ]
-    return {teams: team_rows, people: people_rows, events: event_rows}
+    extra_rows = [extras_values(rng, index) for index in range(1, 31)]
+    return {teams: team_rows, people: people_rows, events: event_rows, extras: extra_rows}
+
+
+def a_time(rng: random.Random) -> datetime.time:
+    return datetime.time(rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59))
+
+
+def a_uuid(rng: random.Random) -> uuid.UUID:
+    return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+def a_document(rng: random.Random) -> typing.Any:
+    """JSON of every kind: objects, arrays, numbers, text with quotes, true/false/null."""
+    return rng.choice(
+        (
+            {"name": rng.choice(NAMES), "n": rng.randint(-9, 9), "tags": ["a", "b"]},
+            {"nested": {"x": a_float(rng), "ok": rng.random() < 0.5, "none": None}},
+            [1, "two", 3.5, None, {"k": "v"}],
+            rng.choice(NAMES),
+            rng.randint(-1000, 1000),
+            None,
+        )
+    )
+
+
+def extras_values(rng: random.Random, index: int) -> dict[str, typing.Any]:
+    return {
+        "id": index,
+        "mood": maybe(rng, rng.choice(list(Mood))),
+        "color": maybe(rng, rng.choice(("red", "green", "blue"))),
+        "doc": maybe(rng, a_document(rng)),
+        "blob": maybe(rng, bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 12)))),
+        "ring": maybe(rng, a_time(rng)),
+        "span": maybe(rng, datetime.timedelta(seconds=rng.randint(0, 400_000))),
+        "uid": maybe(rng, a_uuid(rng)),
+        "ratio": maybe(rng, rng.randint(-99999, 99999) / 16),
+        "exact": maybe(rng, a_float(rng)),
+        "big": maybe(rng, rng.randint(-(2**62), 2**62)),
+        "small": maybe(rng, rng.randint(-32768, 32767)),
+        "body": maybe(rng, rng.choice(NAMES) * rng.randint(1, 50)),
+    }
 
 
 def scratch_rows(seed: str) -> list[dict[str, typing.Any]]:

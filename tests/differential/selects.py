@@ -19,13 +19,13 @@ from tests.differential.case import (
     some_ids,
 )
 from tests.differential.schema import (
-    FRAGMENTS,
     NAMES,
     Tagged,
     a_date,
     a_datetime,
     a_decimal,
     a_float,
+    a_fragment,
     events,
     people,
     seed_rows,
@@ -103,7 +103,7 @@ def in_expanding_bindparam(rng: random.Random) -> Case:
 
 def like_autoescape(rng: random.Random) -> Case:
     operator = rng.choice(("contains", "startswith", "endswith"))
-    fragment = rng.choice(FRAGMENTS)
+    fragment = a_fragment(rng)
     column = rng.choice((people.c.name, people.c.nick))
     condition = getattr(column, operator)(fragment, autoescape=True)
     query = sa.select(people.c.id, column).where(condition).order_by(people.c.id)
@@ -112,7 +112,7 @@ def like_autoescape(rng: random.Random) -> Case:
 
 def like_explicit_escape(rng: random.Random) -> Case:
     escape = rng.choice(("#", "!", "^"))
-    pattern = f"%{escaped(rng.choice(FRAGMENTS), escape)}%"
+    pattern = f"%{escaped(a_fragment(rng), escape)}%"
     column = people.c.name
     if rng.random() < 0.5:
         condition = column.like(pattern, escape=escape)
@@ -425,7 +425,7 @@ def tuple_in(rng: random.Random) -> Case:
     pairs = [(rng.randint(0, 9), a_date(rng)) for _ in range(rng.randint(1, 4))]
     pairs += [
         (row["team_id"], row["born"])
-        for row in rng.sample(seed_rows("pairs")[people], 2)
+        for row in rng.sample(seed_rows()[people], 3)
         if row["team_id"] is not None
     ]
     query = (

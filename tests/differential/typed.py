@@ -1,8 +1,9 @@
 """SELECT shapes about values and their types: NULLs, booleans, dates, Numeric and Float,
-TypeDecorators, casts, literals."""
+TypeDecorators, casts, literals, and the column types of `extras` (Enum, JSON, ...)."""
 
 from __future__ import annotations
 
+import datetime
 import random
 
 import sqlalchemy as sa
@@ -12,14 +13,19 @@ from tests.differential.case import (
     SelectShape,
     any_case,
     rows_case,
+    some_ids,
 )
 from tests.differential.schema import (
     NAMES,
+    Mood,
     Tagged,
     a_date,
     a_datetime,
     a_decimal,
     a_float,
+    a_time,
+    a_uuid,
+    extras,
     people,
     teams,
 )
@@ -214,6 +220,105 @@ def coalesce_columns(rng: random.Random) -> Case:
     return rows_case(rng, query)
 
 
+def cross_typed_literals(rng: random.Random) -> Case:
+    """Literals of another Python type than their column's: int for Float and Numeric,
+    float for Numeric, Decimal for Float."""
+    query = (
+        sa.select(people.c.id, people.c.score, people.c.balance)
+        .where(
+            sa.or_(
+                people.c.score > rng.randint(-400, 400),
+                people.c.balance < rng.randint(-900, 900),
+                people.c.balance == a_float(rng),
+                people.c.score == a_decimal(rng, 1),
+            )
+        )
+        .order_by(people.c.id)
+    )
+    return rows_case(rng, query)
+
+
+def extras_whole_rows(rng: random.Random) -> Case:
+    """Enum, JSON, LargeBinary, Time, Interval, Uuid, Numeric as float, Float as Decimal,
+    BigInteger, SmallInteger and Text columns as they come back."""
+    query = (
+        sa.select(extras)
+        .where(extras.c.id.in_(some_ids(rng, 10)) | (extras.c.id > rng.randint(5, 35)))
+        .order_by(extras.c.id)
+    )
+    return rows_case(rng, query)
+
+
+def extras_filters(rng: random.Random) -> Case:
+    """Values of those types bound as parameters."""
+    query = (
+        sa.select(extras.c.id, extras.c.mood, extras.c.color, extras.c.span, extras.c.uid)
+        .where(
+            sa.or_(
+                extras.c.mood == rng.choice(list(Mood)),
+                extras.c.color.in_(rng.sample(("red", "green", "blue"), rng.randint(0, 2))),
+                extras.c.ring > a_time(rng),
+                extras.c.span < datetime.timedelta(seconds=rng.randint(0, 400_000)),
+                extras.c.uid.in_([a_uuid(rng) for _ in range(rng.randint(0, 2))]),
+                extras.c.blob == bytes(rng.getrandbits(8) for _ in range(2)),
+                extras.c.ratio > rng.randint(-99999, 99999) / 16,
+                extras.c.big < rng.randint(-(2**62), 2**62),
+            )
+        )
+        .where(extras.c.mood.is_not(None))
+        .order_by(extras.c.id)
+    )
+    return any_case(rng, query)
+
+
+def json_elements(rng: random.Random) -> Case:
+    query = (
+        sa.select(
+            extras.c.id,
+            extras.c.doc["name"].label("name"),
+            extras.c.doc["n"].label("n"),
+            extras.c.doc[("nested", "x")].label("x"),
+            extras.c.doc,
+        )
+        .where(extras.c.id <= rng.randint(1, 30))
+        .order_by(extras.c.id)
+    )
+    return rows_case(rng, query)
+
+
+def labels_and_names(rng: random.Random) -> Case:
+    """Result names SQLAlchemy makes: mixed case and spaces, reserved words, names longer
+    than the backend allows, anonymous expressions, one column twice."""
+    long_name = "a_label_longer_than_any_backend_allows_for_an_identifier_" + "x" * 20
+    query = (
+        sa.select(
+            people.c.id.label("Person ID"),
+            people.c.name.label("select"),
+            people.c.score.label(long_name),
+            people.c.score + a_float(rng),
+            sa.func.lower(people.c.name),
+            people.c.id,
+            people.c.id,
+            sa.literal(rng.randint(0, 9)),
+        )
+        .where(people.c.id < rng.randint(1, 62))
+        .order_by(people.c.id)
+    )
+    return rows_case(rng, query)
+
+
+def text_partially_typed(rng: random.Random) -> Case:
+    """`text().columns()` declaring some of the columns the query returns."""
+    clause = (
+        sa.text(
+            "SELECT id, score, born, balance, active FROM diff_people WHERE id < :most ORDER BY id"
+        )
+        .bindparams(most=rng.randint(0, 62))
+        .columns(born=sa.Date, active=sa.Boolean)
+    )
+    return any_case(rng, clause)
+
+
 SHAPES: dict[str, SelectShape] = {
     shape.__name__: shape
     for shape in (
@@ -230,5 +335,11 @@ SHAPES: dict[str, SelectShape] = {
         literal_select,
         in_list_of_dates_and_decorated,
         coalesce_columns,
+        cross_typed_literals,
+        extras_whole_rows,
+        extras_filters,
+        json_elements,
+        labels_and_names,
+        text_partially_typed,
     )
 }

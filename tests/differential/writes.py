@@ -117,6 +117,19 @@ def insert_from_select(rng: random.Random, table: sa.Table) -> Case:
     return Case(query, method="execute")
 
 
+def insert_partial_values(rng: random.Random, table: sa.Table) -> Case:
+    """A clause with some values of its own, given the others on execution."""
+    values = {"name": rng.choice(NAMES), "amount": a_decimal(rng, 2)}
+    query = table.insert().values(flag=rng.random() < 0.5, note=rng.choice(NAMES))
+    return Case(query, values=values, method="execute", oracle_values=values, returns_key=True)
+
+
+def update_partial_values(rng: random.Random, table: sa.Table) -> Case:
+    values = {"ratio": a_float(rng), "version": rng.randint(5, 9)}
+    query = table.update().where(table.c.id > rng.randint(0, 14)).values(name=rng.choice(NAMES))
+    return Case(query, values=values, method="execute", oracle=query.values(**values))
+
+
 SHAPES: dict[str, WriteShape] = {
     shape.__name__: shape
     for shape in (
@@ -133,5 +146,7 @@ SHAPES: dict[str, WriteShape] = {
         insert_many_raw,
         insert_multi_values,
         insert_from_select,
+        insert_partial_values,
+        update_partial_values,
     )
 }
