@@ -305,7 +305,7 @@ async def test_select_shape(request: pytest.FixtureRequest, pair: Pair, shape: s
             mismatches.append(difference)
     report(mismatches)
     # A shape whose statements all come back empty would compare nothing of the rows.
-    assert sum(answered) * 2 >= len(answered), f"{shape}: most statements found nothing"
+    assert any(answered), f"{shape}: no statement found anything"
 
 
 async def test_shapes_interleaved(request: pytest.FixtureRequest, pair: Pair) -> None:
