@@ -19,12 +19,14 @@ from tests.differential.schema import (
     NAMES,
     Mood,
     Tagged,
+    a_blob,
     a_date,
     a_datetime,
     a_decimal,
     a_float,
     a_time,
     a_uuid,
+    blobs,
     extras,
     people,
     teams,
@@ -239,7 +241,7 @@ def cross_typed_literals(rng: random.Random) -> Case:
 
 
 def extras_whole_rows(rng: random.Random) -> Case:
-    """Enum, JSON, LargeBinary, Time, Interval, Uuid, Numeric as float, Float as Decimal,
+    """Enum, JSON, Time, Interval, Uuid, Numeric as float, Float as Decimal,
     BigInteger, SmallInteger and Text columns as they come back."""
     query = (
         sa.select(extras)
@@ -260,7 +262,6 @@ def extras_filters(rng: random.Random) -> Case:
                 extras.c.ring > a_time(rng),
                 extras.c.span < datetime.timedelta(seconds=rng.randint(0, 400_000)),
                 extras.c.uid.in_([a_uuid(rng) for _ in range(rng.randint(0, 2))]),
-                extras.c.blob == bytes(rng.getrandbits(8) for _ in range(2)),
                 extras.c.ratio > rng.randint(-99999, 99999) / 16,
                 extras.c.big < rng.randint(-(2**62), 2**62),
             )
@@ -319,6 +320,22 @@ def text_partially_typed(rng: random.Random) -> Case:
     return any_case(rng, clause)
 
 
+def binary_values(rng: random.Random) -> Case:
+    """LargeBinary values back, and bound in a filter and an IN list."""
+    query = (
+        sa.select(blobs.c.id, blobs.c.data)
+        .where(
+            sa.or_(
+                blobs.c.data == a_blob(rng),
+                blobs.c.data.in_([a_blob(rng) for _ in range(rng.randint(0, 3))]),
+                blobs.c.id > rng.randint(0, 15),
+            )
+        )
+        .order_by(blobs.c.id)
+    )
+    return any_case(rng, query)
+
+
 SHAPES: dict[str, SelectShape] = {
     shape.__name__: shape
     for shape in (
@@ -341,5 +358,6 @@ SHAPES: dict[str, SelectShape] = {
         json_elements,
         labels_and_names,
         text_partially_typed,
+        binary_values,
     )
 }
