@@ -53,6 +53,13 @@ KNOWN: dict[tuple[str, str], tuple[bool, str]] = {
         False,
         "duplicate column names collapse into one (another helper restores 0.9's both)",
     ),
+    ("raw_string_without_casts", "postgresql"): (
+        True,
+        "raw SQL goes to asyncpg without SQLAlchemy's bind casts, as in 0.9: PostgreSQL "
+        "types a parameter from its context, so `SELECT :number` takes text, and an aware "
+        "datetime against a TIMESTAMP or a 64-bit int against an INTEGER is refused, where "
+        "text().bindparams() works",
+    ),
 }
 
 

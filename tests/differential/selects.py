@@ -3,6 +3,7 @@ raw SQL, joins, grouping, set operations, subqueries, labels)."""
 
 from __future__ import annotations
 
+import datetime
 import decimal
 import random
 
@@ -174,6 +175,40 @@ def raw_string_typed_values(rng: random.Random) -> Case:
         "amount": a_decimal(rng),
         "flag": rng.random() < 0.5,
     }
+    return Case(sql, values=values, method=rng.choice(ANY))
+
+
+def raw_string_mixed_types(rng: random.Random) -> Case:
+    """One raw SQL text with values whose SQL type depends on the value, not only on its
+    Python type (ASCII text or not, a 32-bit integer or not): bound per value."""
+    sql = (
+        "SELECT id, big, body FROM diff_extras "
+        "WHERE big > :big OR body = :body OR body LIKE :start ORDER BY id"
+    )
+    values = {
+        "big": rng.choice((rng.randint(-99, 99), rng.randint(-(2**62), 2**62))),
+        "body": rng.choice(NAMES),
+        "start": a_fragment(rng) + "%",
+    }
+    return Case(sql, values=values, method=rng.choice(ANY))
+
+
+def raw_string_without_casts(rng: random.Random) -> Case:
+    """Values PostgreSQL cannot type from the SQL alone: an aware datetime against a
+    TIMESTAMP, a 64-bit integer against an INTEGER, a bare integer. `text().bindparams()`
+    renders SQLAlchemy's casts (`$1::TIMESTAMP WITH TIME ZONE`, `$1::BIGINT`); `databases`
+    sends raw SQL as it is, as 0.9 did, and PostgreSQL infers the type from the context."""
+    choice = rng.randint(0, 2)
+    if choice == 0:
+        zone = datetime.timezone(datetime.timedelta(hours=rng.randint(-12, 12)))
+        sql = "SELECT id, seen FROM diff_people WHERE seen < :moment ORDER BY id"
+        values: dict[str, object] = {"moment": a_datetime(rng).replace(tzinfo=zone)}
+    elif choice == 1:
+        sql = "SELECT id FROM diff_people WHERE team_id < :team ORDER BY id"
+        values = {"team": 2**40 + rng.randint(0, 9)}
+    else:
+        sql = "SELECT :number AS number"
+        values = {"number": rng.randint(-99, 99)}
     return Case(sql, values=values, method=rng.choice(ANY))
 
 
@@ -515,6 +550,8 @@ SHAPES: dict[str, SelectShape] = {
         bindparam_with_value,
         raw_string_values,
         raw_string_typed_values,
+        raw_string_mixed_types,
+        raw_string_without_casts,
         raw_string_literals,
         text_bindparams,
         text_typed_columns,
