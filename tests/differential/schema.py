@@ -131,7 +131,17 @@ blobs = sa.Table(
     **_MYSQL,
 )
 
-READ_TABLES = (teams, people, events, extras, blobs)
+# Timezone-aware datetimes (TIMESTAMP WITH TIME ZONE on PostgreSQL; the others keep the
+# wall-clock time only).
+moments = sa.Table(
+    "diff_moments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.DateTime(timezone=True)),
+    **_MYSQL,
+)
+
+READ_TABLES = (teams, people, events, extras, blobs, moments)
 
 # Byte strings that quoting and escaping could get wrong.
 BYTES = (b"", b"\x00", b"\\", b"'", b"\x00\xff\x80'\"\\", "é".encode(), b"%_")
@@ -272,13 +282,23 @@ def seed_rows(seed: str = SEED) -> dict[sa.Table, list[dict[str, typing.Any]]]:
     ]
     extra_rows = [extras_values(rng, index) for index in range(1, 31)]
     blob_rows = [{"id": index, "data": maybe(rng, a_blob(rng))} for index in range(1, 16)]
+    moment_rows = [
+        {"id": index, "at": maybe(rng, an_aware_datetime(rng))} for index in range(1, 21)
+    ]
     return {
         teams: team_rows,
         people: people_rows,
         events: event_rows,
         extras: extra_rows,
         blobs: blob_rows,
+        moments: moment_rows,
     }
+
+
+def an_aware_datetime(rng: random.Random) -> datetime.datetime:
+    """A datetime with a whole-hour offset and no fraction (MySQL keeps neither)."""
+    zone = datetime.timezone(datetime.timedelta(hours=rng.randint(-11, 12)))
+    return a_datetime(rng).replace(microsecond=0, tzinfo=zone)
 
 
 def a_blob(rng: random.Random) -> bytes:

@@ -527,6 +527,17 @@ def cte_join(rng: random.Random) -> Case:
     return rows_case(rng, query)
 
 
+def large_result(rng: random.Random) -> Case:
+    """More rows than one batch of a PostgreSQL server-side cursor (500) or of the row
+    converters' column-wise path."""
+    query = (
+        sa.select(events.c.id, teams.c.id.label("team"), events.c.weight, events.c.at)
+        .join_from(events, teams, events.c.person_id > teams.c.id * rng.randint(1, 3))
+        .order_by(events.c.id, teams.c.id)
+    )
+    return Case(query, method=rng.choice(("fetch_all", "iterate")))
+
+
 def duplicate_names(rng: random.Random) -> Case:
     """Two result columns with one name (raw SQL); SQLAlchemy keeps both."""
     sql = f"SELECT id, name AS id FROM diff_people WHERE id = {rng.randint(1, 60)}"
@@ -577,6 +588,7 @@ SHAPES: dict[str, SelectShape] = {
         tables_joined_whole,
         aggregate_of_subquery,
         cte_join,
+        large_result,
         duplicate_names,
     )
 }

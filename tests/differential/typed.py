@@ -26,8 +26,10 @@ from tests.differential.schema import (
     a_float,
     a_time,
     a_uuid,
+    an_aware_datetime,
     blobs,
     extras,
+    moments,
     people,
     teams,
 )
@@ -336,6 +338,22 @@ def binary_values(rng: random.Random) -> Case:
     return any_case(rng, query)
 
 
+def aware_datetimes(rng: random.Random) -> Case:
+    """Timezone-aware datetimes back, and bound in comparisons and an IN list."""
+    query = (
+        sa.select(moments.c.id, moments.c.at)
+        .where(
+            sa.or_(
+                moments.c.at > an_aware_datetime(rng),
+                moments.c.at.in_([an_aware_datetime(rng) for _ in range(rng.randint(0, 2))]),
+                moments.c.at.is_(None),
+            )
+        )
+        .order_by(moments.c.id)
+    )
+    return any_case(rng, query)
+
+
 SHAPES: dict[str, SelectShape] = {
     shape.__name__: shape
     for shape in (
@@ -359,5 +377,6 @@ SHAPES: dict[str, SelectShape] = {
         labels_and_names,
         text_partially_typed,
         binary_values,
+        aware_datetimes,
     )
 }

@@ -130,6 +130,18 @@ def update_partial_values(rng: random.Random, table: sa.Table) -> Case:
     return Case(query, values=values, method="execute", oracle=query.values(**values))
 
 
+def insert_many_mixed_keys(rng: random.Random, table: sa.Table) -> Case:
+    """`execute_many` of rows with different keys (each run of equal keys is one
+    statement; missing columns take their defaults); SQLAlchemy inserts row by row."""
+    rows = []
+    for _ in range(rng.randint(1, 6)):
+        values = scratch_values(rng)
+        keep = rng.sample(sorted(values), rng.randint(1, len(values)))
+        rows.append({key: values[key] for key in sorted(keep)})
+    oracle = [table.insert().values(**row) for row in rows]
+    return Case(table.insert(), values=rows, method="execute_many", oracle=oracle)
+
+
 SHAPES: dict[str, WriteShape] = {
     shape.__name__: shape
     for shape in (
@@ -148,5 +160,6 @@ SHAPES: dict[str, WriteShape] = {
         insert_from_select,
         insert_partial_values,
         update_partial_values,
+        insert_many_mixed_keys,
     )
 }
