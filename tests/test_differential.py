@@ -348,26 +348,56 @@ async def test_select_shape(request: pytest.FixtureRequest, pair: Pair, shape: s
     assert any(answered), f"{shape}: no statement found anything"
 
 
-async def test_shapes_interleaved(request: pytest.FixtureRequest, pair: Pair) -> None:
-    """Every shape's statements shuffled together, so cached statements of all shapes sit
-    side by side and each is found again between others."""
-    expect_known(request, "interleaved", pair.dialect)
+async def _interleaved(pair: Pair, variants: range, salt: str) -> list[str]:
+    """Every shape's statements of these variants shuffled together, so cached statements
+    of all shapes sit side by side and each is found again between others. Shapes known
+    to differ here have their own xfail and are left out: the rest must all match."""
     cases = [
         (shape, variant)
         for shape in sorted(SELECT_SHAPES)
-        for variant in range(VARIANTS, VARIANTS + 3)
-        # Shapes known to differ here have their own xfail; the rest must all match.
+        for variant in variants
         if (shape, "*") not in KNOWN and (shape, pair.dialect) not in KNOWN
     ]
-    random.Random(f"{SEED}:interleaved").shuffle(cases)
+    random.Random(f"{SEED}:{salt}").shuffle(cases)
     mismatches: list[str] = []
     for shape, variant in cases:
         case = SELECT_SHAPES[shape](case_rng(shape, variant))
-        label = f"{shape} variant {variant} (interleaved)"
-        difference = await compare(pair, label, case, [])
+        difference = await compare(pair, f"{shape} variant {variant} ({salt})", case, [])
         if difference is not None:
             mismatches.append(difference)
+    return mismatches
+
+
+async def test_shapes_interleaved(request: pytest.FixtureRequest, pair: Pair) -> None:
+    expect_known(request, "interleaved", pair.dialect)
+    report(await _interleaved(pair, range(VARIANTS, VARIANTS + 3), "interleaved"))
+
+
+async def test_shapes_interleaved_through_a_tiny_cache(
+    request: pytest.FixtureRequest, pair: Pair
+) -> None:
+    """With a statement cache of four entries, compiled statements are evicted and
+    compiled again all the time, and must still bind each statement's own values."""
+    expect_known(request, "interleaved", pair.dialect)
+    database = Database(pair.url)
+    compiler = database._backend._compiler  # type: ignore[attr-defined]
+    compiler._max_size = 4
+    async with database:
+        tiny = dataclasses.replace(pair, database=database)
+        mismatches = await _interleaved(tiny, range(2), "tiny cache")
+    assert len(compiler._cache) <= 4 and len(compiler._simple) <= 4
     report(mismatches)
+
+
+async def test_shapes_interleaved_with_force_rollback(
+    request: pytest.FixtureRequest, pair: Pair
+) -> None:
+    """The same through the one connection and transaction of `force_rollback=True`
+    (PostgreSQL's iterate() then declares its cursor inside that transaction)."""
+    expect_known(request, "interleaved", pair.dialect)
+    async with Database(pair.url, force_rollback=True) as database:
+        rolled_back = dataclasses.replace(pair, database=database)
+        report(await _interleaved(rolled_back, range(2, 4), "force_rollback"))
 
 
 async def _reset_scratch(engine: AsyncEngine) -> None:
