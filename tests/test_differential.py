@@ -49,11 +49,6 @@ pytestmark = [
 # fixed here. The interleaved test is the shape "interleaved" (it leaves out the shapes
 # known to differ).
 KNOWN: dict[tuple[str, str], tuple[bool, str]] = {
-    ("duplicate_names", "*"): (
-        False,
-        "rows collapse repeated column names into one (keeping each column, as 0.9 did, "
-        "is separate work)",
-    ),
     ("raw_string_without_casts", "postgresql"): (
         True,
         "raw SQL goes to asyncpg without SQLAlchemy's bind casts, as in 0.9: PostgreSQL "
