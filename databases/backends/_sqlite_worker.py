@@ -150,6 +150,7 @@ class Worker:
                 _deliver(loop, future, None, error)
             else:
                 _deliver(loop, future, result, None)
+        self.db = None  # also when `stop()` came before the connection was open
         failure: BaseException | None = None
         try:
             self.gate.close(db)
