@@ -20,6 +20,9 @@ import typing
 
 from databases.backends._sqlite_gate import FileGate
 
+if typing.TYPE_CHECKING:
+    from databases.backends._sqlite_raw import SQLiteRawConnection
+
 T = typing.TypeVar("T")
 Args = tuple[typing.Any, ...]
 Connector = typing.Callable[[], sqlite3.Connection]
@@ -77,7 +80,7 @@ class Worker:
         # Set by the thread once connected; None again once `stop()` was called.
         self.db: sqlite3.Connection | None = None
         # The `raw_connection` users get, made on first use (see _sqlite_raw).
-        self.raw: typing.Any = None
+        self.raw: SQLiteRawConnection | None = None
         jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._put = jobs.put
         self.thread = threading.Thread(

@@ -231,7 +231,7 @@ class SQLitePool:
         raw = connection.raw
         if raw is None:
             raw = connection.raw = SQLiteRawConnection(connection, self._iter_chunk_size)
-        return typing.cast(SQLiteRawConnection, raw)
+        return raw
 
     async def acquire(self) -> Worker:
         if self._closed:
