@@ -2,5 +2,5 @@
 
 from databases.core import Database, DatabaseURL
 
-__version__ = "0.10.0"
+__version__ = "0.9.1"
 __all__ = ["Database", "DatabaseURL"]

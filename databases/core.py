@@ -719,6 +719,11 @@ class Connection:
                 with contextlib.suppress(ValueError):
                     self._transaction_waiters.remove(waiter)
 
+    async def _locked(self, step: typing.Awaitable[_T]) -> _T:
+        """Run one driver step of this connection under its query lock."""
+        async with self._query_lock:
+            return await step
+
     def _transaction_ended(self) -> None:
         for waiter in self._transaction_waiters:
             if not waiter.done():
@@ -747,23 +752,30 @@ class Transaction:
 
     @property
     def _transaction(self) -> TransactionBackend | None:
-        """The backend transaction of the current context, else the newest still open.
+        """The backend transaction of the current context (task), as in 0.9.
 
-        The fallback serves a transaction ended from another task than the one that
-        started it (a pytest fixture's setup and teardown).
+        None in a task that did not start it or inherit it, even while it is open: such a
+        task may wait for this to turn None.
         """
         active = _ACTIVE_TRANSACTIONS.get()
-        if active is not None:
-            backend = active.get(self)
-            if backend is not None and backend in self._open:
+        if active is None:
+            return None
+        backend = active.get(self)
+        return backend if backend is not None and backend in self._open else None
+
+    def _ending(self) -> TransactionBackend | None:
+        """The backend transaction that `commit()`/`rollback()` end: the current context's,
+        else the newest still open, so a transaction can be ended from another task than
+        the one that started it (a pytest fixture's setup and teardown)."""
+        backend = self._transaction
+        if backend is None:
+            for backend in reversed(self._open):
                 return backend
-        for backend in reversed(self._open):
-            return backend
-        return None
+        return backend
 
     @property
     def _connection(self) -> Connection:
-        backend = self._transaction
+        backend = self._ending()
         if backend is not None:
             return self._open[backend]
         return self._connection_callable()
@@ -806,23 +818,31 @@ class Transaction:
             stack.append(self)
             backend = connection._connection.transaction()
             try:
-                async with connection._query_lock:
-                    await connection._finish(
-                        backend.start(is_root=is_root, extra_options=self._extra_options)
-                    )
+                # To its end even when the caller is cancelled meanwhile: a transaction
+                # is either begun and recorded in `_open`, or not begun at all.
+                await run_to_end(self._begin(connection, backend, is_root))
             except BaseException:
+                if backend in self._open:  # begun, then cancelled: nobody will end it
+                    del self._open[backend]
+                    await run_to_end(connection._locked(backend.rollback()))
                 stack.pop()
                 connection._transaction_ended()
                 raise
         except BaseException:
-            await connection.__aexit__()
+            await run_to_end(connection.__aexit__())
             raise
-        self._open[backend] = connection
         active = _ACTIVE_TRANSACTIONS.get()
         active = weakref.WeakKeyDictionary() if active is None else active.copy()
         active[self] = backend
         _ACTIVE_TRANSACTIONS.set(active)
         return self
+
+    async def _begin(
+        self, connection: Connection, backend: TransactionBackend, is_root: bool
+    ) -> None:
+        async with connection._query_lock:
+            await backend.start(is_root=is_root, extra_options=self._extra_options)
+        self._open[backend] = connection
 
     async def commit(self) -> None:
         await self._end(commit=True)
@@ -831,7 +851,7 @@ class Transaction:
         await self._end(commit=False)
 
     async def _end(self, commit: bool) -> None:
-        backend = self._transaction
+        backend = self._ending()
         if backend is None:
             raise RuntimeError(
                 "This transaction is not active: start it first "
@@ -846,11 +866,11 @@ class Transaction:
                 "commit or roll back the inner one first."
             )
         try:
-            async with connection._query_lock:
-                if commit:
-                    await connection._finish(backend.commit())
-                else:
-                    await connection._finish(backend.rollback())
+            # To its end even when the caller is cancelled meanwhile (also while it waits
+            # for another task's statement): a savepoint dropped from the stack without its
+            # ROLLBACK would leave its writes in the enclosing transaction.
+            step = backend.commit() if commit else backend.rollback()
+            await run_to_end(connection._locked(step))
         finally:
             del self._open[backend]
             stack.pop()
@@ -860,4 +880,4 @@ class Transaction:
                 del active[self]
                 _ACTIVE_TRANSACTIONS.set(active)
             connection._transaction_ended()
-            await connection.__aexit__()
+            await run_to_end(connection.__aexit__())

@@ -27,16 +27,12 @@ def import_from_string(import_str: str) -> Any:
         # directly in SUPPORTED_BACKENDS works; keep that.
         return import_str
 
-    module_str, sep, attrs_str = import_str.partition(":")
-    if (
-        not sep
-        or ":" in attrs_str
-        or not all(module_str.split("."))
-        or not all(attrs_str.split("."))
-    ):
+    # As in 0.9: split at the first colon; whatever follows is the attribute path, so
+    # "mod:a:b" looks for an attribute "a:b" and reports it missing.
+    module_str, _, attrs_str = import_str.partition(":")
+    if not module_str or not attrs_str or not all(module_str.split(".")):
         raise ImportFromStringError(
-            f'Import string "{import_str}" must be in the format "<module>:<attribute>", '
-            'for example "package.module:attr".'
+            f'Import string "{import_str}" must be in format "<module>:<attribute>".'
         )
 
     try:

@@ -50,6 +50,26 @@ def _split_netloc(netloc: str) -> Tuple[Optional[str], Optional[str], str, Optio
     return user, password, hostport, port
 
 
+def _mask_unparsed_password(text: str) -> str:
+    """Mask what may be a password in text that did not parse as ``scheme://user:pw@host``
+    (``postgresql//user:pw@host`` has no scheme, so urlsplit finds no netloc).
+
+    Everything from the first colon that does not start ``://`` up to the last ``@`` is
+    masked: more than the password at worst, never less.
+    """
+    at = text.rfind("@")
+    if at == -1:
+        return text
+    start = 0
+    while True:
+        colon = text.find(":", start, at)
+        if colon == -1:
+            return text
+        if not text.startswith("//", colon + 1):
+            return f"{text[: colon + 1]}{_MASK}{text[at:]}"
+        start = colon + 1
+
+
 def _join_netloc(
     user: Optional[str], password: Optional[str], host: str, port: Optional[str]
 ) -> str:
@@ -250,7 +270,7 @@ class DatabaseURL:
         """The URL text with its password masked, for logs and reprs."""
         user, password, _, _ = self._netloc_parts
         if password is None:
-            return self._url
+            return _mask_unparsed_password(self._url)
         netloc = self.components.netloc
         hostport = netloc.rpartition("@")[2]
         masked = f"{user or ''}:{_MASK}@{hostport}"

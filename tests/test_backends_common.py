@@ -207,6 +207,11 @@ defaults = sa.Table(
         sa.Integer,
         onupdate=lambda context: len(context.get_current_parameters()["name"]),
     ),
+    sa.Column(
+        "label",
+        sa.String(50),
+        default=lambda context: f"{context.get_current_parameters()['name']}!",
+    ),
 )
 
 
@@ -231,6 +236,26 @@ async def test_python_side_column_defaults_are_applied(url: str) -> None:
                 ("d", 5, None),
             ]
             assert {r["created"] for r in rows} == {datetime.datetime(2020, 1, 2, 3, 4, 5)}
+        finally:
+            await database.execute(sa.schema.DropTable(defaults))
+
+
+@pytest.mark.asyncio
+async def test_defaults_of_a_multi_row_insert_see_their_own_row(url: str) -> None:
+    """In `insert().values([...])` a default's `get_current_parameters()` gives the values
+    of the default's own row under their column names, as SQLAlchemy's engine does."""
+    async with Database(url) as database:
+        await database.execute(sa.schema.DropTable(defaults, if_exists=True))
+        await database.execute(sa.schema.CreateTable(defaults))
+        try:
+            rows = [{"name": "x"}, {"name": "yy", "count": 2}, {"name": "zzz"}]
+            await database.execute(defaults.insert().values(rows))
+            query = sa.select(defaults.c.name, defaults.c.label).order_by(defaults.c.id)
+            assert [tuple(row.values()) for row in await database.fetch_all(query)] == [
+                ("x", "x!"),
+                ("yy", "yy!"),
+                ("zzz", "zzz!"),
+            ]
         finally:
             await database.execute(sa.schema.DropTable(defaults))
 

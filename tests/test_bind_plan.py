@@ -142,3 +142,26 @@ def test_values_set_by_params_are_bound(dialect_name: str) -> None:
             == (compiled.string, expected)
             == (compiled.string, (value,))
         )
+
+
+class _Marked(sa.types.TypeDecorator[str]):
+    """Text bound with a mark, so a value that skipped its bind processor shows."""
+
+    impl = sa.String(50)
+    cache_ok = True
+
+    def process_bind_param(self, value: typing.Any, dialect: sa.Dialect) -> typing.Any:
+        return f"marked:{value}"
+
+
+@pytest.mark.parametrize("dialect_name", sorted(DIALECTS))
+def test_an_expanded_statement_converts_its_other_parameters(dialect_name: str) -> None:
+    """Expanding an IN list converts the list's values and also every other parameter,
+    each by its own type, as SQLAlchemy's execution context does."""
+    compiler = QueryCompiler(DIALECTS[dialect_name])
+    query = sa.select(items.c.id).where(
+        items.c.name == sa.literal("x", _Marked()), items.c.id.in_([1, 2])
+    )
+    for _ in range(2):  # compiled, then from the cache
+        _, _, args = compiler.prepare(query)
+        assert args == ("marked:x", 1, 2)

@@ -164,9 +164,9 @@ async def test_raw_connection(database_url: str) -> None:
     async with Database(database_url) as database, database.connection() as connection:
         raw = connection.raw_connection
         if dialect == "sqlite":
-            import aiosqlite
+            from databases.backends.sqlite import SQLiteRawConnection
 
-            assert isinstance(raw, aiosqlite.Connection)
+            assert isinstance(raw, SQLiteRawConnection)
             async with raw.execute("SELECT 40 + 2") as cursor:
                 value = (await cursor.fetchone())[0]
         elif dialect == "postgresql":

@@ -6,6 +6,8 @@ from urllib.parse import SplitResult, quote
 
 import pytest
 
+from databases import Database
+from databases.errors import UnsupportedDatabaseURLError
 from databases.url import DatabaseURL
 
 
@@ -354,6 +356,27 @@ def test_obscure_password_with_unencoded_at_sign() -> None:
 def test_obscure_password_without_password() -> None:
     for text in ["postgresql://user@localhost/db", "sqlite:///:memory:"]:
         assert DatabaseURL(text).obscure_password == text
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # The colon after the scheme is missing: no scheme, no netloc, still a password.
+        ("postgresql//user:PASSWORD@host/db", "postgresql//user:********@host/db"),
+        ("postgresql:/user:pa/ss@host/db", "postgresql:********@host/db"),
+        ("user:PASSWORD@host/db", "user:********@host/db"),
+    ],
+)
+def test_obscure_password_of_text_that_is_no_url(text: str, masked: str) -> None:
+    assert DatabaseURL(text).obscure_password == masked
+    assert "PASSWORD" not in repr(DatabaseURL(text))
+
+
+def test_invalid_url_error_does_not_show_the_password() -> None:
+    with pytest.raises(UnsupportedDatabaseURLError) as info:
+        Database("postgresql//user:PASSWORD@host/db")
+    assert "PASSWORD" not in str(info.value)
+    assert "postgresql//user:********@host/db" in str(info.value)
 
 
 def test_repr_and_str() -> None:

@@ -1219,3 +1219,76 @@ async def test_same_task_gets_same_connection(database: Database) -> None:
         assert await outer.fetch_val("SELECT pg_backend_pid()") == (
             await database.fetch_val("SELECT pg_backend_pid()")
         )
+
+
+# -- connections the server ended -------------------------------------------------------------
+
+
+# What a query on a connection the server has just ended may raise (asyncpg reports some
+# such races as InternalClientError "cannot switch to state ...").
+ENDED_CONNECTION_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,
+    OSError,
+)
+
+
+@pytest.mark.asyncio
+async def test_connections_ended_by_the_server_leak_no_pool_slot() -> None:
+    """A query that meets a connection the server has just ended fails, and its pool slot
+    comes back (asyncpg < 0.32 could leak it, MagicStack/asyncpg#1307: with max_size=2,
+    after two leaks every query waited forever). Several rounds, each ending both pooled
+    connections while they are idle, then while queries are on their way."""
+    async with Database(PG_URL, min_size=2, max_size=2) as database:
+
+        async def both_pids() -> set[int]:
+            """The server pids of the pool's two connections, held at once by two tasks
+            (a query that meets an ended connection fails: tried again)."""
+            both_held = asyncio.Barrier(2)
+
+            async def pooled_pid() -> int:
+                for _ in range(5):
+                    try:
+                        async with database.connection() as connection:
+                            pid = await connection.fetch_val("SELECT pg_backend_pid()")
+                            await both_held.wait()
+                            return int(pid)
+                    except ENDED_CONNECTION_ERRORS:
+                        continue
+                raise AssertionError("no working pooled connection in five tries")
+
+            return set(await asyncio.wait_for(asyncio.gather(pooled_pid(), pooled_pid()), 10))
+
+        async def end_backends(pids: set[int]) -> None:
+            await outside_fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY($1)",
+                list(pids),
+            )
+
+        for round_number in range(20):
+            pids = await both_pids()
+            assert len(pids) == 2
+            queries = [database.fetch_val(sa.select(sa.literal(n))) for n in range(4)]
+            if round_number % 2:  # while the queries are on their way
+                ending = asyncio.create_task(end_backends(pids))
+                results = await asyncio.wait_for(
+                    asyncio.gather(*queries, return_exceptions=True), 10
+                )
+                await ending
+            else:
+                await end_backends(pids)
+                await asyncio.sleep(0.05)
+                results = await asyncio.wait_for(
+                    asyncio.gather(*queries, return_exceptions=True), 10
+                )
+            assert all(
+                result == n or isinstance(result, ENDED_CONNECTION_ERRORS)
+                for n, result in enumerate(results)
+            ), results
+        # Both slots are still there (a leaked one would make this wait forever).
+        assert len(await both_pids()) == 2
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(database.fetch_val(sa.select(sa.literal(n))) for n in range(8))), 10
+        )
+        assert answers == list(range(8))

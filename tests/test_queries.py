@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
 import logging
+import typing
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -12,7 +14,7 @@ import sqlalchemy as sa
 from databases import Database, DatabaseURL
 from tests import admin
 from tests.settings import DATABASE_URLS
-from tests.tables import notes
+from tests.tables import Point, notes, shapes
 
 pytestmark = pytest.mark.parametrize("database_url", DATABASE_URLS)
 
@@ -214,6 +216,29 @@ async def test_like_with_literal_percent(database_url: str) -> None:
 
 
 @pytest.mark.asyncio
+async def test_like_with_backslash_as_escape_character(database_url: str) -> None:
+    texts = ["50% off", "50 percent", "back\\slash", "under_score", "underscore"]
+    async with Database(database_url) as database:
+        await database.execute_many(
+            notes.insert(), values=[{"text": text, "completed": False} for text in texts]
+        )
+
+        async def matching(clause: typing.Any) -> list[str]:
+            rows = await database.fetch_all(
+                sa.select(notes.c.text).where(clause).order_by(notes.c.id)
+            )
+            return [row["text"] for row in rows]
+
+        assert await matching(notes.c.text.like("50\\%%", escape="\\")) == ["50% off"]
+        # How ORMs (ormar) set it: the escape character as a modifier of the clause.
+        clause = notes.c.text.like("under\\_score")
+        clause.modifiers["escape"] = "\\"
+        assert await matching(clause) == ["under_score"]
+        assert await matching(notes.c.text.contains("\\", autoescape=True)) == ["back\\slash"]
+        assert await matching(notes.c.text.startswith("50%", autoescape=True)) == ["50% off"]
+
+
+@pytest.mark.asyncio
 async def test_in_with_expanding_list(database_url: str) -> None:
     async with Database(database_url) as database:
         for i in range(5):
@@ -254,6 +279,28 @@ async def test_in_with_expanding_list(database_url: str) -> None:
     assert committed_texts(database_url) == ["n0", "n1", "n2"]
 
 
+@pytest.mark.asyncio
+async def test_in_list_beside_values_that_need_converting(database_url: str) -> None:
+    """With an IN list expanded, the statement's other values still go through their
+    types' bind processing (a TypeDecorator's value, a Decimal on SQLite); they used to
+    reach the driver unconverted, and failed or matched the wrong rows."""
+    async with Database(database_url) as database:
+        for point in (Point(1, 2), Point(3, 4), Point(1, 2)):
+            await database.execute(shapes.insert(), values={"point": point})
+        ids = [row["id"] for row in await database.fetch_all(sa.select(shapes.c.id))]
+        query = (
+            sa.select(shapes.c.id, shapes.c.point)
+            .where(shapes.c.point == Point(1, 2), shapes.c.id.in_(ids[1:]))
+            .order_by(shapes.c.id)
+        )
+        rows = await database.fetch_all(query)
+        assert [(row["id"], row["point"]) for row in rows] == [(ids[2], Point(1, 2))]
+
+        price = sa.literal(decimal.Decimal("2.50"), sa.Numeric(10, 2))
+        query = sa.select((price * 2).label("double")).where(sa.literal(1).in_([1, 2]))
+        assert await database.fetch_val(query) == decimal.Decimal("5.00")
+
+
 # -- execute() return values ---------------------------------------------------------------
 
 
@@ -277,6 +324,22 @@ async def test_execute_insert_returns_new_primary_key(database_url: str) -> None
 
 
 @pytest.mark.asyncio
+async def test_execute_return_value_of_delete(database_url: str) -> None:
+    admin.raw_execute(
+        database_url, "INSERT INTO notes (text, completed) VALUES ('a', false), ('b', false)"
+    )
+    async with Database(database_url) as database:
+        # A row id of an earlier INSERT on the same connection does not count.
+        await database.execute(notes.insert(), values={"text": "c", "completed": True})
+        result = await database.execute(notes.delete().where(notes.c.completed == sa.false()))
+        if DatabaseURL(database_url).dialect == "postgresql":
+            assert result is None  # the first column of no row, as in 0.9
+        else:
+            assert result == 2
+    assert admin.raw_fetch_all(database_url, "SELECT text FROM notes") == [("c",)]
+
+
+@pytest.mark.asyncio
 async def test_execute_return_value_of_update(database_url: str) -> None:
     admin.raw_execute(
         database_url, "INSERT INTO notes (text, completed) VALUES ('a', false), ('b', false)"
@@ -285,14 +348,17 @@ async def test_execute_return_value_of_update(database_url: str) -> None:
     async with Database(database_url) as database:
         # the first statement on a fresh connection, so SQLite has no last row id yet
         result = await database.execute(notes.update().values(completed=True))
-        if dialect == "sqlite":
-            assert result == 2  # the row count, as no row id is set
-        elif dialect == "postgresql":
+        if dialect == "postgresql":
             assert result is None  # no row returned
             returned = await database.execute(
                 notes.update().where(notes.c.text == "a").values(text="a2").returning(notes.c.text)
             )
             assert returned == "a2"
+        else:
+            # SQLite and MySQL (as 0.9): no new row id, so the number of rows changed.
+            assert result == 2
+            unmatched = notes.update().where(notes.c.text == "x").values(text="y")
+            assert await database.execute(unmatched) == 0
     assert sorted(admin.raw_fetch_all(database_url, "SELECT text FROM notes")) == (
         [("a2",), ("b",)] if dialect == "postgresql" else [("a",), ("b",)]
     )

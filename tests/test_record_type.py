@@ -7,6 +7,7 @@ pure-Python fallback.
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import datetime
 import decimal
@@ -114,11 +115,60 @@ def test_missing_keys_raise_the_usual_errors() -> None:
         _ = row.missing
 
 
-def test_duplicate_names_keep_every_value_by_position() -> None:
+def test_duplicate_names_keep_every_column() -> None:
+    """As in the original (and SQLAlchemy): every column stays in the keys, values and
+    items, in order; a duplicated name gives its later column."""
     row = shape_of("id", "id", "name").make((1, 2, "x"))
-    assert row["id"] == 2  # the later one, as in the original
+    assert row["id"] == row.id == row._mapping["id"] == 2
     assert (row[0], row[1]) == (1, 2)
-    assert len(row) == 3
+    assert len(row) == len(row._mapping) == 3
+    assert list(row) == list(row._mapping) == ["id", "id", "name"]
+    assert list(row.keys()) == list(row._mapping.keys()) == ["id", "id", "name"]
+    assert list(row.values()) == list(row._mapping.values()) == [1, 2, "x"]
+    assert list(row.items()) == list(row._mapping.items()) == [("id", 1), ("id", 2), ("name", "x")]
+    assert dict(row) == dict(row._mapping) == {"id": 2, "name": "x"}
+    assert row._mapping == {"id": 2, "name": "x"}
+    assert repr(row) == "<Record id=1, id=2, name='x'>"
+    for clone in [pickle.loads(pickle.dumps(row)), copy.copy(row), copy.deepcopy(row)]:
+        assert list(clone._mapping.items()) == [("id", 1), ("id", 2), ("name", "x")]
+        assert clone["id"] == 2 and clone == row
+
+
+def test_the_views_compare_with_lists_in_order_and_with_sets_as_sets() -> None:
+    row = shape_of("id", "id", "name").make((1, 2, "x"))
+    keys, values, items = row._mapping.keys(), row._mapping.values(), row._mapping.items()
+    assert keys == ["id", "id", "name"] == keys and keys == ("id", "id", "name")
+    assert keys != ["id", "name", "id"] and keys != ["id", "name"]
+    assert values == [1, 2, "x"] == values and values != [2, 1, "x"]
+    assert items == [("id", 1), ("id", 2), ("name", "x")] and items != [("id", 2)]
+    assert row.keys() == keys and row.values() == values and row.items() == items
+    assert person().keys() == {"id", "name"} and person().items() == {("id", 7), ("name", "Ada")}
+    assert person().keys() == {"id": 0, "name": 0}.keys() and person().keys() != {"id"}
+    assert "id" in keys and "missing" not in keys and 0 not in keys
+    assert 2 in values and 3 not in values
+    assert ("id", 1) in items and ("id", 2) in items and ("id", 3) not in items
+    assert isinstance(keys, collections.abc.KeysView)
+    assert isinstance(values, collections.abc.ValuesView)
+    assert isinstance(items, collections.abc.ItemsView)
+    assert repr(keys) == "RecordKeys(['id', 'id', 'name'])"
+    assert repr(row._mapping) == "RecordMapping([('id', 1), ('id', 2), ('name', 'x')])"
+    with pytest.raises(TypeError):
+        hash(keys)
+
+
+def test_the_mapping_takes_what_the_row_takes() -> None:
+    """`row._mapping[key]` is `row[key]`: names, SQLAlchemy columns and positions (the
+    original's mapping took all three); a missing one is a KeyError, as in any mapping."""
+    mapping = person()._mapping
+    assert mapping["name"] == mapping[people.c.name] == mapping[1] == mapping[-1] == "Ada"
+    assert people.c.name in mapping and "name" in mapping and 0 in mapping
+    for missing in ["missing", sa.column("other"), 2, -3, ["id"]]:
+        assert missing not in mapping
+        assert mapping.get(missing, "default") == "default"
+        with pytest.raises(KeyError):
+            mapping[missing]
+    with pytest.raises(TypeError):
+        mapping["name"] = "changed"  # type: ignore[index]
 
 
 def test_values_need_not_come_as_a_tuple() -> None:

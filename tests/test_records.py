@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections.abc
 import datetime
 import decimal
+import pickle
 import typing
 
 import pytest
@@ -113,26 +114,80 @@ async def test_record_labels(database_url: str) -> None:
         assert count["n"] == 1
 
 
-@pytest.mark.asyncio
-async def test_duplicate_column_names_by_position(database_url: str) -> None:
-    async with Database(database_url) as database:
-        row = await database.fetch_one("SELECT 1 AS a, 2 AS a, 3 AS b")
-        assert row is not None
-        assert (row[0], row[1], row[2]) == (1, 2, 3)
-        assert row["b"] == 3
-        assert len(row) == 3
+def assert_every_column_kept(row: typing.Any, keys: list[str], values: list[typing.Any]) -> None:
+    """Every column in order in every view, as in databases 0.9; a duplicated name gives
+    its last column, as `row[name]` did in 0.9."""
+    last = dict(zip(keys, values))
+    assert list(row._mapping.keys()) == list(row.keys()) == list(row) == keys
+    assert list(row._mapping.values()) == list(row.values()) == values
+    assert list(row._mapping.items()) == list(row.items()) == list(zip(keys, values))
+    assert list(row._mapping) == keys
+    assert len(row._mapping) == len(row) == len(keys)
+    assert [row[position] for position in range(len(keys))] == values
+    assert dict(row) == dict(row._mapping) == last
+    for name, value in last.items():
+        assert row[name] == row._mapping[name] == getattr(row, name) == value
+    clone = pickle.loads(pickle.dumps(row))
+    assert list(clone.items()) == list(zip(keys, values)) and dict(clone) == last
 
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT 1 AS id, 2 AS id, 3 AS b",
+        sa.text("SELECT 1 AS id, 2 AS id, 3 AS b"),
+        sa.text("SELECT 1 AS id, 2 AS id, 3 AS b").columns(
+            sa.column("id", sa.Integer), sa.column("id", sa.Integer), sa.column("b", sa.Integer)
+        ),
+        sa.select(
+            sa.literal_column("1").label("id"),
+            sa.literal_column("2").label("id"),
+            sa.literal_column("3").label("b"),
+        ),
+    ],
+    ids=["raw", "text", "text with columns", "select"],
+)
+async def test_duplicate_column_names(database_url: str, query: typing.Any) -> None:
+    async with Database(database_url) as database:
+        row = await database.fetch_one(query)
+        assert row is not None
+        assert_every_column_kept(row, ["id", "id", "b"], [1, 2, 3])
+        assert row["id"] == 2
+        assert (await database.fetch_all(query))[0] == row
+        assert [r async for r in database.iterate(query)] == [row]
+
+
+@pytest.mark.asyncio
+async def test_duplicate_column_names_of_a_join(database_url: str) -> None:
+    """A join of two tables with an `id` each: SQLAlchemy labels the second `id_1` (0.9
+    did the same); without labels, or in raw SQL, both are `id`. Columns find their own."""
+    async with Database(database_url) as database:
         await database.execute(notes.insert(), values={"text": "n", "completed": False})
         await database.execute(articles.insert(), values={"title": "a", "published": None})
         note_id = await database.fetch_val(sa.select(notes.c.id))
         article_id = await database.fetch_val(sa.select(articles.c.id))
-        row = await database.fetch_one(
-            sa.select(notes.c.id, articles.c.id).select_from(notes.join(articles, sa.true()))
+        assert note_id is not None and article_id is not None
+        joined = sa.select(notes.c.id, notes.c.text, articles.c.id, articles.c.title).select_from(
+            notes.join(articles, sa.true())
         )
+        values = [note_id, "n", article_id, "a"]
+
+        row = await database.fetch_one(joined)
         assert row is not None
-        assert (row[0], row[1]) == (note_id, article_id)
-        assert row[notes.c.id] == note_id
-        assert row[articles.c.id] == article_id
+        assert_every_column_kept(row, ["id", "text", "id_1", "title"], values)
+
+        unlabelled = joined.set_label_style(sa.LABEL_STYLE_NONE)
+        raw = "SELECT notes.id, notes.text, articles.id, articles.title FROM notes, articles"
+        for query in [joined, unlabelled, raw]:
+            row = await database.fetch_one(query)
+            assert row is not None
+            if query is not joined:
+                assert_every_column_kept(row, ["id", "text", "id", "title"], values)
+                assert row["id"] == article_id
+            if query is not raw:
+                assert row[notes.c.id] == row._mapping[notes.c.id] == note_id
+                assert row[articles.c.id] == row._mapping[articles.c.id] == article_id
 
 
 # -- value conversion per column type --------------------------------------------------------
@@ -300,6 +355,30 @@ async def test_large_binary(database_url: str) -> None:
         results = await store_and_read_back(database, blobs, "data", values)
     assert results == values
     assert all(type(v) is bytes for v in results)
+
+
+@pytest.mark.asyncio
+async def test_bytes_as_parameters_of_every_kind(database_url: str) -> None:
+    # Bytes values in WHERE clauses, raw SQL and a streamed query's parameters (MySQL:
+    # aiomysql 0.3.2's own escaping of bytes fails with PyMySQL 1.2).
+    tricky = b"\x00'\"\\%s%%\xff"
+    async with Database(database_url) as database:
+        await database.execute(blobs.insert(), values={"data": tricky})
+        await database.execute(
+            "INSERT INTO blobs (data) VALUES (:data)", values={"data": bytearray(b"\x01\x02")}
+        )
+        await database.execute_many(
+            "INSERT INTO blobs (data) VALUES (:data)", values=[{"data": b"\x03"}, {"data": b""}]
+        )
+        where = sa.select(blobs.c.data).where(blobs.c.data == tricky)
+        assert await database.fetch_val(where) == tricky
+        assert [row[0] async for row in database.iterate(where)] == [tricky]
+        raw = await database.fetch_all(
+            "SELECT data FROM blobs WHERE data = :a OR data = :b ORDER BY id",
+            values={"a": b"\x01\x02", "b": b"\x03"},
+        )
+        assert [bytes(row[0]) for row in raw] == [b"\x01\x02", b"\x03"]
+        assert await database.fetch_val(sa.select(sa.func.count()).select_from(blobs)) == 4
 
 
 @pytest.mark.asyncio

@@ -10,12 +10,12 @@ import typing
 import warnings
 from pathlib import Path
 
-import aiosqlite
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from databases import Database
+from databases.backends._sqlite_worker import THREAD_NAME
 from databases.backends.sqlite import SQLiteBackend, SQLitePool
 from tests.loops import run_in_bare_loop
 
@@ -29,7 +29,7 @@ items = sa.Table(
 
 
 def worker_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+    return [t for t in threading.enumerate() if THREAD_NAME in t.name]
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ async def test_pool_is_bounded_per_loop(file_url: str) -> None:
 @pytest.mark.asyncio
 async def test_one_statement_calls_share_one_connection(file_url: str) -> None:
     """Concurrent `Database` calls of tasks holding no connection queue on one lane
-    connection (one worker thread), as tasks sharing one aiosqlite connection would."""
+    connection (one worker thread), as tasks sharing one aiosqlite connection did."""
     before = len(worker_threads())
     async with Database(file_url, max_size=5) as database:
         await create_items(database)
@@ -189,22 +189,41 @@ def test_memory_database_is_shared_across_loops() -> None:
 
 
 @pytest.mark.asyncio
-async def test_connection_options_reach_aiosqlite(file_url: str) -> None:
-    """Keyword options go to aiosqlite.connect (and on to sqlite3.connect)."""
-    created: list[sqlite3.Connection] = []
+async def test_connection_options_reach_sqlite3(file_url: str) -> None:
+    """Keyword options go to sqlite3.connect, `factory=` included; aiosqlite's own
+    `iter_chunk_size` is accepted (0.9 passed options to aiosqlite.connect)."""
+    created: list[tuple[sqlite3.Connection, dict[str, object]]] = []
 
     class CountingConnection(sqlite3.Connection):
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-            created.append(self)
+            created.append((self, kwargs))
 
-    async with Database(file_url, factory=CountingConnection, timeout=2.5) as database:
+        def answer(self) -> int:
+            return 42
+
+    options = {"timeout": 2.5, "detect_types": sqlite3.PARSE_DECLTYPES, "cached_statements": 7}
+    async with Database(
+        file_url, factory=CountingConnection, iter_chunk_size=3, **options
+    ) as database:
         await create_items(database)
         async with database.connection() as connection:
-            assert isinstance(connection.raw_connection, aiosqlite.Connection)
-            assert isinstance(connection.raw_connection._connection, CountingConnection)
+            raw = connection.raw_connection
+            async with raw.execute("SELECT 1") as cursor:
+                assert isinstance(cursor.connection, CountingConnection)
+                assert cursor.connection.answer() == 42
+            await raw.execute("CREATE TABLE stamps (at TIMESTAMP)")
+            await raw.execute("INSERT INTO stamps VALUES ('2024-01-02 03:04:05')")
+            # detect_types reached sqlite3: the declared TIMESTAMP comes back converted.
+            rows = await raw.execute_fetchall("SELECT at FROM stamps")
+            assert rows == [(datetime.datetime(2024, 1, 2, 3, 4, 5),)]
     # The lane (create_items) and the pooled connection of `database.connection()`.
     assert len(created) == 2
+    for _, kwargs in created:
+        assert {key: kwargs[key] for key in options} == options
+        assert kwargs["isolation_level"] is None
+        assert kwargs["check_same_thread"] is False
+        assert "iter_chunk_size" not in kwargs
 
 
 @pytest.mark.asyncio
@@ -381,14 +400,15 @@ async def test_pool_rolls_back_a_connection_released_inside_a_transaction(
     sqlite3.connect(path).execute("CREATE TABLE t (x INTEGER)").connection.close()
     pool = SQLitePool(Database(f"sqlite:///{path}").url, max_size=1)
     connection = await pool.acquire()
-    await connection.execute("BEGIN")
-    await connection.execute("INSERT INTO t VALUES (1)")
+    raw = pool.raw_connection(connection)
+    await raw.execute("BEGIN")
+    await raw.execute("INSERT INTO t VALUES (1)")
     assert connection.in_transaction
     await pool.release(connection)
     again = await pool.acquire()
     assert again is connection
     assert not again.in_transaction
-    async with again.execute("SELECT count(*) FROM t") as cursor:
+    async with raw.execute("SELECT count(*) FROM t") as cursor:
         assert await cursor.fetchone() == (0,)
     await pool.release(again)
     await pool.close()

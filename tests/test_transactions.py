@@ -394,6 +394,35 @@ async def test_concurrent_transactions_in_separate_tasks(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("force_rollback", [False, True])
+async def test_transaction_is_not_active_in_a_sibling_task(
+    database_url: str, force_rollback: bool
+) -> None:
+    """As in 0.9: a task started before the transaction sees no `_transaction`, and one
+    that waits for it to end does not hang."""
+    async with Database(database_url, force_rollback=force_rollback) as database:
+        transaction = database.transaction()
+        started = asyncio.Event()
+        seen: list[object] = []
+
+        async def sibling() -> None:
+            await started.wait()
+            seen.append(transaction._transaction)
+            # Code written for 0.9 polls like this; it hung when a sibling saw it active.
+            while transaction._transaction is not None:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+        sibling_task = asyncio.create_task(sibling())
+        await transaction.start()
+        assert transaction._transaction is not None
+        started.set()
+        await asyncio.wait_for(sibling_task, timeout=5)
+        assert seen == [None]
+        await transaction.rollback()
+        assert transaction._transaction is None
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("end", ["commit", "rollback"])
 async def test_transaction_ended_from_another_task(database_url: str, end: str) -> None:
     async with Database(database_url) as database:

@@ -6,6 +6,8 @@ import sqlite3
 import threading
 import typing
 
+T = typing.TypeVar("T")
+
 
 class FileGate:
     """Queues our own statements on one database file (or memory database) in-process.
@@ -27,24 +29,23 @@ class FileGate:
         return self._open_transactions > 0
 
     def execute(self, db: sqlite3.Connection, sql: str, args: typing.Any) -> sqlite3.Cursor:
-        return self._run(db, db.execute, sql, args)
+        return self.call(db, db.execute, sql, args)
 
     def executemany(self, db: sqlite3.Connection, sql: str, rows: typing.Any) -> sqlite3.Cursor:
-        return self._run(db, db.executemany, sql, rows)
+        return self.call(db, db.executemany, sql, rows)
 
-    def _run(
-        self,
-        db: sqlite3.Connection,
-        method: typing.Callable[[str, typing.Any], sqlite3.Cursor],
-        sql: str,
-        args: typing.Any,
-    ) -> sqlite3.Cursor:
+    def call(self, db: sqlite3.Connection, method: typing.Callable[..., T], *args: typing.Any) -> T:
+        """Run `method(*args)`, which may run SQL on `db`, through the gate.
+
+        Anything that may open or end a transaction on `db` goes through here, so the
+        count of open transactions stays right.
+        """
         was_in_transaction = db.in_transaction
         try:
             if was_in_transaction or self._open_transactions:
-                return method(sql, args)
+                return method(*args)
             with self._lock:
-                return method(sql, args)
+                return method(*args)
         finally:
             now_in_transaction = db.in_transaction
             if now_in_transaction != was_in_transaction:

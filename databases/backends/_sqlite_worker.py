@@ -1,26 +1,41 @@
-"""Running work on an aiosqlite connection's worker thread, safely across event loops.
+"""One stdlib `sqlite3` connection per daemon thread, driven from any event loop.
 
-aiosqlite answers on the caller's loop with `call_soon_threadsafe`; if that loop has
-closed meanwhile (`asyncio.run()` ended), its worker thread dies with "Event loop is
-closed" and leaks the connection. We queue our own callables instead, whose answer is
-dropped when the loop is gone, and stop workers without any loop at all.
+A `sqlite3.Connection` blocks, so each of ours lives on a thread of its own that runs
+queued calls in order. An answer goes back with `call_soon_threadsafe` to the loop that
+asked, and is dropped if that loop closed meanwhile (`asyncio.run()` ended): the thread
+keeps serving. A worker is stopped without any loop, so a closed loop's connections can
+still be closed, and its thread is a daemon, so a database never disconnected cannot
+keep the process from exiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import queue
 import sqlite3
 import threading
 import time
 import typing
 
-import aiosqlite
-import aiosqlite.core
-
 from databases.backends._sqlite_gate import FileGate
+
+if typing.TYPE_CHECKING:
+    from databases.backends._sqlite_raw import SQLiteRawConnection
 
 T = typing.TypeVar("T")
 Args = tuple[typing.Any, ...]
+Connector = typing.Callable[[], sqlite3.Connection]
+# A queued call: function(db, *args), and where its answer goes. No function: stop.
+_Job = tuple[
+    typing.Optional[typing.Callable[..., typing.Any]],
+    Args,
+    typing.Optional[asyncio.AbstractEventLoop],
+    typing.Optional[asyncio.Future[typing.Any]],
+]
+
+THREAD_NAME = "databases-sqlite-worker"
+_numbers = itertools.count(1)
 
 
 def _settle(
@@ -39,54 +54,126 @@ def _deliver(
     future: asyncio.Future[typing.Any],
     result: typing.Any,
     error: BaseException | None,
-) -> None:
+) -> bool:
+    """Hand the answer to the loop that asked; False if that loop has closed."""
     try:
         loop.call_soon_threadsafe(_settle, future, result, error)
     except RuntimeError:
-        return  # the loop closed while we worked: nobody is waiting any more
+        return False  # the loop closed while we worked: nobody is waiting any more
+    return True
 
 
-def call(
-    connection: aiosqlite.Connection,
-    function: typing.Callable[..., T],
-    *args: typing.Any,
-) -> asyncio.Future[T]:
-    """Run `function(sqlite3_connection, *args)` on the worker thread; await the result."""
-    db = connection._connection
-    if db is None:
-        raise RuntimeError("The SQLite connection is closed.")
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
+class Worker:
+    """A sqlite3 connection and the thread that alone runs statements on it."""
 
-    def work() -> None:
+    __slots__ = ("_put", "db", "gate", "raw", "thread")
+
+    def __init__(
+        self,
+        gate: FileGate,
+        connect: Connector,
+        opener: asyncio.AbstractEventLoop,
+        opened: asyncio.Future[Worker],
+    ) -> None:
+        """Start the thread, which connects and then answers `opened` on `opener`."""
+        self.gate = gate
+        # Set by the thread once connected; None again once `stop()` was called.
+        self.db: sqlite3.Connection | None = None
+        # The `raw_connection` users get, made on first use (see _sqlite_raw).
+        self.raw: SQLiteRawConnection | None = None
+        jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._put = jobs.put
+        self.thread = threading.Thread(
+            target=self._serve,
+            args=(jobs, connect, opener, opened),
+            name=f"{THREAD_NAME}-{next(_numbers)}",
+            daemon=True,
+        )
+        self.thread.start()
+
+    @property
+    def in_transaction(self) -> bool:
+        db = self.db
+        return db is not None and db.in_transaction
+
+    def call(self, function: typing.Callable[..., T], *args: typing.Any) -> asyncio.Future[T]:
+        """Run `function(sqlite3_connection, *args)` on the thread; await the result."""
+        if self.db is None:
+            raise RuntimeError("The SQLite connection is closed.")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._put((function, args, loop, future))
+        return future
+
+    def stop(self) -> threading.Thread:
+        """Close the connection after the calls queued before, and end the thread.
+
+        Needs no event loop. Returns the thread, which ends once the connection is closed.
+        """
+        self.db = None
+        self._put((None, (), None, None))
+        return self.thread
+
+    async def close(self) -> None:
+        """`stop()`, and wait until the connection is closed."""
+        if self.db is None:
+            return
+        self.db = None
+        loop = asyncio.get_running_loop()
+        closed: asyncio.Future[None] = loop.create_future()
+        self._put((None, (), loop, closed))
+        await closed
+
+    def _serve(
+        self,
+        jobs: queue.SimpleQueue[_Job],
+        connect: Connector,
+        opener: asyncio.AbstractEventLoop,
+        opened: asyncio.Future[Worker],
+    ) -> None:
         try:
-            result = function(db, *args)
+            db = connect()
         except BaseException as error:
-            _deliver(loop, future, None, error)
-        else:
-            _deliver(loop, future, result, None)
+            _deliver(opener, opened, None, error)
+            return
+        self.db = db
+        if not _deliver(opener, opened, self, None):
+            self.db = None  # nobody will ever use it
+            self.gate.close(db)
+            return
+        get = jobs.get
+        while True:
+            function, args, loop, future = get()
+            if function is None:
+                break
+            assert loop is not None and future is not None
+            try:
+                result = function(db, *args)
+            except BaseException as error:
+                _deliver(loop, future, None, error)
+            else:
+                _deliver(loop, future, result, None)
+        self.db = None  # also when `stop()` came before the connection was open
+        failure: BaseException | None = None
+        try:
+            self.gate.close(db)
+        except BaseException as error:
+            failure = error
+        if loop is not None and future is not None:
+            _deliver(loop, future, None, failure)
 
-    connection._tx.put_nowait((None, work))
-    return future
 
-
-def stop(connection: aiosqlite.Connection, gate: FileGate) -> threading.Thread:
-    """Close the sqlite3 connection and end the worker thread, without an event loop.
-
-    Returns the worker thread, which ends once the connection is closed.
-    """
-    db = connection._connection
-    connection._connection = None
-    connection._running = False
-    sentinel = aiosqlite.core._STOP_RUNNING_SENTINEL
-
-    def close_and_stop() -> object:
-        if db is not None:
-            gate.close(db)
-        return sentinel
-
-    connection._tx.put_nowait((None, close_and_stop))
-    return connection._thread
+async def open_worker(gate: FileGate, connect: Connector) -> Worker:
+    """A new worker whose thread has opened its connection with `connect()`."""
+    loop = asyncio.get_running_loop()
+    opened: asyncio.Future[Worker] = loop.create_future()
+    worker = Worker(gate, connect, loop, opened)
+    try:
+        return await opened
+    except asyncio.CancelledError:
+        # The thread may still connect: it closes again once it reads the stop.
+        worker.stop()
+        raise
 
 
 def wait_stopped(threads: typing.Sequence[threading.Thread], timeout: float) -> bool:
@@ -100,17 +187,6 @@ def wait_stopped(threads: typing.Sequence[threading.Thread], timeout: float) -> 
         if thread.ident is not None:  # started
             thread.join(max(0.0, deadline - time.monotonic()))
     return not any(thread.is_alive() for thread in threads)
-
-
-async def close(connection: aiosqlite.Connection, gate: FileGate) -> None:
-    """Close the connection after the statements queued before, and end its worker."""
-    if connection._connection is None:
-        return
-    try:
-        await call(connection, gate.close)
-    finally:
-        connection._connection = None
-        stop(connection, gate)
 
 
 # -- what runs on the worker thread -------------------------------------------------------

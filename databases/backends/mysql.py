@@ -21,6 +21,7 @@ from sqlalchemy.dialects.mysql import pymysql as pymysql_dialect
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
+from databases.backends import _aiomysql_cursors as aiomysql_cursors
 from databases.backends.common import _driver_compat as driver
 from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
 from databases.backends.common.compiler import Args, CompiledStatement
@@ -35,6 +36,8 @@ except ImportError:  # pragma: no cover - reported when the backend is used
 __all__ = ["MySQLBackend", "MySQLConnection", "MySQLTransaction"]
 
 logger = logging.getLogger("databases")
+if aiomysql_cursors.PROBLEM is not None:
+    logger.debug("aiomysql bytes escaping left to the driver: %s", aiomysql_cursors.PROBLEM)
 
 DEFAULT_PORT = 3306
 # Rows read from an unbuffered stream per trip.
@@ -161,9 +164,12 @@ class MySQLBackend(SQLBackend):
             await wakeup()
 
     async def _cursor(self, connection: typing.Any, unbuffered: bool = False) -> typing.Any:
-        if unbuffered:
-            return await _resolve(connection.cursor(self._driver_module().SSCursor))
-        return await _resolve(connection.cursor())
+        # Ours escape bytes with every PyMySQL; the driver's when the probe turned them off.
+        cursor_class = aiomysql_cursors.SSCursor if unbuffered else aiomysql_cursors.Cursor
+        if cursor_class is None:
+            driver = self._driver_module()
+            cursor_class = driver.SSCursor if unbuffered else driver.Cursor
+        return await _resolve(connection.cursor(cursor_class))
 
     @staticmethod
     def _is_closed(connection: typing.Any) -> bool:
@@ -459,8 +465,9 @@ class MySQLConnection(SQLConnection):
 
     async def execute(self, query: ClauseElement) -> typing.Any:
         _, sql, args = self._compiler.prepare(query)
-        lastrowid, _ = await self._query(sql, args, lambda cursor: cursor.lastrowid)
-        return lastrowid
+        # As in 0.9: the new row's id, or (none: UPDATE, DELETE) the affected row count.
+        result, _ = await self._query(sql, args, lambda cursor: cursor.lastrowid or cursor.rowcount)
+        return result
 
     async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
         async with self._lock:

@@ -8,6 +8,7 @@ not report column type codes with rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import decimal
 import hashlib
 import typing
@@ -102,6 +103,11 @@ class PostgresDialect(PGDialect_asyncpg):
     # 2.1 reads this flag; 2.0 always decodes.
     supports_native_json_deserialization = False
 
+    def __init__(self, **kwargs: typing.Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        # LIKE's ESCAPE '\\' and other literals as for standard_conforming_strings=on.
+        compat.assume_standard_conforming_strings(self)
+
 
 def _require_driver() -> None:
     if asyncpg is None:
@@ -120,7 +126,7 @@ class PostgresBackend(SQLBackend):
         self._pool: typing.Any = None
 
     def _make_dialect(self) -> Dialect:
-        dialect: Dialect = PostgresDialect()  # type: ignore[no-untyped-call]
+        dialect: Dialect = PostgresDialect()
         return dialect
 
     def _get_connection_kwargs(self) -> dict[str, typing.Any]:
@@ -177,8 +183,14 @@ class PostgresBackend(SQLBackend):
         if pool is None:
             return
         loop, connections = driver.asyncpg_pool_connections(pool)
+        # First mark the pool terminated (asyncpg's own terminate(), which also fails half
+        # way on a closed loop): otherwise, when this loop runs again, the connections'
+        # ends make asyncpg 0.32 start a task to replace them, left pending at its close.
+        with contextlib.suppress(Exception):
+            pool.terminate()
         for connection in connections:
             close_now(driver.asyncpg_transport(connection), loop)
+            # Tell asyncpg it is gone, or collecting it warns "unclosed connection".
             driver.asyncpg_mark_aborted(connection)
 
 

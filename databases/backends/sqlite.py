@@ -1,7 +1,7 @@
-"""SQLite through aiosqlite, with connections reused from a small pool per event loop.
+"""SQLite over the standard library's `sqlite3`, with connections pooled per event loop.
 
-Each aiosqlite connection owns a worker thread; a query is one trip to that thread
-(execute and fetch together), not one connection and thread per query.
+Each connection owns a worker thread (`_sqlite_worker`); a query is one trip to that
+thread (execute and fetch together), not one connection and thread per query.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import contextlib
 import datetime
 import operator
 import sqlite3
-import threading
 import typing
 import uuid
 from collections import deque
@@ -23,24 +22,33 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement, sqltypes
 
 from databases._logging import logger
+from databases.backends import _sqlite_worker as worker
 from databases.backends._sqlite_gate import gate_for
+from databases.backends._sqlite_raw import SQLiteRawConnection, SQLiteRawCursor
+from databases.backends._sqlite_worker import Worker
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
 from databases.backends.common.compiler import Args, CompiledStatement, with_column_bind
 from databases.interfaces import Record
 from databases.url import DatabaseURL
 
-try:
-    import aiosqlite
+__all__ = [
+    "SQLiteBackend",
+    "SQLiteConnection",
+    "SQLitePool",
+    "SQLiteRawConnection",
+    "SQLiteRawCursor",
+    "SQLiteTransaction",
+]
 
-    from databases.backends import _sqlite_worker as worker
-except ImportError:  # pragma: no cover - reported when the backend is used
-    aiosqlite = None  # type: ignore[assignment]
-
-__all__ = ["SQLiteBackend", "SQLiteConnection", "SQLitePool", "SQLiteTransaction"]
-
-# Our pool's own options; every other option goes to `aiosqlite.connect`.
+# Our pool's own options; every other option goes to `sqlite3.connect`.
 POOL_OPTIONS = ("min_size", "max_size")
+# Options of `aiosqlite.connect` (0.9 passed options to it) that are not sqlite3's, and
+# sqlite3's options that we set ourselves: the URI flag follows from the URL, the worker
+# thread is the only one running statements but others read `in_transaction`.
+NOT_SQLITE3_OPTIONS = ("iter_chunk_size", "loop", "uri", "check_same_thread")
+# Rows per trip to the worker thread when iterating a raw cursor, as aiosqlite's default.
+DEFAULT_ITER_CHUNK_SIZE = 64
 # Connections per loop unless `max_size` says otherwise. SQLite runs one writer at a time,
 # so more connections only add lock contention ("database is locked").
 DEFAULT_MAX_SIZE = 5
@@ -53,29 +61,30 @@ T = typing.TypeVar("T")
 Converter = typing.Callable[[typing.Any], typing.Any]
 
 
-def _require_driver() -> None:
-    if aiosqlite is None:
-        raise ImportError(
-            "The SQLite backend needs the 'aiosqlite' package: pip install 'databases[sqlite]'"
-        )
+def _is_memory(url: DatabaseURL, uri: bool) -> bool:
+    """Whether the URL names a memory database, which lives only while a connection does."""
+    database = url.database
+    if database in ("", ":memory:") or url.options.get("mode") == "memory":
+        return True
+    return uri and database.startswith("file::memory:")
 
 
-def _is_memory(url: DatabaseURL) -> bool:
-    return url.database in ("", ":memory:") or url.options.get("mode") == "memory"
-
-
-def _connect_target(url: DatabaseURL) -> tuple[str, bool]:
-    """The filename or URI aiosqlite opens, and whether it is a URI.
+def _connect_target(url: DatabaseURL, uri: bool) -> tuple[str, bool]:
+    """The filename or URI that sqlite3 opens, and whether it is a URI.
 
     A plain `:memory:` database becomes a uniquely named shared-cache memory database,
-    so every pooled connection (and every loop) sees the same data.
+    so every pooled connection (and every loop) sees the same data. With `uri=True` (as
+    0.9 documented for `file::memory:?cache=shared`) a database starting with `file:` is
+    a URI already.
     """
     database = url.database
     options = url.options
     if database in ("", ":memory:") and not options:
         return f"file:databases-memory-{uuid.uuid4().hex}?mode=memory&cache=shared", True
-    if options:
-        query = "&".join(f"{key}={value}" for key, value in options.items())
+    query = "&".join(f"{key}={value}" for key, value in options.items())
+    if uri and database.startswith("file:"):
+        return (f"{database}?{query}" if query else database), True
+    if query:
         return f"file:{database}?{query}", True
     return database, False
 
@@ -165,27 +174,34 @@ class _MemoryKeeper:
 
 
 class SQLitePool:
-    """aiosqlite connections for one event loop: reused, opened on demand."""
+    """Connections (each with its worker thread) for one event loop: reused, opened on demand."""
 
     def __init__(self, url: DatabaseURL, **options: typing.Any) -> None:
         self._url = DatabaseURL(url)
         self._options = options
-        self._target, self._uri = _connect_target(self._url)
-        self._connect_kwargs = {k: v for k, v in options.items() if k not in POOL_OPTIONS}
+        uri = bool(options.get("uri", False))
+        self._target, self._uri = _connect_target(self._url, uri)
+        self._is_memory = _is_memory(self._url, uri)
+        self._connect_kwargs = {
+            key: value
+            for key, value in options.items()
+            if key not in POOL_OPTIONS and key not in NOT_SQLITE3_OPTIONS
+        }
+        self._iter_chunk_size = int(options.get("iter_chunk_size", DEFAULT_ITER_CHUNK_SIZE))
         self._gate = gate_for(self._target)
         self._max_size = int(options.get("max_size", DEFAULT_MAX_SIZE))
-        self._idle: list[aiosqlite.Connection] = []
-        self._in_use: set[aiosqlite.Connection] = set()
-        self._waiters: deque[asyncio.Future[aiosqlite.Connection]] = deque()
+        self._idle: list[Worker] = []
+        self._in_use: set[Worker] = set()
+        self._waiters: deque[asyncio.Future[Worker]] = deque()
         self._size = 0  # connections open or opening
         self._closed = False
         # The connection one-statement calls share (see `lane()`), outside the pool's size.
-        self._lane: aiosqlite.Connection | None = None
+        self._lane: Worker | None = None
         self._lane_lock: asyncio.Lock | None = None
 
     @property
     def is_memory(self) -> bool:
-        return _is_memory(self._url)
+        return self._is_memory
 
     def _copy(self) -> SQLitePool:
         """The same configuration, and the same memory database, for another loop."""
@@ -193,17 +209,28 @@ class SQLitePool:
         pool._target, pool._uri, pool._gate = self._target, self._uri, self._gate
         return pool
 
-    async def _open(self) -> aiosqlite.Connection:
-        _require_driver()
-        connection = aiosqlite.connect(
-            self._target, uri=self._uri, isolation_level=None, **self._connect_kwargs
+    def _connect(self) -> sqlite3.Connection:
+        """Open a connection (on its worker thread), in autocommit: we BEGIN ourselves."""
+        connection: sqlite3.Connection = sqlite3.connect(
+            self._target,
+            uri=self._uri,
+            isolation_level=None,
+            check_same_thread=False,
+            **self._connect_kwargs,
         )
-        # A daemon worker cannot keep the process alive if a database is never disconnected.
-        worker = typing.cast(threading.Thread, getattr(connection, "_thread", connection))
-        worker.daemon = True
-        return await connection
+        return connection
 
-    async def acquire(self) -> aiosqlite.Connection:
+    async def _open(self) -> Worker:
+        return await worker.open_worker(self._gate, self._connect)
+
+    def raw_connection(self, connection: Worker) -> SQLiteRawConnection:
+        """The object `connection.raw_connection` returns, one per connection."""
+        raw = connection.raw
+        if raw is None:
+            raw = connection.raw = SQLiteRawConnection(connection, self._iter_chunk_size)
+        return raw
+
+    async def acquire(self) -> Worker:
         if self._closed:
             raise RuntimeError("The SQLite pool is closed.")
         if self._idle:
@@ -216,7 +243,7 @@ class SQLitePool:
                 self._size -= 1
                 raise
         else:
-            waiter: asyncio.Future[aiosqlite.Connection]
+            waiter: asyncio.Future[Worker]
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -240,15 +267,15 @@ class SQLitePool:
         return not self._gate.has_open_transactions()
 
     @property
-    def open_lane(self) -> aiosqlite.Connection | None:
+    def open_lane(self) -> Worker | None:
         """The lane, if it is open already (`lane()` opens it)."""
         return None if self._closed else self._lane
 
-    async def lane(self) -> aiosqlite.Connection:
+    async def lane(self) -> Worker:
         """The loop's connection for one-statement calls, opened on first use.
 
         Its worker thread runs their statements in the order they were submitted, as
-        aiosqlite does for one connection shared by many tasks.
+        one aiosqlite connection shared by many tasks did.
         """
         if self._closed:
             raise RuntimeError("The SQLite pool is closed.")
@@ -262,25 +289,25 @@ class SQLitePool:
                 lane = self._lane
         return lane
 
-    async def release(self, connection: aiosqlite.Connection) -> None:
+    async def release(self, connection: Worker) -> None:
         if connection not in self._in_use:
             return
         self._in_use.discard(connection)
         try:
-            if connection._connection is not None and connection.in_transaction:
+            if connection.in_transaction:
                 # Never hand the next user a connection inside someone else's transaction.
-                await worker.call(connection, worker.rollback_if_open, self._gate)
+                await connection.call(worker.rollback_if_open, self._gate)
         except BaseException:
             self._size -= 1
-            worker.stop(connection, self._gate)
+            connection.stop()
             raise
         if self._closed:
             self._size -= 1
-            await worker.close(connection, self._gate)
+            await connection.close()
         else:
             self._hand_over(connection)
 
-    def _hand_over(self, connection: aiosqlite.Connection) -> None:
+    def _hand_over(self, connection: Worker) -> None:
         """Give a free connection to the longest waiter, or keep it idle."""
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -289,7 +316,7 @@ class SQLitePool:
                 return
         self._idle.append(connection)
 
-    def _take_all(self) -> list[aiosqlite.Connection]:
+    def _take_all(self) -> list[Worker]:
         self._closed = True
         connections = [*self._idle, *self._in_use]
         if self._lane is not None:
@@ -306,7 +333,7 @@ class SQLitePool:
 
     async def close(self) -> None:
         for connection in self._take_all():
-            await worker.close(connection, self._gate)
+            await connection.close()
 
     def terminate(self) -> None:
         """Close every connection from outside its (closed) loop, and wait for that.
@@ -314,7 +341,7 @@ class SQLitePool:
         A connection of the closed loop may hold a write transaction (force_rollback
         does): the next loop's writes fail until the worker has closed it.
         """
-        threads = [worker.stop(connection, self._gate) for connection in self._take_all()]
+        threads = [connection.stop() for connection in self._take_all()]
         if not worker.wait_stopped(threads, TERMINATE_TIMEOUT):
             logger.warning(
                 "SQLite connections of a closed event loop are still busy after %s s; "
@@ -344,7 +371,6 @@ class SQLiteBackend(SQLBackend):
         return backend
 
     async def connect(self) -> None:
-        _require_driver()
         if self._pool.is_memory:
             self._memory_keeper.open(self._pool._target)
 
@@ -377,13 +403,14 @@ class SQLiteConnection(SQLConnection):
     def __init__(self, backend: SQLiteBackend, one_statement: bool = False) -> None:
         super().__init__(backend)
         self._pool = backend._pool
-        self._connection: aiosqlite.Connection | None = None
+        self._connection: Worker | None = None
         # Runs one statement per acquire, so it may use the pool's shared lane.
         self._one_statement = one_statement
         self._on_lane = False
 
-    def _driver_connection(self) -> aiosqlite.Connection | None:
-        return self._connection
+    def _driver_connection(self) -> SQLiteRawConnection | None:
+        connection = self._connection
+        return None if connection is None else self._pool.raw_connection(connection)
 
     def transaction(self) -> SQLiteTransaction:
         return SQLiteTransaction(self)
@@ -409,8 +436,8 @@ class SQLiteConnection(SQLConnection):
         if connection is None:
             raise RuntimeError("The connection is not acquired: use `async with connection:`.")
         if self._on_lane:
-            return worker.call(connection, worker.alone, function, self._pool._gate, *args)
-        return worker.call(connection, function, self._pool._gate, *args)
+            return connection.call(worker.alone, function, self._pool._gate, *args)
+        return connection.call(function, self._pool._gate, *args)
 
     async def fetch_all(self, query: ClauseElement) -> list[Record]:
         statement, sql, args = self._compiler.prepare(query)
@@ -440,22 +467,22 @@ class SQLiteConnection(SQLConnection):
         pending: asyncio.Future[list[typing.Any]] | None = None
         try:
             shape = statement.shape_of(cursor.description)
-            pending = worker.call(connection, worker.fetch_many, cursor, ITERATE_CHUNK)
+            pending = connection.call(worker.fetch_many, cursor, ITERATE_CHUNK)
             while pending is not None:
                 rows = await pending
                 pending = None
                 if len(rows) == ITERATE_CHUNK:
                     # Ask for the next rows before handing out these: the worker thread
                     # reads them (SQLite without the GIL) while the caller works.
-                    pending = worker.call(connection, worker.fetch_many, cursor, ITERATE_CHUNK)
+                    pending = connection.call(worker.fetch_many, cursor, ITERATE_CHUNK)
                 if rows:
                     yield shape.make_all(rows)
         finally:
             if pending is not None:
                 with contextlib.suppress(Exception):
                     await pending
-            if connection._connection is not None:
-                await worker.call(connection, worker.close_cursor, cursor)
+            if connection.db is not None:
+                await connection.call(worker.close_cursor, cursor)
 
     async def _run(self, sql: str) -> None:
         await self._call(worker.run, sql)

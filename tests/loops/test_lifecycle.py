@@ -4,7 +4,7 @@
 Connections are counted from outside, never through the `Database` under test: PostgreSQL's
 `pg_stat_activity` (our pools set an `application_name` of their own), MariaDB/MySQL's
 `information_schema.processlist` (by database, against a baseline taken when the test
-starts) and, for SQLite, the aiosqlite worker threads of the process (one per connection).
+starts) and, for SQLite, the worker threads of the process (one per connection).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import pytest
 import sqlalchemy
 
 from databases import Database
+from databases.backends._sqlite_worker import THREAD_NAME as SQLITE_WORKER
 from tests import admin
 from tests.loops import (
     clear_table,
@@ -48,7 +49,6 @@ POOL = 2
 SETTLE_TIMEOUT = 1.5
 TIMEOUT = 60
 
-SQLITE_WORKER = "_connection_worker_thread"
 SCRIPTS = Path(__file__).parent / "scripts"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,7 +98,7 @@ class Census:
 
     PostgreSQL: connections with the test's own application name. MySQL: connections to
     the test database beyond those there were when the census started (nothing else uses
-    a test database while a test runs). SQLite: aiosqlite worker threads that did not exist
+    a test database while a test runs). SQLite: worker threads that did not exist
     when the census started.
     """
 

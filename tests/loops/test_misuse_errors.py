@@ -23,6 +23,7 @@ from typing import Any, Callable
 import pytest
 
 from databases import Database, DatabaseURL
+from databases.backends._sqlite_worker import THREAD_NAME as SQLITE_WORKER
 from databases.core import Connection, Transaction
 from databases.errors import ConnectionLoopError, DatabaseNotConnectedError, TransactionOpenError
 from tests import admin
@@ -270,7 +271,7 @@ def server_connections(url: str, app: str) -> int | None:
 
 
 def sqlite_workers() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+    return {t for t in threading.enumerate() if SQLITE_WORKER in t.name}
 
 
 @pytest.mark.parametrize("force_rollback", [False, True], ids=["plain", "force_rollback"])

@@ -12,7 +12,6 @@ sockets are then left to the driver's own cleanup), never an error.
 
 from __future__ import annotations
 
-import contextlib
 import typing
 
 from databases._logging import logger
@@ -23,7 +22,7 @@ DRIVER_GAPS: dict[str, tuple[str, ...]] = {}
 _checked: set[type] = set()
 
 # What each kind of driver object is read for, by the attributes' names.
-ASYNCPG_POOL = ("_loop", "_holders", "_closed", "_maintenance_task")
+ASYNCPG_POOL = ("_loop", "_holders")
 ASYNCPG_HOLDER = ("_con",)
 ASYNCPG_CONNECTION = ("_transport", "_aborted")
 MYSQL_POOL = ("_loop", "_free", "_used", "_terminated", "_closing")
@@ -69,17 +68,9 @@ def check_class(cls: type, names: tuple[str, ...]) -> bool:
 
 
 def asyncpg_pool_connections(pool: typing.Any) -> tuple[typing.Any, list[typing.Any]]:
-    """A pool's event loop and the connections it holds (idle or in use), the pool marked
-    closed first, as its own `terminate()` does: else, when its loop runs again and sees
-    the connections gone, it starts reconnecting up to `min_size` (a task the loop then
-    destroys pending when it closes)."""
+    """A pool's event loop and the connections it holds (idle or in use)."""
     if not check(pool, ASYNCPG_POOL):
         return None, []
-    pool._closed = True
-    maintenance = pool._maintenance_task
-    if maintenance is not None:
-        with contextlib.suppress(RuntimeError):  # its loop is closed: it cannot run again
-            maintenance.cancel()
     connections = []
     for holder in pool._holders:
         if check(holder, ASYNCPG_HOLDER) and holder._con is not None:

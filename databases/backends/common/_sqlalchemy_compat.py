@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    column,
     exc,
     insert,
     select,
@@ -539,6 +540,63 @@ def _probe_sqlite_datetime() -> str | None:
     return None
 
 
+# -- an INSERT of several rows ("multi_values") ---------------------------------------------
+
+
+def multi_values_keys(compiled: SQLCompiler) -> tuple[str, ...] | None:
+    """The value names of each row, for an INSERT of several rows (`.values([...])`); None
+    for any other statement, or when off (column defaults then see all rows' values)."""
+    if FAST_PATHS["multi_values"] is not None:
+        return None
+    state = compiled.compile_state
+    if not compiled.isinsert or not getattr(state, "_has_multi_parameters", False):
+        return None
+    return tuple(getattr(state, "_dict_parameters", None) or ())
+
+
+def later_row_column(column: typing.Any) -> bool:
+    """Whether a column default belongs to the second or a later row of such an INSERT
+    (SQLAlchemy's stand-in for the column: `.original` the column, `.index` the row - 1)."""
+    return bool(getattr(column, "_is_multiparam_column", False))
+
+
+def _probe_multi_values() -> str | None:
+    table = _sample_table()
+    rows = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    compiled: typing.Any = insert(table).values(rows).compile(dialect=_sample_dialect())
+    if multi_values_keys(compiled) != ("id", "name"):
+        return f"an INSERT of two rows names its values {multi_values_keys(compiled)}"
+    later = [column for column in compiled.insert_prefetch if later_row_column(column)]
+    if [(column.key, column.original.key, column.index) for column in later] != [
+        ("stamp_m1", "stamp", 0),
+        ("amount_m1", "amount", 0),
+    ]:
+        return "the second row's column defaults have another shape"
+    return None
+
+
+# -- PostgreSQL string literals ("pg_standard_strings") ------------------------------------
+
+
+def assume_standard_conforming_strings(dialect: typing.Any) -> None:
+    """Have a PostgreSQL dialect write literals (LIKE's ESCAPE '\\') for
+    standard_conforming_strings=on, the server's default since 9.1, as 0.9 did: SQLAlchemy
+    assumes off until it has asked the server, which a bare asyncpg pool never lets it."""
+    if _on("pg_standard_strings"):
+        dialect._backslash_escapes = False
+
+
+def _probe_pg_standard_strings() -> str | None:
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+    assume_standard_conforming_strings(dialect)
+    escaped = column("x").like("a", escape="\\").compile(dialect=dialect)
+    if not str(escaped).endswith("ESCAPE '\\'"):
+        return f"LIKE's escape is written {str(escaped)!r}, not with one backslash"
+    return None
+
+
 # -- probing --------------------------------------------------------------------------------
 
 
@@ -567,6 +625,8 @@ PROBES: dict[str, typing.Callable[[], str | None]] = {
     "simple_select": _probe_simple_select,
     "decimal_scale": _probe_decimal_scale,
     "sqlite_datetime": _probe_sqlite_datetime,
+    "multi_values": _probe_multi_values,
+    "pg_standard_strings": _probe_pg_standard_strings,
 }
 
 

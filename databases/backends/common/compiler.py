@@ -61,16 +61,37 @@ def _starts_insert(sql: str) -> bool:
 class _DefaultContext:
     """What column default callables see of SQLAlchemy's execution context."""
 
-    __slots__ = ("current_column", "current_parameters")
+    __slots__ = ("_row_keys", "current_column", "current_parameters")
 
-    def __init__(self, parameters: typing.MutableMapping[str, typing.Any]) -> None:
+    def __init__(
+        self,
+        parameters: typing.MutableMapping[str, typing.Any],
+        row_keys: tuple[str, ...] | None = None,
+    ) -> None:
         self.current_parameters = parameters
         self.current_column: typing.Any = None
+        # The value names of one row of a multi-VALUES INSERT, else None.
+        self._row_keys = row_keys
 
     def get_current_parameters(
         self, isolate_multiinsert_groups: bool = True
     ) -> typing.MutableMapping[str, typing.Any]:
-        return self.current_parameters
+        """The statement's parameters; in a multi-VALUES INSERT (by default), the values
+        of the current column's row under their own names, as SQLAlchemy gives them."""
+        row_keys = self._row_keys
+        parameters = self.current_parameters
+        if not isolate_multiinsert_groups or row_keys is None:
+            return parameters
+        column = self.current_column
+        if compat.later_row_column(column):
+            # Row n > 0: its parameters are named `<key>_m<n>`.
+            index = column.index + 1
+            row = {column.original.key: parameters.get(column.key)}
+        else:
+            index = 0
+            row = {column.key: parameters.get(column.key)}
+        row.update((key, parameters[f"{key}_m{index}"]) for key in row_keys)
+        return row
 
 
 class CompiledStatement:
@@ -79,11 +100,13 @@ class CompiledStatement:
     __slots__ = (
         "_bind_plan",
         "_compiled",
+        "_converters",
         "_defaults",
         "_described",
         "_dialect",
         "_expanding",
         "_extracted_plan",
+        "_multi_keys",
         "_shape",
         "binds_rows_directly",
         "is_insert",
@@ -114,6 +137,7 @@ class CompiledStatement:
             # Python-side column defaults (`default=`, `onupdate=`) SQLAlchemy leaves to the
             # execution: computed here, per execution, as SQLAlchemy's engine would.
             self._defaults: tuple[tuple[str, typing.Any, typing.Any], ...] = ()
+            self._multi_keys: tuple[str, ...] | None = None
             if compiled.insert_prefetch or compiled.update_prefetch:
                 key_of = compat.param_key_getter(compiled)
                 self._defaults = tuple(
@@ -125,15 +149,20 @@ class CompiledStatement:
                     for column in compiled.update_prefetch
                     if column.onupdate is not None
                 )
+                self._multi_keys = compat.multi_values_keys(compiled)
         else:  # DDL: plain text, no parameters
             self._bind_plan = ()
             self._defaults = ()
+            self._multi_keys = None
             self._expanding = False
             self.result_columns = []
             self.is_insert = False
             self.returning = False
         # The parameter names in the order the SQL takes them.
         self.names: tuple[str, ...] = tuple(name for name, _ in self._bind_plan)
+        self._converters: dict[str, Converter] = {
+            name: convert for name, convert in self._bind_plan if convert is not None
+        }
         self._extracted_plan = self._plan_extracted()
 
     def _plan_extracted(self) -> tuple[tuple[int, Converter | None], ...] | None:
@@ -237,17 +266,20 @@ class CompiledStatement:
                 for name, convert in self._bind_plan
             )
         expanded = compiled.construct_expanded_state(values)
+        # The expanded state converts only the parameters it expanded (`id_1_1`, ...);
+        # the others keep their own processors, as SQLAlchemy's execution context merges.
         processors: typing.Mapping[str, typing.Any] = expanded.processors
+        own = self._converters
         parameters = expanded.parameters
         args = []
         for name in expanded.positiontup or ():
-            convert = processors.get(name)
+            convert = processors.get(name) or own.get(name)
             value = parameters[name]
             args.append(value if convert is None else convert(value))
         return expanded.statement, tuple(args)
 
     def _fill_defaults(self, values: typing.MutableMapping[str, typing.Any]) -> None:
-        context = _DefaultContext(values)
+        context = _DefaultContext(values, self._multi_keys)
         for key, column, default in self._defaults:
             if key in values and values[key] is not None:
                 continue

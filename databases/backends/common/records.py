@@ -7,14 +7,19 @@ statement), so building a row is a copy plus the conversions its column types ne
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator, KeysView, Sequence, ValuesView
-from types import MappingProxyType
+from collections.abc import Iterator, Sequence
 
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql.compiler import ResultColumnsEntry
 
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common.record_base import RecordBase, make_record, make_records
+from databases.backends.common.record_mapping import (
+    RecordItems,
+    RecordKeys,
+    RecordMapping,
+    RecordValues,
+)
 from databases.interfaces import Record as RecordInterface
 
 Converter = typing.Callable[[typing.Any], typing.Any]
@@ -121,17 +126,18 @@ class Record(RecordBase, RecordInterface):
         return self._values
 
     @property
-    def _mapping(self) -> typing.Mapping[str, typing.Any]:
-        return MappingProxyType(dict(zip(self._shape.keys, self._values)))
+    def _mapping(self) -> RecordMapping:
+        """Every column, duplicate names included; a duplicated name gives its last column."""
+        return RecordMapping(self)
 
-    def keys(self) -> KeysView[str]:
-        return self._mapping.keys()
+    def keys(self) -> RecordKeys:
+        return RecordKeys(RecordMapping(self))
 
-    def values(self) -> ValuesView[typing.Any]:
-        return self._mapping.values()
+    def values(self) -> RecordValues:
+        return RecordValues(RecordMapping(self))
 
-    def items(self) -> typing.ItemsView[str, typing.Any]:
-        return self._mapping.items()
+    def items(self) -> RecordItems:
+        return RecordItems(RecordMapping(self))
 
     def get(self, key: typing.Any, default: typing.Any = None) -> typing.Any:
         try:

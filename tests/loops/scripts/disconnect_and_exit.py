@@ -24,6 +24,7 @@ import time
 import sqlalchemy
 
 from databases import Database, DatabaseURL
+from databases.backends._sqlite_worker import THREAD_NAME as SQLITE_WORKER
 from tests.loops import count_all, table_named
 
 POOL = 2
@@ -89,7 +90,7 @@ def main() -> None:
 
     async def final() -> None:
         await job("final")
-        workers = [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+        workers = [t for t in threading.enumerate() if SQLITE_WORKER in t.name]
         print(f"live {len(workers)}", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         await database.disconnect()
