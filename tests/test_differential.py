@@ -75,24 +75,6 @@ if MYSQL_BYTES_BROKEN:
         "aiomysql 0.3.2 cannot send bytes with PyMySQL >= 1.2 (escape_bytes_prefixed is "
         "gone), so neither can SQLAlchemy's aiomysql dialect: no oracle to compare with",
     )
-if not sa.__version__.startswith("2.0."):
-    _PARAMS_2_1 = (
-        False,
-        "SQLAlchemy 2.1 keeps .params() values beside the cache key, not in its bind "
-        "parameters; not read yet (the SQLAlchemy 2.1 compat work)",
-    )
-    KNOWN.update(
-        {
-            ("params_named", "*"): _PARAMS_2_1,
-            ("in_expanding_bindparam", "*"): _PARAMS_2_1,
-            ("*", "postgresql"): (
-                False,
-                "SQLAlchemy 2.1: the asyncpg Numeric/Float result type passes `scale` to "
-                "Float.__init__ (the SQLAlchemy 2.1 compat work)",
-            ),
-        }
-    )
-
 _DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "mysql": "mysql+aiomysql",
