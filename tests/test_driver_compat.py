@@ -43,6 +43,19 @@ def test_the_installed_drivers_declare_what_is_read(
     assert driver.DRIVER_GAPS == {}
 
 
+def test_our_aiomysql_cursors_are_used_with_the_installed_aiomysql() -> None:
+    # Without them a bytes parameter fails on PyMySQL 1.2: a canary for an aiomysql release
+    # whose Cursor no longer escapes through `_escape_args(args, conn)`.
+    assert driver.AIOMYSQL_CURSORS_PROBLEM is None
+    assert issubclass(driver.AIOMYSQL_CURSOR, aiomysql.Cursor)
+    assert issubclass(driver.AIOMYSQL_SSCURSOR, aiomysql.SSCursor)
+
+
+def test_bytes_are_written_as_binary_hex_literals() -> None:
+    assert driver.escape_bytes(b"\x00'\\") == "_binary X'00275c'"
+    assert driver.escape_bytes(bytearray()) == "_binary X''"
+
+
 def test_a_class_without_them_is_named_once_and_skipped(
     unchecked: None, caplog: pytest.LogCaptureFixture
 ) -> None:

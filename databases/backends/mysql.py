@@ -21,7 +21,6 @@ from sqlalchemy.dialects.mysql import pymysql as pymysql_dialect
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
-from databases.backends import _aiomysql_cursors as aiomysql_cursors
 from databases.backends.common import _driver_compat as driver
 from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
 from databases.backends.common.compiler import Args, CompiledStatement
@@ -36,8 +35,6 @@ except ImportError:  # pragma: no cover - reported when the backend is used
 __all__ = ["MySQLBackend", "MySQLConnection", "MySQLTransaction"]
 
 logger = logging.getLogger("databases")
-if aiomysql_cursors.PROBLEM is not None:
-    logger.debug("aiomysql bytes escaping left to the driver: %s", aiomysql_cursors.PROBLEM)
 
 DEFAULT_PORT = 3306
 # Rows read from an unbuffered stream per trip.
@@ -165,10 +162,10 @@ class MySQLBackend(SQLBackend):
 
     async def _cursor(self, connection: typing.Any, unbuffered: bool = False) -> typing.Any:
         # Ours escape bytes with every PyMySQL; the driver's when the probe turned them off.
-        cursor_class = aiomysql_cursors.SSCursor if unbuffered else aiomysql_cursors.Cursor
+        cursor_class = driver.AIOMYSQL_SSCURSOR if unbuffered else driver.AIOMYSQL_CURSOR
         if cursor_class is None:
-            driver = self._driver_module()
-            cursor_class = driver.SSCursor if unbuffered else driver.Cursor
+            module = self._driver_module()
+            cursor_class = module.SSCursor if unbuffered else module.Cursor
         return await _resolve(connection.cursor(cursor_class))
 
     @staticmethod

@@ -1,9 +1,10 @@
 """Every use of asyncpg's, aiomysql's and asyncmy's private attributes, in one place.
 
-They serve two needs the drivers' public API does not: dropping the connections of an
+They serve three needs the drivers' public API does not: dropping the connections of an
 event loop that cannot run the drivers' own `close()` (a closed loop, or one idle in another
-thread), and waking an aiomysql `acquire()` that waits while a closed connection comes
-back. Each driver class is checked once, the first time one of its objects comes here:
+thread), waking an aiomysql `acquire()` that waits while a closed connection comes back,
+and sending bytes parameters through aiomysql with PyMySQL 1.2 (see the aiomysql cursors
+at the end). Each driver class is checked once, the first time one of its objects comes here:
 the attributes read must be declared (`__slots__`, class attributes or set in
 `__init__`). A class without them is named in `DRIVER_GAPS` with the missing names, once at
 debug level on the "databases" logger too, and every step that needs them is skipped (the
@@ -12,6 +13,7 @@ sockets are then left to the driver's own cleanup), never an error.
 
 from __future__ import annotations
 
+import inspect
 import typing
 
 from databases._logging import logger
@@ -143,3 +145,59 @@ def mysql_pool_wakeup(pool: typing.Any) -> typing.Callable[[], typing.Awaitable[
     """aiomysql's coroutine that wakes a waiting `acquire()`, if the pool has one."""
     wakeup: typing.Callable[[], typing.Awaitable[None]] | None = getattr(pool, "_wakeup", None)
     return wakeup
+
+
+# -- aiomysql cursors that send bytes with every PyMySQL -----------------------------------
+#
+# aiomysql 0.3.2 escapes bytes with PyMySQL's `escape_bytes_prefixed`, which PyMySQL 1.2
+# replaced by a string placeholder: every bytes parameter then fails with a TypeError.
+# These cursors write bytes as a hexadecimal binary literal (`_binary X'...'`, what PyMySQL
+# 1.2 itself sends) and leave every other value to the connection's public `escape()`. They
+# override `Cursor._escape_args(args, conn)`, the one place both `execute()` and
+# `executemany()` escape through; `AIOMYSQL_CURSORS_PROBLEM` says why they are not used
+# (then the driver's own cursors are, as before).
+
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+def escape_bytes(value: bytes | bytearray | memoryview) -> str:
+    """A bytes value as a MySQL/MariaDB binary string literal."""
+    return f"_binary X'{bytes(value).hex()}'"
+
+
+def _escape(connection: typing.Any, value: typing.Any) -> str:
+    if isinstance(value, _BYTES_LIKE):
+        return escape_bytes(value)
+    return typing.cast(str, connection.escape(value))
+
+
+class _EscapeBytes:
+    """Escapes a statement's parameters, bytes included (mixed into both cursors)."""
+
+    def _escape_args(self, args: typing.Any, conn: typing.Any) -> typing.Any:
+        if isinstance(args, (tuple, list)):
+            return tuple([_escape(conn, value) for value in args])
+        if isinstance(args, dict):
+            return {key: _escape(conn, value) for key, value in args.items()}
+        return _escape(conn, args)
+
+
+def _aiomysql_cursors() -> tuple[typing.Any, typing.Any, str | None]:
+    """Our buffered and unbuffered aiomysql cursor classes, or why they cannot be used."""
+    try:
+        import aiomysql
+    except ImportError:
+        return None, None, "aiomysql is not installed"
+    hook = getattr(aiomysql.Cursor, "_escape_args", None)
+    if hook is None:
+        return None, None, "aiomysql.Cursor has no _escape_args()"
+    if list(inspect.signature(hook).parameters) != ["self", "args", "conn"]:
+        return None, None, f"aiomysql.Cursor._escape_args{inspect.signature(hook)} changed"
+    cursor = type("Cursor", (_EscapeBytes, aiomysql.Cursor), {})
+    unbuffered = type("SSCursor", (_EscapeBytes, aiomysql.SSCursor), {})
+    return cursor, unbuffered, None
+
+
+AIOMYSQL_CURSOR, AIOMYSQL_SSCURSOR, AIOMYSQL_CURSORS_PROBLEM = _aiomysql_cursors()
+if AIOMYSQL_CURSORS_PROBLEM is not None:
+    logger.debug("aiomysql bytes escaping left to the driver: %s", AIOMYSQL_CURSORS_PROBLEM)
