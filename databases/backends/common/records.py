@@ -131,13 +131,13 @@ class Record(RecordBase, RecordInterface):
         return RecordMapping(self)
 
     def keys(self) -> RecordKeys:
-        return RecordKeys(RecordMapping(self))
+        return self._mapping.keys()
 
     def values(self) -> RecordValues:
-        return RecordValues(RecordMapping(self))
+        return self._mapping.values()
 
     def items(self) -> RecordItems:
-        return RecordItems(RecordMapping(self))
+        return self._mapping.items()
 
     def get(self, key: typing.Any, default: typing.Any = None) -> typing.Any:
         try:
