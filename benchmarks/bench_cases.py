@@ -70,6 +70,9 @@ CASES: dict[str, str] = {
     "gather_100_force_rollback": (
         f"the same {GATHER_QUERIES} on a force_rollback database (one connection)"
     ),
+    "fetch_one_force_rollback": (
+        "fetch_one by primary key, one after another, on a force_rollback database"
+    ),
 }
 
 # Rows one operation of each case gets back (reads) or adds to WRITES_TABLE (writes):
@@ -86,12 +89,13 @@ ROWS_PER_OPERATION: dict[str, int] = {
     "transaction_10": TRANSACTION_INSERTS,
     "gather_100": GATHER_QUERIES,
     "gather_100_force_rollback": GATHER_QUERIES,
+    "fetch_one_force_rollback": 1,
 }
 
 # Cases that write to WRITES_TABLE: it is emptied before each of their batches.
 WRITE_CASES = frozenset({"insert", "execute_many_1000", "transaction_10"})
 # Cases that use a force-rollback connection, opened before the batch and closed after.
-FORCE_ROLLBACK_CASES = frozenset({"gather_100_force_rollback"})
+FORCE_ROLLBACK_CASES = frozenset({"gather_100_force_rollback", "fetch_one_force_rollback"})
 
 _BASE_TIME = datetime.datetime(2024, 1, 1, 8, 0, 0)
 

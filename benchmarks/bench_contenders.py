@@ -63,7 +63,7 @@ class Contender:
     # Inputs of one batch of `count` operations, built before the clock starts.
 
     def inputs(self, case: str, count: int) -> Inputs:
-        if case in ("fetch_one_select", "fetch_val", "fetch_one_text"):
+        if case in ("fetch_one_select", "fetch_val", "fetch_one_text", "fetch_one_force_rollback"):
             return list(bc.row_ids(count))
         if case in ("gather_100", "gather_100_force_rollback"):
             return list(bc.gather_ids(count))
@@ -250,6 +250,12 @@ class RawContender(Contender):
 
     async def case_gather_100_force_rollback(self, batches: Inputs) -> int:
         return await self._gather(self.fetch_one_held, batches)
+
+    async def case_fetch_one_force_rollback(self, ids: Inputs) -> int:
+        sql, seen = self.sql.select_by_id.sql, 0
+        for row_id in ids:
+            seen += await self.fetch_one_held(sql, (row_id,)) is not None
+        return seen
 
 
 class RawPostgres(RawContender):
@@ -552,7 +558,7 @@ class ClauseInputs(Contender):
 
     def inputs(self, case: str, count: int) -> Inputs:
         inputs = super().inputs(case, count)
-        if case == "fetch_one_select":
+        if case in ("fetch_one_select", "fetch_one_force_rollback"):
             return [bc.select_by_id(row_id) for row_id in inputs]
         if case == "fetch_val":
             return [bc.select_score_by_id(row_id) for row_id in inputs]
@@ -728,6 +734,12 @@ class SQLAlchemyContender(ClauseInputs):
             seen += sum(row is not None for row in rows)
         return seen
 
+    async def case_fetch_one_force_rollback(self, statements: Inputs) -> int:
+        seen = 0
+        for statement in statements:
+            seen += await self._locked_first(statement) is not None
+        return seen
+
 
 class DatabasesContender(ClauseInputs):
     """The `databases` API: this repository's package, `databases` 0.9.0 or `databasez`
@@ -867,6 +879,12 @@ class DatabasesContender(ClauseInputs):
         for statements in batches:
             rows = await asyncio.gather(*(database.fetch_one(s) for s in statements))
             seen += sum(row is not None for row in rows)
+        return seen
+
+    async def case_fetch_one_force_rollback(self, statements: Inputs) -> int:
+        database, seen = self.rollback_database, 0
+        for statement in statements:
+            seen += await database.fetch_one(statement) is not None
         return seen
 
 

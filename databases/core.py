@@ -35,6 +35,9 @@ from databases.interfaces import ConnectionBackend, DatabaseBackend, Record, Tra
 from databases.loops import LoopRegistry, LoopState
 from databases.url import DatabaseURL
 
+if typing.TYPE_CHECKING:
+    from databases._force_rollback import ForceRollbackSession
+
 __all__ = [
     "CONNECT_EXTRA",
     "DISCONNECT_EXTRA",
@@ -77,6 +80,28 @@ class _NoLock:
 _NO_LOCK = _NoLock()
 
 
+class _OpenTransaction:
+    """One transaction on a connection's stack."""
+
+    __slots__ = ("backend", "begun", "begun_in", "transaction")
+
+    def __init__(
+        self,
+        transaction: Transaction,
+        backend: TransactionBackend,
+        begun_in: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        self.transaction = transaction
+        self.backend = backend
+        # The loop of the task that began it (on the force-rollback session, any loop).
+        self.begun_in = begun_in
+        self.begun = False
+
+
+class _InnerTransactionOpenError(RuntimeError):
+    """`commit()`/`rollback()` of a transaction with a nested one still open: nothing ended."""
+
+
 class Database:
     """A database URL plus options; connections are made per event loop on demand."""
 
@@ -108,6 +133,9 @@ class Database:
         self._states = LoopRegistry()
         # Closes handed to other loops by disconnect(), kept alive until they finish.
         self._closing: set[asyncio.Task[None]] = set()
+        # With force_rollback: the one connection and transaction that every loop uses.
+        self._session: ForceRollbackSession | None = None
+        self._session_lock = threading.Lock()
 
     def _find_backend_class(self, url: DatabaseURL) -> typing.Callable[..., DatabaseBackend]:
         if not url.scheme:
@@ -141,11 +169,27 @@ class Database:
     async def _on_loop_end(self, state: LoopState) -> None:
         """The loop is shutting down: close its state while it can still run coroutines."""
         self._states.remove(state)
+        session, loop = self._session, state.loop
         try:
+            if session is not None and loop is not None:
+                await session.loop_ended(loop)
             await self._close_state(state)
         except Exception:
             logger.warning("Could not close the connections of an ending event loop", exc_info=True)
             state.terminate()
+
+    def _shared_session(self) -> ForceRollbackSession:
+        """The force-rollback session, made on first use (again in a forked child)."""
+        session = self._session
+        if session is not None and session.usable:
+            return session
+        from databases._force_rollback import ForceRollbackSession
+
+        with self._session_lock:
+            session = self._session
+            if session is None or not session.usable:
+                session = self._session = ForceRollbackSession(self)
+        return session
 
     def _backend_for_new_loop(self) -> DatabaseBackend:
         template = self._template_backend
@@ -223,7 +267,15 @@ class Database:
         if state.connected_explicitly:
             logger.debug("Already connected, skipping connection")
             return
-        await self._open_state(state)
+        if self._force_rollback:
+            self.is_connected = True
+            try:
+                await self._shared_session().start()
+            except BaseException:
+                self.is_connected = any(s.connected_explicitly for s in self._states.all())
+                raise
+        else:
+            await self._open_state(state)
         state.connected_explicitly = True
         self.is_connected = True
         logger.info("Connected to database %s", self.url.obscure_password, extra=CONNECT_EXTRA)
@@ -235,17 +287,21 @@ class Database:
             return
         loop = asyncio.get_running_loop()
         state = self._states.find(loop)
+        others = [other for other in self._states.all() if other is not state]
+        last = not any(other.connected_explicitly and other.is_alive() for other in others)
         if state is not None:
-            self._check_no_open_transaction(state)
+            self._check_no_open_transaction(state, ending_session=last)
             self._states.remove(state)
             state.connected_explicitly = False
             await self._close_state(state)
-        others = self._states.all()
-        if any(other.connected_explicitly and other.is_alive() for other in others):
+        if not last:
             logger.debug("Disconnected one event loop; still connected in another")
             return
         self.is_connected = False
+        session, self._session = self._session, None
         try:
+            if session is not None and session.usable:
+                await session.close()
             for other in self._states.pop_all():
                 self._close_foreign_state(other)
         finally:
@@ -256,13 +312,16 @@ class Database:
             "Disconnected from database %s", self.url.obscure_password, extra=DISCONNECT_EXTRA
         )
 
-    def _check_no_open_transaction(self, state: LoopState) -> None:
+    def _check_no_open_transaction(self, state: LoopState, ending_session: bool) -> None:
         active = _ACTIVE_TRANSACTIONS.get()
         if not active:
             return
+        session = self._session.connection if ending_session and self._session else None
         for transaction, backend in list(active.items()):
             connection = transaction._open.get(backend)
-            if connection is not None and connection._state is state:
+            if connection is None or transaction._ambient:
+                continue
+            if connection._state is state or connection is session:
                 raise TransactionOpenError(
                     "disconnect() was called while this task still has a transaction open: "
                     "commit or roll it back first (use `async with database.transaction():`)."
@@ -299,7 +358,7 @@ class Database:
         """
         self._check_connected()
         if self._force_rollback:
-            return self.connection()
+            return self._shared_session().connection
         state = self._state()
         # While no task holds a connection (the common case) the keyed lookup is skipped.
         if state.connections:
@@ -353,15 +412,11 @@ class Database:
     # -- connections and transactions -----------------------------------------------------
 
     def connection(self) -> Connection:
-        """The current task's connection, or with force_rollback the loop's shared one."""
-        state = self._state()
+        """The current task's connection, or with force_rollback the session's, shared by
+        every task of every loop."""
         if self._force_rollback:
-            connection = state.global_connection
-            if connection is None:
-                connection = self._new_connection(state)
-                connection._make_shared()
-                state.global_connection = connection
-            return connection
+            return self._shared_session().connection
+        state = self._state()
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("database.connection() must be called from inside an asyncio task.")
@@ -408,13 +463,13 @@ class Database:
 
     @property
     def _global_connection(self) -> Connection | None:
-        state = self._current_state()
-        return state.global_connection if state is not None else None
+        session = self._session
+        return session.connection if session is not None and session.started else None
 
     @property
     def _global_transaction(self) -> Transaction | None:
-        state = self._current_state()
-        return state.global_transaction if state is not None else None
+        session = self._session
+        return session.global_transaction if session is not None else None
 
     def loop_states(self) -> list[dict[str, typing.Any]]:
         """What this database holds in each event loop, for debugging."""
@@ -449,7 +504,8 @@ class Connection:
         self._shield_statements = self._cancellation == "breaks_connection"
         self._connection_lock: asyncio.Lock | _NoLock = _NO_LOCK if spare else asyncio.Lock()
         self._connection_counter = 0
-        self._transaction_stack: list[Transaction] = []
+        # Open transactions, outermost first.
+        self._open_transactions: list[_OpenTransaction] = []
         # Queries on one connection never overlap; a driver that queues them needs no lock.
         queues_statements = getattr(self._connection, "_queues_statements", False)
         self._query_lock: asyncio.Lock | _NoLock = (
@@ -548,7 +604,7 @@ class Connection:
         backend = self._connection.transaction()
         await backend.start(is_root=True, extra_options={})
         transaction._open[backend] = self
-        self._transaction_stack.append(transaction)
+        self._open_transactions.append(_OpenTransaction(transaction, backend, None))
         # Held until the loop's state closes, so the connection outlives every block.
         self._connection_counter += 1
         if self._state is not None:
@@ -560,14 +616,13 @@ class Connection:
             if self._connection_counter == 0:
                 return
             try:
-                if self._transaction_stack:
-                    root = self._transaction_stack[0]
-                    for backend in list(root._open):
-                        if root._open.get(backend) is self:
-                            del root._open[backend]
-                            await self._finish(backend.rollback())
+                if self._open_transactions:
+                    root = self._open_transactions[0]
+                    for entry in self._open_transactions:
+                        entry.transaction._open.pop(entry.backend, None)
+                    await self._finish(root.backend.rollback())
             finally:
-                self._transaction_stack.clear()
+                self._open_transactions.clear()
                 self._connection_counter = 0
                 await self._connection.release()
 
@@ -653,6 +708,18 @@ class Connection:
     async def iterate(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> AsyncGenerator[Record, None]:
+        batches = self._batches(query, values)
+        try:
+            async for batch in batches:
+                for record in batch:
+                    yield record
+        finally:
+            await batches.aclose()
+
+    async def _batches(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None
+    ) -> AsyncGenerator[list[Record], None]:
+        """The rows of `query` in the driver's batches, holding this connection throughout."""
         built = self._prepare(query, values)
         async with self:
             batches = self._connection._iterate_batches(built)
@@ -665,8 +732,7 @@ class Connection:
                             batch = await self._finish(batches.__anext__())
                         except StopAsyncIteration:
                             return
-                    for record in batch:
-                        yield record
+                    yield batch
             finally:
                 async with self._query_lock:
                     await batches.aclose()
@@ -698,19 +764,29 @@ class Connection:
     def raw_connection(self) -> typing.Any:
         return self._connection.raw_connection
 
-    def _may_start_transaction(self) -> bool:
-        """A task may open a transaction here unless another task's transaction is on top."""
-        if not self._transaction_stack:
+    @property
+    def _transaction_stack(self) -> list[Transaction]:
+        """The open transactions, outermost first."""
+        return [entry.transaction for entry in self._open_transactions]
+
+    def _may_start_transaction(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """A task may open a transaction here unless another task's transaction is on top.
+
+        On the force-rollback session a transaction begun from another event loop does not
+        make this one wait: it nests, as it would on one connection. That loop may be
+        blocked waiting for this one (a test inside `with TestClient(app):`).
+        """
+        if not self._open_transactions:
             return True
-        top = self._transaction_stack[-1]
-        if top._ambient:
+        top = self._open_transactions[-1]
+        if top.transaction._ambient or top.begun_in is not loop:
             return True
         active = _ACTIVE_TRANSACTIONS.get()
-        return active is not None and top in active
+        return active is not None and top.transaction in active
 
-    async def _wait_transaction_turn(self) -> None:
+    async def _wait_transaction_turn(self, loop: asyncio.AbstractEventLoop) -> None:
         """On a shared connection, wait until other tasks' transactions have ended."""
-        while not self._may_start_transaction():
+        while not self._may_start_transaction(loop):
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._transaction_waiters.append(waiter)
             try:
@@ -729,6 +805,73 @@ class Connection:
             if not waiter.done():
                 waiter.set_result(None)
         self._transaction_waiters.clear()
+
+    async def _start_transaction(
+        self,
+        transaction: Transaction,
+        options: dict[str, typing.Any],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> TransactionBackend:
+        """Begin `transaction` here (a savepoint when nested), once it is this task's turn.
+
+        `loop` is the caller's event loop, where it differs from this connection's.
+        """
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        await self.__aenter__()
+        try:
+            await self._wait_transaction_turn(loop)
+            is_root = not self._open_transactions
+            entry = _OpenTransaction(transaction, self._connection.transaction(), loop)
+            # Claimed before awaiting, so other tasks wait for their turn.
+            self._open_transactions.append(entry)
+            try:
+                # To its end even when the caller is cancelled meanwhile: a transaction is
+                # either begun and on the stack, or not begun at all.
+                await run_to_end(self._begin(entry, is_root, options))
+            except BaseException:
+                if entry.begun:  # begun, then cancelled: nobody will end it
+                    await run_to_end(self._locked(entry.backend.rollback()))
+                self._open_transactions.remove(entry)
+                self._transaction_ended()
+                raise
+        except BaseException:
+            await run_to_end(self.__aexit__())
+            raise
+        return entry.backend
+
+    async def _begin(
+        self, entry: _OpenTransaction, is_root: bool, options: dict[str, typing.Any]
+    ) -> None:
+        async with self._query_lock:
+            await entry.backend.start(is_root=is_root, extra_options=options)
+        entry.begun = True
+
+    async def _end_transaction(self, backend: TransactionBackend, commit: bool) -> None:
+        """Commit or roll back the innermost transaction, `backend`."""
+        self._check_loop()
+        if not self._open_transactions or self._open_transactions[-1].backend is not backend:
+            raise _InnerTransactionOpenError(
+                "Cannot end a transaction while a transaction nested in it is still open: "
+                "commit or roll back the inner one first."
+            )
+        try:
+            # To its end even when the caller is cancelled meanwhile (also while it waits
+            # for another task's statement): a savepoint dropped from the stack without its
+            # ROLLBACK would leave its writes in the enclosing transaction.
+            step = backend.commit() if commit else backend.rollback()
+            await run_to_end(self._locked(step))
+        finally:
+            self._open_transactions.pop()
+            self._transaction_ended()
+            await run_to_end(self.__aexit__())
+
+    async def _roll_back_begun_in(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Roll back the transactions begun from `loop` (it is ending), with any nested in them."""
+        while any(entry.begun_in is loop for entry in self._open_transactions):
+            top = self._open_transactions[-1]
+            top.transaction._open.pop(top.backend, None)
+            await self._end_transaction(top.backend, commit=False)
 
 
 class Transaction:
@@ -809,40 +952,13 @@ class Transaction:
 
     async def start(self) -> Transaction:
         connection = self._connection_callable()
-        await connection.__aenter__()
-        stack = connection._transaction_stack
-        try:
-            await connection._wait_transaction_turn()
-            is_root = not stack
-            # Claim the connection before awaiting, so other tasks wait for their turn.
-            stack.append(self)
-            backend = connection._connection.transaction()
-            try:
-                # To its end even when the caller is cancelled meanwhile: a transaction
-                # is either begun and recorded in `_open`, or not begun at all.
-                await run_to_end(self._begin(connection, backend, is_root))
-            except BaseException:
-                if backend in self._open:  # begun, then cancelled: nobody will end it
-                    del self._open[backend]
-                    await run_to_end(connection._locked(backend.rollback()))
-                stack.pop()
-                connection._transaction_ended()
-                raise
-        except BaseException:
-            await run_to_end(connection.__aexit__())
-            raise
+        backend = await connection._start_transaction(self, self._extra_options)
+        self._open[backend] = connection
         active = _ACTIVE_TRANSACTIONS.get()
         active = weakref.WeakKeyDictionary() if active is None else active.copy()
         active[self] = backend
         _ACTIVE_TRANSACTIONS.set(active)
         return self
-
-    async def _begin(
-        self, connection: Connection, backend: TransactionBackend, is_root: bool
-    ) -> None:
-        async with connection._query_lock:
-            await backend.start(is_root=is_root, extra_options=self._extra_options)
-        self._open[backend] = connection
 
     async def commit(self) -> None:
         await self._end(commit=True)
@@ -858,26 +974,20 @@ class Transaction:
                 "(`async with database.transaction():` or `await transaction.start()`)."
             )
         connection = self._open[backend]
-        connection._check_loop()
-        stack = connection._transaction_stack
-        if not stack or stack[-1] is not self:
-            raise RuntimeError(
-                "Cannot end a transaction while a transaction nested in it is still open: "
-                "commit or roll back the inner one first."
-            )
         try:
-            # To its end even when the caller is cancelled meanwhile (also while it waits
-            # for another task's statement): a savepoint dropped from the stack without its
-            # ROLLBACK would leave its writes in the enclosing transaction.
-            step = backend.commit() if commit else backend.rollback()
-            await run_to_end(connection._locked(step))
-        finally:
-            del self._open[backend]
-            stack.pop()
-            active = _ACTIVE_TRANSACTIONS.get()
-            if active is not None and active.get(self) is backend:
-                active = active.copy()
-                del active[self]
-                _ACTIVE_TRANSACTIONS.set(active)
-            connection._transaction_ended()
-            await run_to_end(connection.__aexit__())
+            await connection._end_transaction(backend, commit)
+        except _InnerTransactionOpenError:
+            raise  # nothing was ended
+        except BaseException:
+            self._ended(backend)
+            raise
+        self._ended(backend)
+
+    def _ended(self, backend: TransactionBackend) -> None:
+        """Forget `backend`, which its connection has ended (or failed to end, and dropped)."""
+        self._open.pop(backend, None)
+        active = _ACTIVE_TRANSACTIONS.get()
+        if active is not None and active.get(self) is backend:
+            active = active.copy()
+            del active[self]
+            _ACTIVE_TRANSACTIONS.set(active)

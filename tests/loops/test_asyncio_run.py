@@ -124,16 +124,17 @@ def test_connect_once_then_use_from_new_loops(url: str, plain: Database) -> None
     write_probe(url, items)
 
 
-def test_force_rollback_state_per_loop(url: str, rollback: Database) -> None:
+def test_force_rollback_session_spans_asyncio_run_loops(url: str, rollback: Database) -> None:
+    """One force-rollback session for every `asyncio.run()`: each loop sees what the earlier
+    ones wrote, nothing is committed, and the last disconnect rolls it all back."""
     database = rollback
     asyncio.run(database.connect())
     assert database.is_connected
 
     async def job(n: int) -> None:
-        # The earlier loops' states were rolled back when they were released.
-        assert await database.fetch_val(count_all(items)) == 0
+        assert await database.fetch_val(count_all(items)) == 30 * n
         assert await insert_and_select(database, items, f"rollback-{n}", 30) == list(range(30))
-        assert await database.fetch_val(count_all(items)) == 30
+        assert await database.fetch_val(count_all(items)) == 30 * (n + 1)
         # A separate connection sees none of it.
         async with Database(url) as other:
             assert await other.fetch_val(count_all(items)) == 0

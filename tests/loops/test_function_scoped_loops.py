@@ -7,8 +7,10 @@ Two arrangements of the same module-global databases (one per URL), in this orde
 2. a module-scoped fixture connects once in the module-scoped loop, and the tests, each in
    its own function-scoped loop, query without connecting.
 
-Every test runs 50+ queries at once with `asyncio.gather()`, sees its own inserts and none
-of the earlier tests' (each loop's force-rollback transaction is rolled back), and nothing is
+Every test runs 50+ queries at once with `asyncio.gather()`. In the first arrangement each
+test's disconnect ends the force-rollback session, so a test sees none of the earlier tests'
+rows. In the second the session lasts as long as the module loop's connection: every
+function loop works in the same transaction and sees what the earlier ones wrote. Nothing is
 ever committed (checked from a separate connection).
 """
 
@@ -31,9 +33,13 @@ from tests.loops import (
     values_of,
     write_probe,
 )
+from tests.loops.support import shared_tables_left_alone_fixture
 from tests.settings import DATABASE_URLS
 
 items = make_table("loops_fn_items")
+
+# On SQLite the module loop's session holds the file's write lock between tests.
+empty_tables = shared_tables_left_alone_fixture()
 
 # Created at import time, outside any event loop, as applications do.
 DATABASES = {url: Database(url, force_rollback=True) for url in DATABASE_URLS}
@@ -177,8 +183,8 @@ async def module_loop_database(url: str):
 
     assert asyncio.get_running_loop() is module_loop
     assert database.is_connected
-    # The module loop's own connection saw none of the function loops' inserts.
-    assert await database.fetch_val(count_all(items)) == 0
+    # One session: the module loop sees every function loop's inserts.
+    assert await database.fetch_val(count_all(items)) == MODULE_LOOP_ROWS
     await database.disconnect()
     assert not database.is_connected
 
@@ -193,11 +199,11 @@ async def test_module_loop_database_in_function_loop(
     assert loop is not module_loop
     assert database.is_connected
 
-    # This loop's own state opens lazily: none of the earlier loops' inserts are visible.
-    assert await database.fetch_val(count_all(items)) == 0
+    # The module loop's session: the earlier function loops' inserts are visible.
+    assert await database.fetch_val(count_all(items)) == 30 * round_
     tag = f"module-{round_}"
     assert await insert_and_select(database, items, tag, 30) == list(range(30))
-    assert await database.fetch_val(count_all(items)) == 30
+    assert await database.fetch_val(count_all(items)) == 30 * (round_ + 1)
     assert database.is_connected
 
 
@@ -210,27 +216,27 @@ async def test_connect_and_disconnect_in_function_loop_keeps_module_loop_connect
     assert database.is_connected
 
     async with database:
-        assert await database.fetch_val(count_all(items)) == 0
+        assert await database.fetch_val(count_all(items)) == 120
         assert await insert_and_select(database, items, "explicit", 25) == list(range(25))
-        assert await database.fetch_val(count_all(items)) == 25
-    # The module loop connected and has not disconnected: still connected.
+        assert await database.fetch_val(count_all(items)) == 145
+    # The module loop connected and has not disconnected: still connected, same session.
     assert database.is_connected
-
-    # The next use in this loop opens a fresh state; the block's rows were rolled back.
-    assert await database.fetch_val(count_all(items)) == 0
+    assert await database.fetch_val(count_all(items)) == 145
     assert await insert_and_select(database, items, "after", 25) == list(range(25))
-    assert await database.fetch_val(count_all(items)) == 25
+    assert await database.fetch_val(count_all(items)) == MODULE_LOOP_ROWS
 
 
-def test_closed_function_loops_left_no_locks(
+MODULE_LOOP_ROWS = 170  # what the function loops above wrote into the module loop's session
+
+
+def test_closed_function_loops_rows_stay_in_the_session(
     url: str, module_loop_database: tuple[Database, asyncio.AbstractEventLoop]
 ) -> None:
-    """The function loops above closed (pytest-asyncio ran `shutdown_asyncgens()` first),
-    and nothing has used the database since: their states were still released, so another
-    connection can commit (on SQLite their uncommitted inserts would lock it out)."""
+    """The function loops above closed (pytest-asyncio ran `shutdown_asyncgens()` first):
+    their rows stay in the session, which yet another loop sees, uncommitted."""
     database, _module_loop = module_loop_database
     assert database.is_connected
-    write_probe(url, items)
+    assert asyncio.run(database.fetch_val(count_all(items))) == MODULE_LOOP_ROWS
     assert committed_rows(url, items) == []
 
 

@@ -1,0 +1,248 @@
+"""The force-rollback session: one connection in one transaction, for every loop.
+
+With `force_rollback=True` a `Database` is one logical session for the whole process:
+everything every loop does goes into one transaction, rolled back at the last
+`disconnect()` (or at process end). The connection lives on the session loop (a thread
+of its own, see `_session_loop`), because a loop that connected may be idle, blocked or
+closed while others use it. Every other loop forwards its calls there and awaits the
+result in its own loop; the session's `Connection` runs them exactly as it runs the
+calls of tasks sharing it in one loop (same locks, same transaction turn-taking).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import typing
+import weakref
+from collections.abc import AsyncGenerator
+from types import TracebackType
+
+from sqlalchemy.sql import ClauseElement
+
+from databases._session_loop import SESSION_LOOP, call_blocking, call_in
+from databases.core import Connection, Transaction
+from databases.errors import DatabaseNotConnectedError
+from databases.interfaces import ConnectionBackend, Record, TransactionBackend
+from databases.loops import LoopState
+
+if typing.TYPE_CHECKING:
+    from databases.core import Database
+
+logger = logging.getLogger("databases")
+
+_T = typing.TypeVar("_T")
+
+# How long process exit waits for each open session's rollback.
+EXIT_ROLLBACK_TIMEOUT = 5.0
+
+_open_sessions: weakref.WeakSet[ForceRollbackSession] = weakref.WeakSet()
+
+
+class ForceRollbackSession:
+    """A database's force-rollback connection and transaction, owned by the session loop."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self.loop = SESSION_LOOP.get()
+        self.pid = os.getpid()
+        self._state = LoopState(self.loop, database._backend_for_new_loop())
+        shared = Connection(database, self._state.backend)
+        shared._state = self._state
+        shared._loop = self.loop
+        shared._make_shared()
+        self._state.global_connection = shared
+        self.shared = shared
+        # What every loop holds: forwards to `shared`.
+        self.connection = SessionConnection(database, self)
+        self._closed = False
+        _open_sessions.add(self)
+
+    @property
+    def started(self) -> bool:
+        """The connection is acquired and inside its transaction."""
+        return self.shared._connection_counter > 0
+
+    @property
+    def usable(self) -> bool:
+        """Not closed, and made in this process (a forked child starts its own)."""
+        return not self._closed and self.pid == os.getpid()
+
+    @property
+    def global_transaction(self) -> Transaction | None:
+        return self._state.global_transaction
+
+    async def call(
+        self,
+        call: typing.Callable[[], typing.Coroutine[typing.Any, typing.Any, _T]],
+        undo: typing.Callable[[_T], typing.Coroutine[typing.Any, typing.Any, object]] | None = None,
+    ) -> _T:
+        """Run `call()` on the session loop and await its result in the running loop."""
+        return await call_in(self.loop, call, undo)
+
+    async def start(self) -> None:
+        """Acquire the connection and begin the transaction, unless that happened already."""
+        if not self.started:
+            await self.call(self._start_here)
+
+    async def _start_here(self) -> None:
+        async with self.shared:
+            pass  # the first holder begins the transaction, which holds the connection on
+
+    async def close(self) -> None:
+        """Roll back everything and close the connection (the last `disconnect()`)."""
+        self._forget()
+        await self.call(self._close_here)
+
+    def close_blocking(self, timeout: float) -> None:
+        """`close()` from a thread that runs no event loop (process exit)."""
+        self._forget()
+        call_blocking(self.loop, self._close_here, timeout)
+
+    def _forget(self) -> None:
+        self._closed = True
+        _open_sessions.discard(self)
+
+    async def _close_here(self) -> None:
+        await self._database._close_state(self._state)
+
+    async def loop_ended(self, loop: asyncio.AbstractEventLoop) -> None:
+        """`loop` is ending: roll back the transactions its tasks began and left open."""
+        if self.usable and self.shared._open_transactions:
+            await self.call(lambda: self.shared._roll_back_begun_in(loop))
+
+
+def _roll_back_at_exit() -> None:
+    """Roll back what sessions still hold when the process ends (no last `disconnect()`)."""
+    for session in list(_open_sessions):
+        if not session.usable:
+            continue
+        try:
+            session.close_blocking(EXIT_ROLLBACK_TIMEOUT)
+        except Exception:
+            logger.warning("Could not roll back a force-rollback session at exit", exc_info=True)
+
+
+atexit.register(_roll_back_at_exit)
+
+
+class SessionConnection(Connection):
+    """What `database.connection()` gives under force_rollback, in every loop and task.
+
+    Each call is forwarded to the session's connection, on the session loop.
+    """
+
+    def __init__(self, database: Database, session: ForceRollbackSession) -> None:
+        self._database = database
+        self._session = session
+        self._shared = session.shared
+        self._state = None
+
+    def __repr__(self) -> str:
+        return f"<SessionConnection of {self._database!r}>"
+
+    def _check_loop(self) -> None:
+        """Any loop may use it."""
+
+    def _check_connected(self) -> None:
+        if not self._database.is_connected:
+            raise DatabaseNotConnectedError(self._database.url.obscure_password)
+
+    async def __aenter__(self) -> SessionConnection:
+        # The session holds its connection from start to end: entering only starts it.
+        self._check_connected()
+        await self._session.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        return None
+
+    async def fetch_all(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> list[Record]:
+        return await self._session.call(lambda: self._shared.fetch_all(query, values))
+
+    async def fetch_one(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> Record | None:
+        return await self._session.call(lambda: self._shared.fetch_one(query, values))
+
+    async def fetch_val(
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        column: typing.Any = 0,
+    ) -> typing.Any:
+        return await self._session.call(lambda: self._shared.fetch_val(query, values, column))
+
+    async def execute(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> typing.Any:
+        return await self._session.call(lambda: self._shared.execute(query, values))
+
+    async def execute_many(
+        self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
+    ) -> None:
+        await self._session.call(lambda: self._shared.execute_many(query, values))
+
+    async def iterate(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> AsyncGenerator[Record, None]:
+        # Forwarded per batch of rows, not per row.
+        batches = self._shared._batches(query, values)
+        try:
+            while True:
+                batch = await self._session.call(lambda: _next_or_none(batches))
+                if batch is None:
+                    return
+                for record in batch:
+                    yield record
+        finally:
+            await self._session.call(batches.aclose)
+
+    async def _start_transaction(
+        self,
+        transaction: Transaction,
+        options: dict[str, typing.Any],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> TransactionBackend:
+        loop = asyncio.get_running_loop()
+        # The loop's state, so its end rolls back what its tasks leave open.
+        self._database._state()
+        shared = self._shared
+        return await self._session.call(
+            lambda: shared._start_transaction(transaction, options, loop),
+            undo=lambda backend: shared._end_transaction(backend, commit=False),
+        )
+
+    async def _end_transaction(self, backend: TransactionBackend, commit: bool) -> None:
+        await self._session.call(lambda: self._shared._end_transaction(backend, commit))
+
+    @property
+    def _connection(self) -> ConnectionBackend:  # type: ignore[override]
+        return self._shared._connection
+
+    @property
+    def _transaction_stack(self) -> list[Transaction]:
+        return self._shared._transaction_stack
+
+    @property
+    def raw_connection(self) -> typing.Any:
+        """The driver's connection. It belongs to the session loop (another thread): read
+        its attributes from anywhere, but run its coroutines only through this object's
+        methods (SQLite's is the exception: its worker thread serves any loop)."""
+        return self._shared.raw_connection
+
+
+async def _next_or_none(batches: AsyncGenerator[list[Record], None]) -> list[Record] | None:
+    try:
+        return await batches.__anext__()
+    except StopAsyncIteration:
+        return None

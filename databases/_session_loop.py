@@ -1,0 +1,136 @@
+"""One event loop per process on a thread of its own, and a way to await work on it.
+
+The force-rollback session's connection lives on this loop, so the session serves every
+other loop whatever they are doing: idle (pytest's session loop while a test's loop
+runs), blocked (a test inside `with TestClient(app):` waiting for the app's loop) or
+closed (a finished `asyncio.run()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import os
+import threading
+import typing
+from collections.abc import Awaitable, Callable, Coroutine
+
+_T = typing.TypeVar("_T")
+
+
+class SessionLoop:
+    """The process's session loop, started on first use; a forked child starts its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None:
+            return loop
+        with self._lock:
+            if self._loop is None:
+                self._loop = self._start()
+            return self._loop
+
+    @staticmethod
+    def _start() -> asyncio.AbstractEventLoop:
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(started.set)
+            loop.run_forever()
+
+        # A daemon: it serves the others and must never keep the process alive. Sessions
+        # still open at exit are rolled back by an atexit hook, while it still runs.
+        threading.Thread(target=run, name="databases-session-loop", daemon=True).start()
+        started.wait()
+        return loop
+
+    def forget(self) -> None:
+        """In a forked child: the parent's thread does not exist here."""
+        self._lock = threading.Lock()
+        self._loop = None
+
+
+SESSION_LOOP = SessionLoop()
+if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python has it
+    os.register_at_fork(after_in_child=SESSION_LOOP.forget)
+
+
+async def call_in(
+    loop: asyncio.AbstractEventLoop,
+    call: Callable[[], Coroutine[typing.Any, typing.Any, _T]],
+    undo: Callable[[_T], Coroutine[typing.Any, typing.Any, object]] | None = None,
+) -> _T:
+    """Await `call()` run as a task on `loop`, from the running loop (another one).
+
+    The task runs in a copy of the caller's context, so context variables read there see
+    the caller's values. Cancelling the caller cancels the task and then waits for it to
+    end: a step that must run to its end (see `run_to_end`) does so before the caller gets
+    its CancelledError. If the task had already succeeded, `undo(result)` runs on `loop`.
+    """
+    here = asyncio.get_running_loop()
+    outcome: asyncio.Future[_T] = here.create_future()
+    context = contextvars.copy_context()
+    started: list[asyncio.Task[_T]] = []
+
+    def settle(task: asyncio.Task[_T]) -> None:
+        if outcome.done():  # pragma: no cover - only this function settles it, once
+            return
+        if task.cancelled():
+            outcome.cancel()
+        elif task.exception() is not None:
+            outcome.set_exception(typing.cast(BaseException, task.exception()))
+        else:
+            outcome.set_result(task.result())
+
+    def report(task: asyncio.Task[_T]) -> None:
+        try:
+            here.call_soon_threadsafe(settle, task)
+        except RuntimeError:  # the caller's loop closed meanwhile: nobody is waiting
+            if not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not log it as lost
+
+    def start() -> None:
+        task = context.run(loop.create_task, call())
+        started.append(task)
+        task.add_done_callback(report)
+
+    def cancel() -> None:
+        for task in started:
+            task.cancel()
+
+    loop.call_soon_threadsafe(start)
+    try:
+        return await asyncio.shield(outcome)
+    except asyncio.CancelledError:
+        if not outcome.done():
+            loop.call_soon_threadsafe(cancel)
+            await _outcome_of(outcome)
+        if undo is not None and not outcome.cancelled() and outcome.exception() is None:
+            await _outcome_of(asyncio.ensure_future(call_in(loop, lambda: undo(outcome.result()))))
+        raise
+
+
+async def _outcome_of(future: Awaitable[object]) -> None:
+    """Wait for `future` to finish whatever it does, ignoring the caller's cancellation."""
+    waited = asyncio.ensure_future(future)
+    while not waited.done():
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(waited)
+    if not waited.cancelled():
+        waited.exception()  # retrieved: the caller reports its own cancellation instead
+
+
+def call_blocking(
+    loop: asyncio.AbstractEventLoop,
+    call: Callable[[], Coroutine[typing.Any, typing.Any, _T]],
+    timeout: float,
+) -> _T:
+    """Run `call()` on `loop` from a thread that runs no loop, waiting at most `timeout`."""
+    return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout)
