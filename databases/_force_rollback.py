@@ -167,12 +167,12 @@ class SessionConnection(Connection):
     async def fetch_all(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> list[Record]:
-        return await self._session.call(lambda: self._shared.fetch_all(query, values))
+        return await self._session.call(lambda: self._here(self._shared.fetch_all, query, values))
 
     async def fetch_one(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> Record | None:
-        return await self._session.call(lambda: self._shared.fetch_one(query, values))
+        return await self._session.call(lambda: self._here(self._shared.fetch_one, query, values))
 
     async def fetch_val(
         self,
@@ -180,17 +180,30 @@ class SessionConnection(Connection):
         values: dict[str, typing.Any] | None = None,
         column: typing.Any = 0,
     ) -> typing.Any:
-        return await self._session.call(lambda: self._shared.fetch_val(query, values, column))
+        return await self._session.call(
+            lambda: self._here(self._shared.fetch_val, query, values, column)
+        )
 
     async def execute(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> typing.Any:
-        return await self._session.call(lambda: self._shared.execute(query, values))
+        return await self._session.call(lambda: self._here(self._shared.execute, query, values))
 
     async def execute_many(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> None:
-        await self._session.call(lambda: self._shared.execute_many(query, values))
+        await self._session.call(lambda: self._here(self._shared.execute_many, query, values))
+
+    async def _here(
+        self, step: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any
+    ) -> _T:
+        """On the session loop: run one of the session connection's steps."""
+        shared = self._shared
+        if len(shared._open_transactions) > 1:
+            # Savepoints of a loop closed without `shutdown_asyncgens()` go first, or
+            # this statement would run inside them and be rolled back with them.
+            await shared._roll_back_orphans()
+        return await step(*args)
 
     async def iterate(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
@@ -218,7 +231,7 @@ class SessionConnection(Connection):
         self._database._state()
         shared = self._shared
         return await self._session.call(
-            lambda: shared._start_transaction(transaction, options, loop),
+            lambda: self._here(shared._start_transaction, transaction, options, loop),
             undo=lambda backend: shared._end_transaction(backend, commit=False),
         )
 

@@ -83,7 +83,7 @@ _NO_LOCK = _NoLock()
 class _OpenTransaction:
     """One transaction on a connection's stack."""
 
-    __slots__ = ("backend", "begun", "begun_in", "transaction")
+    __slots__ = ("backend", "begun", "begun_in", "ending", "transaction")
 
     def __init__(
         self,
@@ -96,6 +96,8 @@ class _OpenTransaction:
         # The loop of the task that began it (on the force-rollback session, any loop).
         self.begun_in = begun_in
         self.begun = False
+        # Its COMMIT or ROLLBACK is under way: nothing may nest in it any more.
+        self.ending = False
 
 
 class _InnerTransactionOpenError(RuntimeError):
@@ -779,6 +781,8 @@ class Connection:
         if not self._open_transactions:
             return True
         top = self._open_transactions[-1]
+        if top.ending:
+            return False
         if top.transaction._ambient or top.begun_in is not loop:
             return True
         active = _ACTIVE_TRANSACTIONS.get()
@@ -787,13 +791,16 @@ class Connection:
     async def _wait_transaction_turn(self, loop: asyncio.AbstractEventLoop) -> None:
         """On a shared connection, wait until other tasks' transactions have ended."""
         while not self._may_start_transaction(loop):
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._transaction_waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                with contextlib.suppress(ValueError):
-                    self._transaction_waiters.remove(waiter)
+            await self._next_transaction_end()
+
+    async def _next_transaction_end(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._transaction_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            with contextlib.suppress(ValueError):
+                self._transaction_waiters.remove(waiter)
 
     async def _locked(self, step: typing.Awaitable[_T]) -> _T:
         """Run one driver step of this connection under its query lock."""
@@ -848,13 +855,20 @@ class Connection:
         entry.begun = True
 
     async def _end_transaction(self, backend: TransactionBackend, commit: bool) -> None:
-        """Commit or roll back the innermost transaction, `backend`."""
+        """Commit or roll back `backend`, once it is the innermost transaction here."""
         self._check_loop()
-        if not self._open_transactions or self._open_transactions[-1].backend is not backend:
-            raise _InnerTransactionOpenError(
-                "Cannot end a transaction while a transaction nested in it is still open: "
-                "commit or roll back the inner one first."
-            )
+        while True:
+            if self._is_global:
+                await self._roll_back_orphans()
+            if self._is_innermost(backend):
+                break
+            await self._next_transaction_end()
+        await self._end_innermost(commit)
+
+    async def _end_innermost(self, commit: bool) -> None:
+        entry = self._open_transactions[-1]
+        entry.ending = True
+        backend = entry.backend
         try:
             # To its end even when the caller is cancelled meanwhile (also while it waits
             # for another task's statement): a savepoint dropped from the stack without its
@@ -862,16 +876,42 @@ class Connection:
             step = backend.commit() if commit else backend.rollback()
             await run_to_end(self._locked(step))
         finally:
-            self._open_transactions.pop()
+            self._open_transactions.remove(entry)
             self._transaction_ended()
             await run_to_end(self.__aexit__())
 
-    async def _roll_back_begun_in(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Roll back the transactions begun from `loop` (it is ending), with any nested in them."""
-        while any(entry.begun_in is loop for entry in self._open_transactions):
+    def _is_innermost(self, backend: TransactionBackend) -> bool:
+        """Whether `backend` can end now; False while transactions that other loops nested
+        in it are open (they end first). A nested one of its own loop is a mistake."""
+        stack = self._open_transactions
+        index = next((i for i, entry in enumerate(stack) if entry.backend is backend), None)
+        if index is None:
+            raise RuntimeError("This transaction is not open on this connection.")
+        above = stack[index + 1 :]
+        for entry in above:
+            if entry.begun_in is stack[index].begun_in:
+                raise _InnerTransactionOpenError(
+                    "Cannot end a transaction while a transaction nested in it is still open: "
+                    "commit or roll back the inner one first."
+                )
+        return not above
+
+    async def _roll_back_orphans(self) -> None:
+        """Roll back innermost transactions whose loop closed without ending them (a bare
+        `loop.close()`: no `shutdown_asyncgens()` told us)."""
+        while self._open_transactions:
             top = self._open_transactions[-1]
+            if top.begun_in is None or not top.begun_in.is_closed():
+                return
             top.transaction._open.pop(top.backend, None)
-            await self._end_transaction(top.backend, commit=False)
+            await self._end_innermost(commit=False)
+
+    async def _roll_back_begun_in(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Roll back the transactions begun from `loop` (it is ending), innermost first."""
+        for entry in [entry for entry in self._open_transactions if entry.begun_in is loop][::-1]:
+            if entry in self._open_transactions:
+                entry.transaction._open.pop(entry.backend, None)
+                await self._end_transaction(entry.backend, commit=False)
 
 
 class Transaction:
