@@ -22,7 +22,6 @@ from tests.loops import (
     count_all,
     count_tag,
     insert_and_select,
-    is_sqlite,
     make_table,
     values_of,
     write_probe,
