@@ -291,13 +291,20 @@ class Database:
         state = self._states.find(loop)
         others = [other for other in self._states.all() if other is not state]
         last = not any(other.connected_explicitly and other.is_alive() for other in others)
+        was_connected = state is not None and state.connected_explicitly
         if state is not None:
             self._check_no_open_transaction(state, ending_session=last)
             self._states.remove(state)
             state.connected_explicitly = False
             await self._close_state(state)
         if not last:
-            logger.debug("Disconnected one event loop; still connected in another")
+            if state is None or not was_connected:
+                logger.warning(
+                    "disconnect() in an event loop that did not connect: ignored, the "
+                    "database stays connected for the loop(s) that called connect()"
+                )
+            else:
+                logger.debug("Disconnected one event loop; still connected in another")
             return
         self.is_connected = False
         session, self._session = self._session, None
