@@ -6,9 +6,11 @@ subprocesses of their own.
 - Fixture factories: a module-scoped `url` fixture per test table, and the `case` fixture of
   the web-framework modules.
 - One `Database` per URL and force_rollback setting (`CASES`), used from loops of several
-  scopes (the pytest-asyncio and anyio modules): what each loop wrote (`Ledger`), what the
-  running loop sees (`seen`), and after the end, from separate connections, what was
-  committed and that no connection still holds a lock (`check_ended`, `assert_unlocked`).
+  scopes (the pytest-asyncio and anyio modules): what the loops wrote and so what every
+  loop sees (`Ledger`: with force_rollback, all of the current session's writes), what the
+  running loop sees (`seen`), what states the database holds (`assert_loop_states`), and
+  after the end, from separate connections, what was committed and that no connection
+  still holds a lock (`check_ended`, `assert_unlocked`).
 - `LoopThread`: an event loop running in a background thread.
 """
 
@@ -25,6 +27,8 @@ import pytest
 import sqlalchemy
 
 from databases import Database, DatabaseURL
+from databases._force_rollback import SessionConnection
+from databases.core import Connection
 from tests import admin
 from tests.loops import (
     clear_table,
@@ -89,7 +93,8 @@ def web_case_fixture(make_app: Callable[[Database], Any], table: sqlalchemy.Tabl
 Case = tuple[str, bool]
 CASES: list[Case] = [(url, rollback) for url in DATABASE_URLS for rollback in (False, True)]
 
-# Small pools: every loop gets a pool of its own, and the database servers are shared.
+# Small pools: without force_rollback every loop gets a pool of its own, and the database
+# servers are shared.
 SMALL_POOL = {"min_size": 1, "max_size": 4}
 
 
@@ -105,35 +110,48 @@ def make_databases(**options: Any) -> dict[Case, Database]:
 
 
 class Ledger:
-    """What each loop wrote, and so what a loop should see: with force_rollback only the rows
-    written in the same loop (and still in its open transaction), otherwise all of them."""
+    """What the loops wrote to one table, and so what every loop should see.
+
+    Without force_rollback every write is committed: every loop sees all of them, and all
+    of them are committed. With force_rollback every loop works in the database's one
+    session (one connection in one transaction, whichever loop connected or writes): every
+    loop sees every write made since the session began, in any loop, until the session
+    ends (`session_ended()`, at the last explicit `disconnect()`), which rolls them all
+    back; nothing is ever committed.
+    """
 
     def __init__(self, force_rollback: bool) -> None:
         self.force_rollback = force_rollback
-        # (loop, tag, number of rows); the loops are kept alive on purpose, so that a new
-        # loop can never be mistaken for an old one.
-        self.writes: list[tuple[asyncio.AbstractEventLoop, str, int]] = []
+        # (tag, number of rows), in the order written: without force_rollback all of them,
+        # with it those of the current session.
+        self.writes: list[tuple[str, int]] = []
 
     def wrote(self, tag: str, count: int) -> None:
-        self.writes.append((asyncio.get_running_loop(), tag, count))
+        self.writes.append((tag, count))
 
-    def rolled_back(self, loop: asyncio.AbstractEventLoop) -> None:
-        """`loop`'s state was closed: with force_rollback, what it wrote is gone."""
+    def forget_since(self, mark: int) -> None:
+        """The writes after the first `mark` were rolled back by a transaction of the test's
+        own: no loop sees them, and they were never committed."""
+        del self.writes[mark:]
+
+    def session_ended(self) -> None:
+        """The database's last explicit `disconnect()` returned: with force_rollback the
+        session was rolled back, and its rows are gone (the next session starts empty).
+        Without force_rollback the rows were committed and stay."""
         if self.force_rollback:
-            self.writes = [write for write in self.writes if write[0] is not loop]
+            self.writes.clear()
 
     def visible(self) -> dict[str, int]:
-        loop = asyncio.get_running_loop()
-        return {
-            tag: count
-            for written_in, tag, count in self.writes
-            if not self.force_rollback or written_in is loop
-        }
+        """How many rows of each tag any loop sees now."""
+        counts: dict[str, int] = {}
+        for tag, count in self.writes:
+            counts[tag] = counts.get(tag, 0) + count
+        return counts
 
     def committed(self) -> list[tuple[str, int]]:
         if self.force_rollback:
             return []
-        return sorted((tag, value) for _, tag, count in self.writes for value in range(count))
+        return sorted((tag, value) for tag, count in self.writes for value in range(count))
 
 
 class Ledgers:
@@ -168,15 +186,39 @@ def assert_loop_states(
     *loops: asyncio.AbstractEventLoop | None,
 ) -> None:
     """`database` holds states exactly for `connected_in` (the loop that called `connect()`,
-    the only one) and `loops` (None among them is passed over): the states of loops that
-    ended were closed with them."""
+    the only one) and, without force_rollback, `loops` (None among them is passed over): the
+    states of loops that ended were closed with them.
+
+    With force_rollback a loop that only queries forwards its statements to the session
+    and holds no state, and the connected loop's state opens no connections of its own
+    (`open` is False): the session's connection lives on the session loop. `database`'s
+    `connection()` is then the session's, the same object in every loop.
+    """
+    force_rollback = database._force_rollback
     states = database.loop_states()
-    assert all(state["alive"] and state["open"] for state in states), states
-    expected = {id(connected_in)} | {id(loop) for loop in loops if loop is not None}
+    assert all(state["alive"] for state in states), states
+    assert all(state["open"] is not force_rollback for state in states), states
+    # The force-rollback connection is the session's, never a loop's.
+    assert not any(state["force_rollback_connection"] for state in states), states
+    expected = {id(connected_in)}
+    if not force_rollback:
+        expected |= {id(loop) for loop in loops if loop is not None}
     assert {id(state["loop"]) for state in states} == expected, states
     assert len(states) == len(expected), states
     explicit = [state["loop"] for state in states if state["connected_explicitly"]]
     assert explicit == [connected_in]
+
+
+def assert_session_connection(database: Database, seen_before: Connection | None) -> Connection:
+    """With force_rollback, `database.connection()` in the running loop is the session's
+    `SessionConnection`, inside its transaction, and is `seen_before` (unless None, one
+    got in another loop or task of the same session). Returns it."""
+    connection = database.connection()
+    assert isinstance(connection, SessionConnection), connection
+    assert seen_before is None or connection is seen_before
+    # The session's transaction, begun at connect(); tests nest none between their calls.
+    assert len(connection._transaction_stack) == 1
+    return connection
 
 
 class ConnectedInWideLoop:
@@ -194,19 +236,21 @@ class ConnectedInWideLoop:
     def wide_loop(self) -> asyncio.AbstractEventLoop:
         raise NotImplementedError
 
-    @property
-    def single_writer(self) -> bool:
-        """SQLite with force_rollback: see the module docstring."""
-        return self.force_rollback and is_sqlite(self.url)
-
     async def write_and_check(self, tag: str, count: int = 30) -> None:
         """Check what this loop sees, `gather()` 2 * `count` inserts and selects, check again."""
         await write_and_check(self.database, self.table, self.ledger, tag, count)
 
     def check_states(self, *loops: asyncio.AbstractEventLoop | None) -> None:
-        """The database holds states exactly for the wide loop and `loops`: the states of
-        function loops that ended were closed with them."""
+        """The database holds states exactly for the wide loop and, without force_rollback,
+        `loops`: the states of function loops that ended were closed with them. With
+        force_rollback every loop's `database.connection()` is the one session connection,
+        the same object in every check (the wide loop's connection keeps the session)."""
         assert_loop_states(self.database, self.wide_loop, *loops)
+        if self.force_rollback:
+            seen_before = self.__dict__.get("_session_connection")
+            self.__dict__["_session_connection"] = assert_session_connection(
+                self.database, seen_before
+            )
 
 
 class NewLoops:
@@ -279,10 +323,10 @@ def drop_tables(url: str, *tables: sqlalchemy.Table) -> None:
 
 def shared_tables_left_alone_fixture() -> Any:
     """An autouse fixture `empty_tables` that replaces the suite's autouse fixture of this
-    name and does nothing: the module leaves the shared tables alone, and on SQLite an open
-    rollback transaction of a loop wider than a test's (a module or session loop, or that of
-    a module-scoped async fixture) would keep that fixture's cleanup from committing while
-    it lasts."""
+    name and does nothing: the module leaves the shared tables alone, and on SQLite a
+    force-rollback session that outlives a test (connected in a module or session loop, or
+    by a module-scoped fixture) holds the file's write lock once it wrote, which would keep
+    that fixture's cleanup from committing while it lasts."""
 
     @pytest.fixture(autouse=True)
     def empty_tables() -> Iterator[None]:

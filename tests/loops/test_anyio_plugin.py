@@ -11,10 +11,14 @@ each test, unless an async fixture of a wider scope is active: then the tests sh
 
 Each arrangement has its own databases and table, and runs once per URL with
 `force_rollback=True` and without. Queries go out 60 at a time through `asyncio.gather()`
-and 60 at a time from an anyio task group. With force_rollback a loop sees only what it wrote
-itself, and only until its state closes; without it every loop sees every committed row. At
-the end of each arrangement separate connections check what was committed (nothing, with
-force_rollback) and that no connection still holds a lock.
+and 60 at a time from an anyio task group. Without force_rollback every loop sees every
+committed row. With force_rollback every loop works in the database's one session (one
+connection in one transaction, on the library's session loop), from the first `connect()`
+to the last `disconnect()`, which rolls it back: in the first two arrangements each test
+connects and disconnects, so each test has a session of its own and sees none of the
+earlier tests' rows; in the third the tests share the module fixture's session and see each
+other's rows. At the end of each arrangement separate connections check what was committed
+(nothing, with force_rollback) and that no connection still holds a lock.
 """
 
 from __future__ import annotations
@@ -86,6 +90,10 @@ async def write_and_check(
     assert await seen(database, table) == ledger.visible()
 
 
+# The suffixes of the two tags `write_and_check` writes.
+TG = ("", "-tg")
+
+
 def check_ended(url: str, table: sqlalchemy.Table, ledger: Ledger) -> None:
     """What was committed, checked from another connection (at least 120 rows without
     force_rollback); and nothing holds a lock."""
@@ -115,13 +123,21 @@ async def test_connect_per_test(case: Case, round_: int) -> None:
     loop = new_loop()
     assert not database.is_connected
     assert database.loop_states() == []
+    ledger = ledger_for("per-test", case)
     async with database:
         [state] = database.loop_states()
         assert state["loop"] is loop and state["connected_explicitly"]
-        # With force_rollback none of the earlier tests' rows are visible.
-        await write_and_check(database, per_test_items, ledger_for("per-test", case), f"r{round_}")
+        # With force_rollback the connection is the session's, on the session loop.
+        assert state["open"] is not case[1]
+        # With force_rollback this test's connect() began a new session: none of the
+        # earlier tests' rows are visible.
+        expected = set() if case[1] else {f"r{n}{tg}" for n in range(round_) for tg in TG}
+        assert set(ledger.visible()) == expected
+        await write_and_check(database, per_test_items, ledger, f"r{round_}")
     assert not database.is_connected
     assert database.loop_states() == []
+    # The last (only) disconnect: with force_rollback the session was rolled back.
+    ledger.session_ended()
 
 
 def test_connect_per_test_committed(case: Case) -> None:
@@ -141,6 +157,8 @@ async def connected_per_test(
         yield database, asyncio.get_running_loop()
     assert not database.is_connected
     assert database.loop_states() == []
+    # The last (only) disconnect: with force_rollback the session was rolled back.
+    ledger_for("fixture", case).session_ended()
 
 
 @pytest.mark.anyio
@@ -153,7 +171,12 @@ async def test_function_fixture(
     assert new_loop() is fixture_loop
     [state] = database.loop_states()
     assert state["loop"] is fixture_loop and state["connected_explicitly"]
-    await write_and_check(database, fixture_items, ledger_for("fixture", case), f"r{round_}")
+    assert state["open"] is not case[1]
+    ledger = ledger_for("fixture", case)
+    # With force_rollback the earlier test's session ended with its fixture.
+    expected = set() if case[1] else {f"r{n}{tg}" for n in range(round_) for tg in TG}
+    assert set(ledger.visible()) == expected
+    await write_and_check(database, fixture_items, ledger, f"r{round_}")
 
 
 def test_function_fixture_committed(case: Case) -> None:
@@ -182,9 +205,12 @@ async def connected_per_module(case: Case, anyio_backend: str) -> AsyncIterator[
 
     assert asyncio.get_running_loop() is loop
     assert await seen(database, module_items) == ledger.visible()
+    assert set(ledger.visible()) == {"first", "first-tg", "last", "last-tg"}
     await database.disconnect()
     assert not database.is_connected
     assert database.loop_states() == []
+    # The last disconnect: with force_rollback the session was rolled back.
+    ledger.session_ended()
     await asyncio.to_thread(check_ended, case[0], module_items, ledger)
 
 
@@ -205,6 +231,7 @@ async def test_module_fixture_first(connected_per_module: ModuleConnection) -> N
     assert loop not in new_loop.seen
     [state] = database.loop_states()
     assert state["loop"] is loop and state["connected_explicitly"]
+    assert state["open"] is not connected_per_module.case[1]
     await write_and_check(database, module_items, connected_per_module.ledger, "first")
 
 
@@ -215,21 +242,23 @@ async def test_module_fixture_in_a_transaction(
     database, ledger = connected_per_module.database, connected_per_module.ledger
     assert asyncio.get_running_loop() is connected_per_module.loop
     # The queries of this task run on its connection, inside the fixture's transaction;
-    # tasks that share the connection see it too (sibling tasks would not).
+    # tasks that share the connection see it too (sibling tasks would not). With
+    # force_rollback the connection is the session's, and the fixture's transaction a
+    # savepoint nested in the session's transaction.
     connection = database.connection()
-    assert connection._transaction_stack
+    assert len(connection._transaction_stack) == (2 if connected_per_module.case[1] else 1)
     written_before = len(ledger.writes)
     await write_and_check(connection, module_items, ledger, "in-transaction")
     # Rolled back at the end of the test: forget these rows.
-    del ledger.writes[written_before:]
+    ledger.forget_since(written_before)
 
 
 @pytest.mark.anyio
 async def test_module_fixture_keeps_its_rows(connected_per_module: ModuleConnection) -> None:
     database, ledger = connected_per_module.database, connected_per_module.ledger
     assert asyncio.get_running_loop() is connected_per_module.loop
-    # The earlier test's transaction was rolled back; the loop's state, with force_rollback
-    # its connection and transaction, lasted from test to test.
+    # The earlier test's transaction was rolled back; the module fixture's connection (with
+    # force_rollback its session) lasted from test to test.
     assert set(ledger.visible()) == {"first", "first-tg"}
     await write_and_check(database, module_items, ledger, "last")
     [state] = database.loop_states()

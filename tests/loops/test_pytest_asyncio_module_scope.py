@@ -1,17 +1,18 @@
 """A module-global `Database` connected by a module-scoped fixture in pytest-asyncio's module
 loop, used by tests in that module loop and by tests in function-scoped loops, interleaved.
 
-Runs once per URL, with `force_rollback=True` and without. With force_rollback the module
-loop's state (its connection and rollback transaction) lasts from one module-loop test to the
-next, so those tests see each other's rows, while each function loop gets a state of its own
-that is closed, and its rows rolled back, when its loop ends. Without force_rollback every loop
-sees every committed row. The fixture disconnects at the end, in the module loop; separate
-connections then check what was committed (nothing, with force_rollback) and that no
-connection still holds a lock.
+Runs once per URL, with `force_rollback=True` and without. Without force_rollback every loop
+has its own pool and sees every committed row. With force_rollback every loop works in the
+database's one session (one connection in one transaction, on the library's session loop),
+which lasts from the module loop's `connect()` to its `disconnect()`: every loop, including
+function loops that ended, sees every loop's rows, counts accumulate across loops, and a
+function loop that connects and disconnects meanwhile ends nothing (the module loop is still
+connected), so its rows stay. Function loops that only query hold no state. The fixture
+disconnects at the end, in the module loop; separate connections then check what was
+committed (nothing, with force_rollback) and that no connection still holds a lock.
 
-SQLite allows one writer at a time, and with force_rollback a loop's transaction keeps the
-file's write lock until its state closes. So in that case the function loops write only until
-the module loop writes, and only read after that.
+On SQLite every loop writes too: with force_rollback they all write through the session's
+one connection, which holds the file's write lock until the session ends.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ async def connected(case: Case) -> AsyncIterator[ModuleLoop]:
     assert not database.is_connected
     await database.connect()
     assert database.is_connected
-    # No query here: what the tests see is up to them (see the module docstring on SQLite).
+    # No query here: what the tests see is up to them.
     info = ModuleLoop(
         url, force_rollback, database, asyncio.get_running_loop(), Ledger(force_rollback)
     )
@@ -80,11 +81,14 @@ async def connected(case: Case) -> AsyncIterator[ModuleLoop]:
 
     assert asyncio.get_running_loop() is info.module_loop
     assert database.is_connected
-    # The module loop's state is still open: with force_rollback its rows are still there.
+    # Still connected: with force_rollback the session still holds every loop's rows.
     assert await seen(database, items) == info.ledger.visible()
+    assert set(info.ledger.visible()) == ALL_TAGS
     await database.disconnect()
     assert not database.is_connected
     assert database.loop_states() == []
+    # The last disconnect: with force_rollback the session was rolled back.
+    info.ledger.session_ended()
     assert await asyncio.to_thread(committed_rows, url, items) == info.ledger.committed()
     await asyncio.to_thread(assert_unlocked, url, items)
 
@@ -96,9 +100,10 @@ async def test_function_loop_before_module_loop_queries(connected: ModuleLoop, r
     assert loop is not connected.module_loop
     assert connected.database.is_connected
     connected.check_states()
-    # This loop's state opens on first use: with force_rollback it sees none of the earlier
-    # function loops' rows, without it all of them.
+    # Every earlier function loop's rows are visible: committed, or with force_rollback in
+    # the session. Without force_rollback this loop's state opens on first use.
     await connected.write_and_check(f"function-{round_}")
+    assert set(connected.ledger.visible()) == {f"function-{n}" for n in range(round_ + 1)}
     connected.check_states(loop)
 
 
@@ -106,6 +111,8 @@ async def test_function_loop_before_module_loop_queries(connected: ModuleLoop, r
 async def test_module_loop_writes(connected: ModuleLoop) -> None:
     assert asyncio.get_running_loop() is connected.module_loop
     connected.check_states()
+    # The ended function loops' rows are still visible here (with force_rollback too).
+    assert set(connected.ledger.visible()) == {"function-0", "function-1"}
     await connected.write_and_check("module-0", 40)
     connected.check_states()
 
@@ -114,20 +121,17 @@ async def test_module_loop_writes(connected: ModuleLoop) -> None:
 async def test_function_loop_after_module_loop_wrote(connected: ModuleLoop) -> None:
     loop = asyncio.get_running_loop()
     assert loop is not connected.module_loop
-    if connected.single_writer:
-        assert await seen(connected.database, items) == connected.ledger.visible() == {}
-    else:
-        await connected.write_and_check("function-2")
+    # The module loop's rows are visible here, and this loop writes too (on SQLite as well).
+    assert "module-0" in connected.ledger.visible()
+    await connected.write_and_check("function-2")
     connected.check_states(loop)
 
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_module_loop_keeps_its_rows(connected: ModuleLoop) -> None:
     assert asyncio.get_running_loop() is connected.module_loop
-    visible = connected.ledger.visible()
-    assert "module-0" in visible
-    if connected.force_rollback:
-        assert set(visible) == {"module-0"}
+    # Every loop's rows so far, its own from the earlier module-loop test included.
+    assert set(connected.ledger.visible()) == {"function-0", "function-1", "module-0", "function-2"}
     await connected.write_and_check("module-1")
     connected.check_states()
 
@@ -139,27 +143,43 @@ async def test_connect_and_disconnect_in_function_loop(connected: ModuleLoop) ->
     async with database:
         [state] = [state for state in database.loop_states() if state["loop"] is loop]
         assert state["connected_explicitly"]
-        if connected.single_writer:
-            assert await seen(database, items) == connected.ledger.visible() == {}
-        else:
-            await connected.write_and_check("function-block")
+        # With force_rollback this loop joined the module loop's session: no connection of
+        # its own.
+        assert state["open"] is not connected.force_rollback
+        assert {id(state["loop"]) for state in database.loop_states()} == {
+            id(loop),
+            id(connected.module_loop),
+        }
+        await connected.write_and_check("function-block")
     # The module loop connected and has not disconnected: still connected. This loop's
-    # state was closed, and with force_rollback its rows rolled back.
+    # state was closed; with force_rollback the session goes on, with this loop's rows.
     assert database.is_connected
     connected.check_states()
-    connected.ledger.rolled_back(loop)
+    assert "function-block" in connected.ledger.visible()
 
-    # The next query opens a fresh state for this loop.
-    if connected.single_writer:
-        assert await seen(database, items) == connected.ledger.visible() == {}
-    else:
-        await connected.write_and_check("function-after-block")
+    # Without force_rollback the next query opens a fresh state for this loop.
+    await connected.write_and_check("function-after-block")
     connected.check_states(loop)
+
+
+# Every tag the tests above write.
+ALL_TAGS = {
+    "function-0",
+    "function-1",
+    "module-0",
+    "function-2",
+    "module-1",
+    "function-block",
+    "function-after-block",
+}
 
 
 def test_nothing_committed_with_force_rollback(connected: ModuleLoop) -> None:
     assert connected.database.is_connected
     assert not connected.module_loop.is_closed()
+    # The session is still open and holds every loop's rows: a separate connection sees
+    # none of them with force_rollback, all of them without.
+    assert set(connected.ledger.visible()) == ALL_TAGS
     assert committed_rows(connected.url, items) == connected.ledger.committed()
     if not connected.force_rollback:
-        assert len(connected.ledger.committed()) >= 30 * 6
+        assert len(connected.ledger.committed()) == 30 * 6 + 40

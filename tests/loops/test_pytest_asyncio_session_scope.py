@@ -2,12 +2,14 @@
 loop, then used by tests in the session loop, in this module's module loop and in
 function-scoped loops.
 
-Runs once per URL, with `force_rollback=True` and without. With force_rollback every loop has
-its own connection and rollback transaction, so a loop sees only what it wrote itself: the
-session loop keeps its rows from test to test, and so does the module loop, while a function
-loop's rows vanish with its loop. Without force_rollback every loop sees every committed row.
-At the end a test in the session loop disconnects, which closes every loop's state (the module
-loop's too, while that loop is idle but alive), and separate connections check what was
+Runs once per URL, with `force_rollback=True` and without. Without force_rollback every loop
+has its own pool and sees every committed row. With force_rollback every loop works in the
+database's one session (one connection in one transaction, on the library's session loop),
+begun by the session loop's `connect()`: every loop sees every loop's rows, those of function
+loops that ended included, and counts accumulate across loops; loops that only query hold no
+state. At the end a test in the session loop disconnects, the last loop that connected: that
+closes every loop's state (the module loop's too, while that loop is idle but alive) and
+with force_rollback rolls the session back. Separate connections then check what was
 committed (nothing, with force_rollback) and that no connection still holds a lock.
 
 Scope: `session_database` is session-scoped and runs in the session loop, but it is defined
@@ -16,9 +18,8 @@ here, so only this module sees it. Its teardown would run only at the end of the
 and the module-scoped `session` fixture, in the session loop as well, makes sure of it: nothing
 of this module stays connected while other modules run.
 
-SQLite allows one writer at a time, and with force_rollback a loop's transaction stays open
-(holding the file's write lock once it wrote) until its state closes. So in that case the
-module loop only reads, and the function loops only read once the session loop has written.
+On SQLite every loop writes too: with force_rollback they all write through the session's
+one connection, which holds the file's write lock until the session ends.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from tests.loops.support import (
     Case,
     ConnectedInWideLoop,
     Ledger,
+    assert_session_connection,
     assert_unlocked,
     case_fixture,
     case_id,
@@ -138,12 +140,15 @@ async def test_connected_in_session_loop(session: Session) -> None:
     assert session.database.is_connected
     [state] = session.database.loop_states()
     assert state["loop"] is session.session_loop
-    assert state["connected_explicitly"] and state["open"]
+    assert state["connected_explicitly"]
+    # With force_rollback connect() began the session, on the session loop: this loop
+    # opened no connections of its own.
+    assert state["open"] is not session.force_rollback
     assert state["force_rollback_connection"] is False
+    if session.force_rollback:
+        assert_session_connection(session.database, None)
     assert await seen(session.database, items) == {}
-    # With force_rollback the loop's one connection is open now, with its transaction.
-    [state] = session.database.loop_states()
-    assert state["force_rollback_connection"] is session.force_rollback
+    session.check_states()
 
 
 @pytest.mark.asyncio
@@ -154,12 +159,15 @@ async def test_function_loop_without_connecting(session: Session, round_: int) -
     assert session.database.is_connected
     session.check_states()
 
-    # This loop's state opens on first use; it sees none of the earlier function loops'
-    # rows with force_rollback, and all of them without.
+    # It sees every earlier function loop's rows: committed, or with force_rollback in the
+    # session. Without force_rollback this loop's state opens on first use, with it this
+    # loop only forwards its statements to the session and holds no state.
     await session.write_and_check(f"function-{round_}")
+    assert set(session.ledger.visible()) == {f"function-{n}" for n in range(round_ + 1)}
     session.check_states(loop)
-    [state] = [s for s in session.database.loop_states() if s["loop"] is loop]
-    assert not state["connected_explicitly"]
+    states = [s for s in session.database.loop_states() if s["loop"] is loop]
+    expected = [] if session.force_rollback else [False]
+    assert [s["connected_explicitly"] for s in states] == expected
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -172,22 +180,24 @@ async def test_module_loop_without_connecting(session: Session, round_: int) -> 
     assert loop is session.module_loop
     assert session.database.is_connected
 
-    if session.single_writer:
-        assert await seen(session.database, items) == session.ledger.visible() == {}
-        assert (
-            await asyncio.gather(*(seen(session.database, items) for _ in range(30))) == [{}] * 30
-        )
-    else:
-        # The second round sees the first round's rows: the module loop's state (and with
-        # force_rollback its transaction) lasts from test to test.
-        await session.write_and_check(f"module-{round_}")
+    # It sees the function loops' rows, and the second round the first round's (on SQLite
+    # too: every loop writes through the session's connection).
+    visible = session.ledger.visible()
+    assert await asyncio.gather(*(seen(session.database, items) for _ in range(30))) == (
+        [visible] * 30
+    )
+    await session.write_and_check(f"module-{round_}")
+    assert set(session.ledger.visible()) == {"function-0", "function-1"} | {
+        f"module-{n}" for n in range(round_ + 1)
+    }
     session.check_states(loop)
 
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_session_loop_writes(session: Session) -> None:
     assert asyncio.get_running_loop() is session.session_loop
-    # With force_rollback the rows of the function and module loops are not visible here.
+    # The rows of the function and module loops are visible here, with force_rollback too.
+    assert set(session.ledger.visible()) == {"function-0", "function-1", "module-0", "module-1"}
     await session.write_and_check("session-0", 40)
     session.check_states(session.module_loop)
 
@@ -196,29 +206,32 @@ async def test_session_loop_writes(session: Session) -> None:
 async def test_function_loop_after_session_loop_wrote(session: Session) -> None:
     loop = asyncio.get_running_loop()
     assert loop is not session.session_loop
-    if session.single_writer:
-        assert await seen(session.database, items) == session.ledger.visible() == {}
-    else:
-        await session.write_and_check("function-late")
+    assert "session-0" in session.ledger.visible()
+    await session.write_and_check("function-late")
     session.check_states(session.module_loop, loop)
+
+
+# Every tag the tests above and `test_session_loop_keeps_its_rows` write.
+ALL_TAGS = {"function-0", "function-1", "module-0", "module-1", "session-0", "function-late"}
 
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_session_loop_keeps_its_rows(session: Session) -> None:
     assert asyncio.get_running_loop() is session.session_loop
-    visible = session.ledger.visible()
-    assert "session-0" in visible
-    if session.force_rollback:
-        assert set(visible) == {"session-0"}
+    # Its own rows from the earlier session-loop test, and every other loop's.
+    assert set(session.ledger.visible()) == ALL_TAGS
     await session.write_and_check("session-1")
     session.check_states(session.module_loop)
 
 
 def test_nothing_committed_with_force_rollback(session: Session) -> None:
     assert session.database.is_connected
+    # The session is still open and holds every loop's rows: a separate connection sees
+    # none of them with force_rollback, all of them without.
+    assert set(session.ledger.visible()) == ALL_TAGS | {"session-1"}
     assert committed_rows(session.url, items) == session.ledger.committed()
     if not session.force_rollback:
-        assert len(session.ledger.committed()) >= 30 * 5
+        assert len(session.ledger.committed()) == 30 * 6 + 40
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -227,15 +240,19 @@ async def test_disconnect_in_session_loop_closes_every_state(
 ) -> None:
     database = session.database
     assert asyncio.get_running_loop() is session.session_loop
-    # The session loop's state is still open: with force_rollback its rows are still there.
+    # Still connected: with force_rollback the session still holds every loop's rows.
     assert await seen(database, items) == session.ledger.visible()
+    assert set(session.ledger.visible()) == ALL_TAGS | {"session-1"}
     session.check_states(session.module_loop)
 
     await database.disconnect()
     assert not database.is_connected
-    # The module loop's state was closed as well, while the module loop stays alive.
+    # The module loop's state (without force_rollback) was closed as well, while the module
+    # loop stays alive.
     assert database.loop_states() == []
     assert session.module_loop is not None and not session.module_loop.is_closed()
+    # The last disconnect: with force_rollback the session was rolled back.
+    session.ledger.session_ended()
     assert await asyncio.to_thread(committed_rows, session.url, items) == (
         session.ledger.committed()
     )
