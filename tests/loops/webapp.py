@@ -87,6 +87,16 @@ async def insert_values(
     return {"ids": ids, **await where(database)}
 
 
+async def insert_in_transaction(
+    database: Database, table: sqlalchemy.Table, tag: str, values: list[int]
+) -> dict[str, Any]:
+    """Insert one row per value inside a transaction of the request's own, committed at the
+    end (a savepoint if the connection already has a transaction open)."""
+    async with database.transaction():
+        ids = [await database.execute(table.insert(), {"tag": tag, "value": v}) for v in values]
+    return {"ids": ids, **await where(database)}
+
+
 async def gather_values(
     database: Database, table: sqlalchemy.Table, tag: str, count: int
 ) -> dict[str, Any]:
@@ -106,8 +116,8 @@ async def read_values(database: Database, table: sqlalchemy.Table, tag: str) -> 
 
 
 def starlette_routes(database: Database, table: sqlalchemy.Table) -> list[Route]:
-    """`GET /where`, `POST /items {"tag", "values"}`, `POST /gather {"tag", "count"}` and
-    `GET /items/{tag}`, for Starlette 0.x and 1.x alike."""
+    """`GET /where`, `POST /items {"tag", "values"}`, `POST /transaction {"tag", "values"}`,
+    `POST /gather {"tag", "count"}` and `GET /items/{tag}`, for Starlette 0.x and 1.x alike."""
 
     async def get_where(request: Request) -> JSONResponse:
         return JSONResponse(await where(database))
@@ -115,6 +125,12 @@ def starlette_routes(database: Database, table: sqlalchemy.Table) -> list[Route]
     async def post_items(request: Request) -> JSONResponse:
         body = await request.json()
         return JSONResponse(await insert_values(database, table, body["tag"], body["values"]))
+
+    async def post_transaction(request: Request) -> JSONResponse:
+        body = await request.json()
+        return JSONResponse(
+            await insert_in_transaction(database, table, body["tag"], body["values"])
+        )
 
     async def post_gather(request: Request) -> JSONResponse:
         body = await request.json()
@@ -126,6 +142,7 @@ def starlette_routes(database: Database, table: sqlalchemy.Table) -> list[Route]
     return [
         Route("/where", get_where, methods=["GET"]),
         Route("/items", post_items, methods=["POST"]),
+        Route("/transaction", post_transaction, methods=["POST"]),
         Route("/gather", post_gather, methods=["POST"]),
         Route("/items/{tag}", get_items, methods=["GET"]),
     ]
@@ -425,6 +442,8 @@ async def async_test_with_client(
             seen = client.get("/items/test").json()
             assert seen["values"] == [10, 11, 12]
             assert seen["total"] == 5
+            if force_rollback:
+                await transaction_around_app(case, client)
             committed = await committed_rows_async(url, table)
             assert committed == (
                 []
@@ -455,6 +474,31 @@ async def async_test_with_client(
     check_disconnected(database)
     await expect_not_connected(database, table)
     return expected
+
+
+async def transaction_around_app(case: Case, client: TestClient) -> None:
+    """With force_rollback: a transaction of the test's task, open while the app serves
+    requests from its own loop. The app's statements run inside it (one connection), and so
+    does the app's own transaction: begun from another loop, it nests as a savepoint instead
+    of waiting for the test's to end (which could never happen: the test's loop is blocked
+    in the request meanwhile). All of it is rolled back with the test's transaction."""
+    database, table = case.database, case.table
+    assert case.force_rollback
+    total = await database.fetch_val(count_all(table))
+    async with database.transaction(force_rollback=True):
+        await database.execute(table.insert(), {"tag": "test_tx", "value": 1})
+        assert client.get("/items/test_tx").json()["values"] == [1]
+        client.post("/items", json={"tag": "app_tx", "values": [2]})
+        nested = client.post("/transaction", json={"tag": "app_tx", "values": [3, 4]}).json()
+        assert len(nested["ids"]) == 2
+        rows = await database.fetch_all(values_of(table, "app_tx"))
+        assert sorted(row[0] for row in rows) == [2, 3, 4]
+        assert await database.fetch_val(count_all(table)) == total + 4
+    assert await database.fetch_all(values_of(table, "test_tx")) == []
+    assert await database.fetch_all(values_of(table, "app_tx")) == []
+    read = client.get("/items/app_tx").json()
+    assert read["values"] == []
+    assert read["total"] == total
 
 
 async def async_test_queries_while_app_connected(
