@@ -59,6 +59,10 @@ def make_app(database: Database) -> FastAPI:
     async def post_items(body: NewItems) -> dict[str, Any]:
         return await webapp.insert_values(database, items, body.tag, body.values)
 
+    @app.post("/transaction")
+    async def post_transaction(body: NewItems) -> dict[str, Any]:
+        return await webapp.insert_in_transaction(database, items, body.tag, body.values)
+
     @app.post("/gather")
     async def post_gather(body: GatherItems) -> dict[str, Any]:
         return await webapp.gather_values(database, items, body.tag, body.count)

@@ -16,8 +16,12 @@ committed through connections of its own. Rules it checks (README, "Event loops"
 - `TestClient` runs the app in a loop of its own, in a thread; the app's startup connects
   there and its shutdown disconnects there. The database stays connected afterwards only if
   another live loop (the test's) called `connect()` and not `disconnect()`.
-- With `force_rollback=True` each loop has its own connection and rolled-back transaction:
-  what the app's loop writes is gone when the app shuts down, and other loops never see it.
+- With `force_rollback=True` the database is one session for the whole process: one
+  connection in one transaction, on the library's session loop, which every loop (the
+  test's, each `TestClient`'s) uses. Every loop sees every other loop's uncommitted rows,
+  and every loop may write, SQLite included. A loop's `disconnect()` that is not the last
+  keeps the session and its rows; the last `disconnect()` rolls everything back, so
+  nothing is ever committed (checked from outside connections).
 - `httpx.ASGITransport` runs the app in the test's own loop and task: the app and the test
   share the test's connection (and so its transactions).
 - When the app's shutdown is the last `disconnect()`, it closes every loop's state, also
@@ -57,8 +61,9 @@ from tests.loops import (
 async def where(database: Database) -> dict[str, Any]:
     """Where this request runs: loop, thread, task, and the connection it gets.
 
-    `connection` is the `Connection` object the task gets (with force_rollback, the loop's
-    one connection), `raw` the driver connection under it while it is acquired.
+    `connection` is the `Connection` object the task gets (with force_rollback, the session's
+    one `SessionConnection`, the same object in every loop), `raw` the driver connection
+    under it while it is acquired.
     """
     connection = database.connection()
     async with connection:
@@ -82,6 +87,16 @@ async def insert_values(
     return {"ids": ids, **await where(database)}
 
 
+async def insert_in_transaction(
+    database: Database, table: sqlalchemy.Table, tag: str, values: list[int]
+) -> dict[str, Any]:
+    """Insert one row per value inside a transaction of the request's own, committed at the
+    end (a savepoint if the connection already has a transaction open)."""
+    async with database.transaction():
+        ids = [await database.execute(table.insert(), {"tag": tag, "value": v}) for v in values]
+    return {"ids": ids, **await where(database)}
+
+
 async def gather_values(
     database: Database, table: sqlalchemy.Table, tag: str, count: int
 ) -> dict[str, Any]:
@@ -101,8 +116,8 @@ async def read_values(database: Database, table: sqlalchemy.Table, tag: str) -> 
 
 
 def starlette_routes(database: Database, table: sqlalchemy.Table) -> list[Route]:
-    """`GET /where`, `POST /items {"tag", "values"}`, `POST /gather {"tag", "count"}` and
-    `GET /items/{tag}`, for Starlette 0.x and 1.x alike."""
+    """`GET /where`, `POST /items {"tag", "values"}`, `POST /transaction {"tag", "values"}`,
+    `POST /gather {"tag", "count"}` and `GET /items/{tag}`, for Starlette 0.x and 1.x alike."""
 
     async def get_where(request: Request) -> JSONResponse:
         return JSONResponse(await where(database))
@@ -110,6 +125,12 @@ def starlette_routes(database: Database, table: sqlalchemy.Table) -> list[Route]
     async def post_items(request: Request) -> JSONResponse:
         body = await request.json()
         return JSONResponse(await insert_values(database, table, body["tag"], body["values"]))
+
+    async def post_transaction(request: Request) -> JSONResponse:
+        body = await request.json()
+        return JSONResponse(
+            await insert_in_transaction(database, table, body["tag"], body["values"])
+        )
 
     async def post_gather(request: Request) -> JSONResponse:
         body = await request.json()
@@ -121,6 +142,7 @@ def starlette_routes(database: Database, table: sqlalchemy.Table) -> list[Route]
     return [
         Route("/where", get_where, methods=["GET"]),
         Route("/items", post_items, methods=["POST"]),
+        Route("/transaction", post_transaction, methods=["POST"]),
         Route("/gather", post_gather, methods=["POST"]),
         Route("/items/{tag}", get_items, methods=["GET"]),
     ]
@@ -273,10 +295,14 @@ def client_session(
         assert {r["loop"] for r in responses} == {here["loop"]}
         expected = rows_of("session", [1, 2, 3]) + rows_of("gather", list(range(20)))
         if force_rollback:
-            # All on the loop's one connection, inside its transaction: not committed.
+            # All on the session's one connection, inside its transaction: not committed.
+            # It is the same object in every loop (here, a thread that runs none), and it
+            # lives on the session loop: the app's loop holds no connection of its own.
             assert {r["connection"] for r in responses} == {here["connection"]}
+            assert here["connection"] == id(database.connection())
             assert {r["raw"] for r in responses} == {here["raw"]}
-            assert state["force_rollback_connection"] is True
+            assert here["raw"] == id(database.connection().raw_connection)
+            assert state["force_rollback_connection"] is False
             assert committed_rows(url, table) == []
         else:
             assert committed_rows(url, table) == sorted(expected)
@@ -290,7 +316,7 @@ def client_entered_twice(
 ) -> list[tuple[str, int]]:
     """The same `TestClient` object entered twice, one session after the other: each
     session is a new loop, started up and shut down."""
-    app, database, force_rollback = case.app, case.database, case.force_rollback
+    app, database, url, table, force_rollback = case
     check_disconnected(database)
     client = TestClient(app)
     with client:
@@ -299,11 +325,13 @@ def client_entered_twice(
         assert len(set(first["ids"])) == 2
         assert client.get("/items/first").json()["values"] == [1, 2]
     check_disconnected(database)
+    # force_rollback: the first shutdown was the last disconnect(): it rolled the session back.
+    assert committed_rows(url, table) == ([] if force_rollback else rows_of("first", [1, 2]))
 
     with client:
         assert database.is_connected
         read = client.get("/items/first").json()
-        # force_rollback: the first session's transaction was rolled back at its shutdown.
+        # force_rollback: a new session, without the first one's rows.
         assert read["values"] == ([] if force_rollback else [1, 2])
         second = client.post("/gather", json={"tag": "second", "count": 12}).json()
         assert second["values"] == list(range(12))
@@ -319,12 +347,14 @@ def two_clients_at_once(
     case: Case,
 ) -> list[tuple[str, int]]:
     """A second `TestClient` of the app entered while the first one runs: two loops that
-    both connected. Leaving the inner one keeps the database connected for the outer one.
+    both connected, and both write. Leaving the inner one keeps the database connected for
+    the outer one.
 
-    The inner session only reads: with force_rollback on SQLite, a second loop that writes
-    would wait for the first loop's write lock, held until the first loop's rollback.
+    With force_rollback both loops use the session's one connection and transaction: each
+    sees the other's uncommitted rows (on SQLite too, where both write through it), and the
+    inner app's shutdown, not the last disconnect(), keeps the inner rows in the session.
     """
-    app, database, force_rollback = case.app, case.database, case.force_rollback
+    app, database, url, table, force_rollback = case
     check_disconnected(database)
     with TestClient(app) as outer:
         posted = outer.post("/items", json={"tag": "outer", "values": [5, 6]}).json()
@@ -335,40 +365,54 @@ def two_clients_at_once(
             states = database.loop_states()
             assert {s["loop_id"] for s in states} == {posted["loop"], inner_here["loop"]}
             assert all(s["connected_explicitly"] for s in states)
-            # force_rollback: the inner loop has its own transaction and does not see the
-            # outer loop's uncommitted rows.
+            # The inner loop sees the outer loop's rows (force_rollback: uncommitted).
             seen = inner.get("/items/outer").json()
-            assert seen["values"] == ([] if force_rollback else [5, 6])
+            assert seen["values"] == [5, 6]
+            written = inner.post("/items", json={"tag": "inner", "values": [8, 9]}).json()
+            assert written["loop"] == inner_here["loop"]
+            # And the outer loop sees the inner loop's.
+            assert outer.get("/items/inner").json()["values"] == [8, 9]
+            if force_rollback:
+                # One connection for both loops, and nothing committed.
+                assert inner_here["connection"] == posted["connection"]
+                assert inner_here["raw"] == posted["raw"]
+                assert committed_rows(url, table) == []
         # The inner app's shutdown closed its loop's state only.
         assert database.is_connected
         assert only_loop(database)["loop_id"] == posted["loop"]
         more = outer.post("/items", json={"tag": "outer", "values": [7]}).json()
         assert more["loop"] == posted["loop"]
         assert outer.get("/items/outer").json()["values"] == [5, 6, 7]
+        # force_rollback: the inner rows are still in the session, which the inner loop's
+        # disconnect() did not end.
+        read = outer.get("/items/inner").json()
+        assert read["values"] == [8, 9]
+        assert read["total"] == 5
         if force_rollback:
             assert more["connection"] == posted["connection"]
+            assert committed_rows(url, table) == []
     check_disconnected(database)
-    return rows_of("outer", [5, 6, 7])
+    return rows_of("outer", [5, 6, 7]) + rows_of("inner", [8, 9])
 
 
 async def async_test_with_client(
     case: Case,
 ) -> list[tuple[str, int]]:
-    """An async test that connects and queries in its own loop, and also drives the app
+    """An async test that connects and writes in its own loop, and also drives the app
     through a `TestClient` (whose loop runs in another thread while the test's loop waits).
-    After the app shut down, the test's loop is still connected and keeps working."""
+    After the app shut down, the test's loop is still connected and keeps working.
+
+    The app sees the test's rows and the test sees the app's, written before, during and
+    after the client's session. With force_rollback they are all uncommitted, in the
+    session's one transaction (on SQLite too, where both loops write through it); the
+    app's shutdown is not the last disconnect(), so the app's rows stay until the test's
+    disconnect() rolls everything back.
+    """
     app, database, url, table, force_rollback = case
     check_disconnected(database)
-    # With force_rollback on SQLite the test's loop writes only after the app has shut
-    # down: a write here would hold the file's write lock in this loop's transaction, and
-    # the app's writes (another loop, while this one is blocked) would wait for it.
-    writes_first = not (is_sqlite(url) and force_rollback)
     test_loop = id(asyncio.get_running_loop())
     async with database:
-        if writes_first:
-            await database.execute_many(
-                table.insert(), [{"tag": "test", "value": v} for v in (10, 11)]
-            )
+        await database.execute_many(table.insert(), [{"tag": "test", "value": v} for v in (10, 11)])
         assert await database.fetch_all(values_of(table, "app")) == []
 
         with TestClient(app) as client:
@@ -379,72 +423,127 @@ async def async_test_with_client(
             states = database.loop_states()
             assert {s["loop_id"] for s in states} == {test_loop, here["loop"]}
             assert all(s["connected_explicitly"] for s in states)
+            if force_rollback:
+                # The test's loop and the app's use the session's one connection.
+                assert here["connection"] == id(database.connection())
+                async with database.connection() as connection:
+                    assert here["raw"] == id(connection.raw_connection)
 
             posted = client.post("/items", json={"tag": "app", "values": [1, 2]}).json()
             assert posted["loop"] == here["loop"]
+            # The app sees the test's rows (force_rollback: uncommitted).
             seen = client.get("/items/test").json()
-            # force_rollback: the test's rows are uncommitted in its loop's own transaction.
-            assert seen["values"] == ([10, 11] if writes_first and not force_rollback else [])
-            assert seen["total"] == len(seen["values"]) + 2
+            assert seen["values"] == [10, 11]
+            assert seen["total"] == 4
+            # The test sees the app's rows while the app runs, and writes again.
+            app_rows = await database.fetch_all(values_of(table, "app"))
+            assert sorted(row[0] for row in app_rows) == [1, 2]
+            await database.execute(table.insert(), {"tag": "test", "value": 12})
+            seen = client.get("/items/test").json()
+            assert seen["values"] == [10, 11, 12]
+            assert seen["total"] == 5
+            if force_rollback:
+                await transaction_around_app(case, client)
+            committed = await committed_rows_async(url, table)
+            assert committed == (
+                []
+                if force_rollback
+                else sorted(rows_of("test", [10, 11, 12]) + rows_of("app", [1, 2]))
+            )
 
         # The app shut down in its own loop; the test's loop connected and is still alive.
         assert database.is_connected
         assert only_loop(database)["loop_id"] == test_loop
-        # The app's rows: rolled back with its loop (force_rollback), else committed.
+        # The app's rows: committed, or (force_rollback) still in the session, which the
+        # app's disconnect() did not end.
         app_rows = await database.fetch_all(values_of(table, "app"))
-        assert sorted(row[0] for row in app_rows) == ([] if force_rollback else [1, 2])
-        if not writes_first:
-            await database.execute_many(
-                table.insert(), [{"tag": "test", "value": v} for v in (10, 11)]
-            )
+        assert sorted(row[0] for row in app_rows) == [1, 2]
         test_rows = await database.fetch_all(values_of(table, "test"))
-        assert sorted(row[0] for row in test_rows) == [10, 11]
+        assert sorted(row[0] for row in test_rows) == [10, 11, 12]
         assert await insert_and_select(database, table, "after", 20) == list(range(20))
+        assert await database.fetch_val(count_all(table)) == 25
         expected = (
-            rows_of("test", [10, 11]) + rows_of("app", [1, 2]) + rows_of("after", list(range(20)))
+            rows_of("test", [10, 11, 12])
+            + rows_of("app", [1, 2])
+            + rows_of("after", list(range(20)))
         )
         committed = await committed_rows_async(url, table)
         assert committed == ([] if force_rollback else sorted(expected))
+    # The test's disconnect() was the last: force_rollback rolled back every loop's rows
+    # (check_outcome checks that from outside).
     check_disconnected(database)
     await expect_not_connected(database, table)
     return expected
 
 
+async def transaction_around_app(case: Case, client: TestClient) -> None:
+    """With force_rollback: a transaction of the test's task, open while the app serves
+    requests from its own loop. The app's statements run inside it (one connection), and so
+    does the app's own transaction: begun from another loop, it nests as a savepoint instead
+    of waiting for the test's to end (which could never happen: the test's loop is blocked
+    in the request meanwhile). All of it is rolled back with the test's transaction."""
+    database, table = case.database, case.table
+    assert case.force_rollback
+    total = await database.fetch_val(count_all(table))
+    async with database.transaction(force_rollback=True):
+        await database.execute(table.insert(), {"tag": "test_tx", "value": 1})
+        assert client.get("/items/test_tx").json()["values"] == [1]
+        client.post("/items", json={"tag": "app_tx", "values": [2]})
+        nested = client.post("/transaction", json={"tag": "app_tx", "values": [3, 4]}).json()
+        assert len(nested["ids"]) == 2
+        rows = await database.fetch_all(values_of(table, "app_tx"))
+        assert sorted(row[0] for row in rows) == [2, 3, 4]
+        assert await database.fetch_val(count_all(table)) == total + 4
+    assert await database.fetch_all(values_of(table, "test_tx")) == []
+    assert await database.fetch_all(values_of(table, "app_tx")) == []
+    read = client.get("/items/app_tx").json()
+    assert read["values"] == []
+    assert read["total"] == total
+
+
 async def async_test_queries_while_app_connected(
     case: Case,
 ) -> list[tuple[str, int]]:
-    """An async test that does not connect itself, but queries while the app, started by a
-    `TestClient`, holds the database connected: the test's loop opens a state of its own on
-    first use. The app's shutdown is then the last `disconnect()`: it closes everything,
-    the test's loop state included, and returns promptly although the test's loop is blocked
-    in `TestClient.__exit__` and cannot run anything until the shutdown is over."""
+    """An async test that does not connect itself, but reads and writes while the app,
+    started by a `TestClient`, holds the database connected. Without force_rollback the
+    test's loop opens a state of its own on first use; with it, its statements go to the
+    session, which the app's loop started, and the loop gets no state. Either way the app
+    and the test see each other's rows (force_rollback: uncommitted, on SQLite too).
+
+    The app's shutdown is then the last `disconnect()`: it closes everything (the test's
+    loop state, or the session) and returns promptly although the test's loop is blocked in
+    `TestClient.__exit__` and cannot run anything until the shutdown is over."""
     app, database, url, table, force_rollback = case
     check_disconnected(database)
-    # With force_rollback on SQLite the test's loop only reads: its write would wait for the
-    # app loop's write lock, held until the app's shutdown rolls back.
-    writes = not (is_sqlite(url) and force_rollback)
     test_loop = id(asyncio.get_running_loop())
     with TestClient(app) as client:
         posted = client.post("/items", json={"tag": "app", "values": [1, 2]}).json()
         rows = await database.fetch_all(values_of(table, "app"))
-        # force_rollback: the test's loop has its own transaction, without the app's rows.
-        assert sorted(row[0] for row in rows) == ([] if force_rollback else [1, 2])
-        if writes:
-            await database.execute(table.insert(), {"tag": "test", "value": 5})
-            seen = client.get("/items/test").json()
-            assert seen["values"] == ([] if force_rollback else [5])
+        assert sorted(row[0] for row in rows) == [1, 2]
+        await database.execute(table.insert(), {"tag": "test", "value": 5})
+        seen = client.get("/items/test").json()
+        assert seen["values"] == [5]
+        assert seen["total"] == 3
+        committed = await committed_rows_async(url, table)
+        assert committed == (
+            [] if force_rollback else sorted(rows_of("app", [1, 2]) + rows_of("test", [5]))
+        )
         states = {s["loop_id"]: s for s in database.loop_states()}
-        assert set(states) == {test_loop, posted["loop"]}
-        assert states[test_loop]["connected_explicitly"] is False
         assert states[posted["loop"]]["connected_explicitly"] is True
+        if force_rollback:
+            assert set(states) == {posted["loop"]}
+            assert posted["connection"] == id(database.connection())
+        else:
+            assert set(states) == {test_loop, posted["loop"]}
+            assert states[test_loop]["connected_explicitly"] is False
         shutdown_started = time.monotonic()
     shutdown_took = time.monotonic() - shutdown_started
     check_disconnected(database)
-    # The test loop's connections were closed too (by now, at the latest).
+    # The test loop's connections (or the session's) were closed too (by now, at the latest).
     await check_table_released(url, table)
     assert shutdown_took < SHUTDOWN_LIMIT, f"the app's shutdown took {shutdown_took:.1f} s"
     await expect_not_connected(database, table)
-    return rows_of("app", [1, 2]) + (rows_of("test", [5]) if writes else [])
+    return rows_of("app", [1, 2]) + rows_of("test", [5])
 
 
 async def asgi_transport(
