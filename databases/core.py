@@ -1023,8 +1023,8 @@ class Transaction:
         connection = self._open[backend]
         try:
             await connection._end_transaction(backend, commit)
-        except _InnerTransactionOpenError:
-            raise  # nothing was ended
+        except (_InnerTransactionOpenError, ConnectionLoopError):
+            raise  # nothing was ended: the transaction stays open where it runs
         except BaseException:
             self._ended(backend)
             raise

@@ -1,6 +1,13 @@
 """What a `Database` leaves behind: connections of dead loops are let go, and after
 `disconnect()` nothing is left, neither on the server nor in the process.
 
+Without force_rollback every loop has a pool of its own, closed when the loop ends (or
+released when a later loop finds the loop dead). With force_rollback there is one session
+for the whole process: one connection in one transaction on the session loop, which every
+loop uses. It outlives the loops that end and is closed (and rolled back) only by the last
+`disconnect()`, so while connected exactly that one connection is held, and every loop
+sees what the others wrote.
+
 Connections are counted from outside, never through the `Database` under test: PostgreSQL's
 `pg_stat_activity` (our pools set an `application_name` of their own), MariaDB/MySQL's
 `information_schema.processlist` (by database, against a baseline taken when the test
@@ -10,6 +17,7 @@ starts) and, for SQLite, the worker threads of the process (one per connection).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -155,23 +163,38 @@ class LoopThread(support.LoopThread):
         assert not self.thread.is_alive()
 
 
-async def use(database: Database, tag: str, write: bool = True) -> None:
-    """Two tasks at once (two connections of the loop's pool, unless force_rollback), then
-    a transaction. With `write`, two rows of `tag` are inserted."""
-    if write:
-        await asyncio.gather(
-            database.execute(items.insert(), {"tag": tag, "value": 1}),
-            database.fetch_val(count_all(items)),
-        )
-        async with database.transaction():
-            await database.execute(items.insert(), {"tag": tag, "value": 2})
-        assert await database.fetch_val(count_tag(items, tag)) == 2
+async def use(database: Database, tag: str) -> None:
+    """Two tasks at once (two connections of the loop's pool, unless force_rollback: the
+    session's one), then a transaction; two rows of `tag` are inserted."""
+    await asyncio.gather(
+        database.execute(items.insert(), {"tag": tag, "value": 1}),
+        database.fetch_val(count_all(items)),
+    )
+    async with database.transaction():
+        await database.execute(items.insert(), {"tag": tag, "value": 2})
+    assert await database.fetch_val(count_tag(items, tag)) == 2
+
+
+def session_connections(force_rollback: bool) -> int:
+    """The connections held between loops: with force_rollback the session's one."""
+    return 1 if force_rollback else 0
+
+
+def assert_in_use(census: Census, force_rollback: bool, where: str) -> None:
+    """While a loop uses the database: its pool (1 to `POOL` connections), or with
+    force_rollback the session's connection only (the loop opens no pool of its own)."""
+    if force_rollback:
+        live = census.settle(1)
+        assert live == 1, f"{where}: {live} connections, the session has one"
     else:
-        await asyncio.gather(
-            database.fetch_val(count_all(items)), database.fetch_val(count_tag(items, tag))
-        )
-        async with database.transaction():
-            assert await database.fetch_val(count_tag(items, tag)) == 0
+        live = census.settle(POOL)
+        assert 1 <= live <= POOL, f"{where}: {live} connections, one pool has {POOL}"
+
+
+def assert_held_between_loops(census: Census, force_rollback: bool, where: str) -> None:
+    held = session_connections(force_rollback)
+    left = census.settle(held)
+    assert left == held, f"{left} connections left after {where}, expected {held}"
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -185,6 +208,16 @@ def force_rollback(request: pytest.FixtureRequest) -> bool:
     return request.param
 
 
+# The databases the running test made (`new_database()`), for `fresh` to clean up after.
+MADE: list[Database] = []
+
+
+def new_database(url: str, force_rollback: bool, app: str) -> Database:
+    database = Database(url, force_rollback=force_rollback, **pool_options(url, app))
+    MADE.append(database)
+    return database
+
+
 @pytest.fixture
 def fresh(url: str):
     """An empty table, and no garbage collection during the test.
@@ -192,6 +225,8 @@ def fresh(url: str):
     Releasing connections must not depend on the garbage collector (a driver object that is
     collected may close its socket by itself). Whatever a failing test leaked is collected,
     and so closed, afterwards: it must not hold locks or connections for the tests after it.
+    A database a failing test left connected is disconnected: with force_rollback its
+    session would otherwise live (and on SQLite hold the write lock) until the process ends.
     """
     clear_table(url, items)
     gc.collect()
@@ -199,6 +234,12 @@ def fresh(url: str):
     try:
         yield
     finally:
+        made = MADE[:]
+        MADE.clear()
+        for database in made:
+            if database.is_connected:
+                with contextlib.suppress(Exception):
+                    asyncio.run(database.disconnect())
         gc.enable()
         gc.collect()
     clear_table(url, items)
@@ -214,27 +255,31 @@ def test_asyncio_run_loops_let_go_of_their_connections(
     url: str, force_rollback: bool, fresh: None
 ) -> None:
     app = new_app_name()
-    database = Database(url, force_rollback=force_rollback, **pool_options(url, app))
+    database = new_database(url, force_rollback, app)
     census = Census(url, app)
     asyncio.run(database.connect())
-    # The connecting loop closed its own state when asyncio.run() ended it.
-    assert census.settle(0) == 0
+    # The connecting loop closed its own state when asyncio.run() ended it; the
+    # force-rollback session (started by connect()) lives on.
+    assert database.loop_states() == []
+    assert_held_between_loops(census, force_rollback, "the connecting loop ended")
 
     async def job(n: int) -> None:
+        # Every loop sees the rows of all the loops before it: committed, or with
+        # force_rollback written into the session's transaction.
+        assert await database.fetch_val(count_all(items)) == 2 * n
         await use(database, f"run-{n}")
         if n % CHECK_EVERY == 0 or n == LOOPS - 1:
-            # This loop's pool is all there is.
-            live = census.settle(POOL)
-            assert 1 <= live <= POOL, f"loop {n}: {live} connections, one pool has {POOL}"
+            # This loop's pool (or the session's connection) is all there is.
+            assert_in_use(census, force_rollback, f"loop {n}")
 
     for n in range(LOOPS):
         asyncio.run(job(n))
         if n % CHECK_EVERY == 0 or n == LOOPS - 1:
             # Checked often, so that a leak fails before it exhausts the server.
-            left = census.settle(0)
-            assert left == 0, f"{left} connections left after asyncio.run() loop {n} ended"
+            assert_held_between_loops(census, force_rollback, f"asyncio.run() loop {n} ended")
             assert database.loop_states() == []
     assert database.is_connected
+    assert asyncio.run(database.fetch_val(count_all(items))) == 2 * LOOPS
 
     asyncio.run(database.disconnect())
     assert not database.is_connected
@@ -248,32 +293,55 @@ def test_loops_closed_without_shutdown_are_released(
     url: str, force_rollback: bool, fresh: None
 ) -> None:
     """A loop closed with a bare `loop.close()` keeps its connections until the next loop
-    appears (or `disconnect()`); their transactions are rolled back by the server."""
+    appears (or `disconnect()`); their transactions are rolled back by the server.
+
+    With force_rollback the loops hold no connections, only the session does. A bare
+    `loop.close()` gives the library no shutdown to roll back what the loop left open: its
+    transaction stays open in the session (a savepoint), and its rows stay visible to the
+    loops after it, until the last `disconnect()` rolls the whole session back.
+    """
     app = new_app_name()
-    database = Database(url, force_rollback=force_rollback, **pool_options(url, app))
+    database = new_database(url, force_rollback, app)
     census = Census(url, app)
     asyncio.run(database.connect())
 
     async def abandoning_job(n: int) -> None:
+        # Plain: a dead loop's abandoned rows were rolled back with its connection.
+        abandoned = n if force_rollback else 0
+        assert await database.fetch_val(count_tag(items, "abandoned")) == abandoned
         await use(database, f"bare-{n}")
-        # Left open when the loop dies: only the server can roll it back.
+        # Left open when the loop dies: only the server (or the session's end) rolls it back.
         await database.transaction()
         await database.execute(items.insert(), {"tag": "abandoned", "value": n})
         # The states of the loops closed before this one were released when it appeared.
-        live = census.settle(POOL)
-        assert 1 <= live <= POOL, f"loop {n}: {live} connections, one pool has {POOL}"
+        assert_in_use(census, force_rollback, f"loop {n}")
 
     for n in range(10):
         run_in_bare_loop(abandoning_job(n))
         assert census.settle(POOL) <= POOL
-        assert len(database.loop_states()) == 1
-        assert database.loop_states()[0]["alive"] is False
+        states = database.loop_states()
+        assert len(states) == 1
+        assert states[0]["alive"] is False
+        # With force_rollback the loop's state only tracks its transactions: no pool opened.
+        assert states[0]["open"] is not force_rollback
 
     # An asyncio.run() loop releases the dead state on its way in and closes its own at
     # the end.
     asyncio.run(use(database, "run"))
-    assert census.settle(0) == 0
+    assert_held_between_loops(census, force_rollback, "the asyncio.run() loop ended")
     assert database.loop_states() == []
+
+    async def visible() -> list[int]:
+        rows = await database.fetch_all(
+            sqlalchemy.select(items.c.value).where(items.c.tag == "abandoned")
+        )
+        return sorted(row[0] for row in rows)
+
+    # With force_rollback every loop's rows are in the session, the abandoned ones too.
+    assert asyncio.run(visible()) == (list(range(10)) if force_rollback else [])
+    assert asyncio.run(database.fetch_val(count_all(items))) == (
+        2 * 11 + (10 if force_rollback else 0)
+    )
 
     for n in range(10, 13):
         run_in_bare_loop(abandoning_job(n))
@@ -304,10 +372,11 @@ def test_disconnect_releases_every_other_loop(
     thread_loop: alive and running in another thread. idle_loop: alive in this thread but
     not running (between two `asyncio.Runner.run()` calls). bare_closed: closed by a bare
     `loop.close()`. (A loop that asyncio.run() closed has closed its state itself: see
-    the test with 200 of them.)
+    the test with 200 of them.) With force_rollback the other loop's rows are in the
+    session, seen from the disconnecting loop, and rolled back by its `disconnect()`.
     """
     app = new_app_name()
-    database = Database(url, force_rollback=force_rollback, **pool_options(url, app))
+    database = new_database(url, force_rollback, app)
     census = Census(url, app)
 
     runner = asyncio.Runner()
@@ -320,11 +389,24 @@ def test_disconnect_releases_every_other_loop(
             runner.run(use(database, other))
         else:
             run_in_bare_loop(use(database, other))
-        assert census.count() >= 1
-        assert len(database.loop_states()) == 1
-        assert database.loop_states()[0]["alive"] is (other != "bare_closed")
+        if force_rollback:
+            # The session's connection: the other loop opened no pool of its own.
+            assert census.count() == 1
+        else:
+            assert census.count() >= 1
+        states = database.loop_states()
+        assert len(states) == 1
+        assert states[0]["alive"] is (other != "bare_closed")
+        assert states[0]["open"] is not force_rollback
+        assert states[0]["connected_explicitly"] is False
 
-        asyncio.run(database.disconnect())
+        async def other_rows() -> int:
+            # Seen from the disconnecting loop: committed, or in the session.
+            count = await database.fetch_val(count_tag(items, other))
+            await database.disconnect()
+            return count
+
+        assert asyncio.run(other_rows()) == 2
         assert not database.is_connected
         assert database.loop_states() == []
         left = census.settle(0)
@@ -345,11 +427,8 @@ def test_disconnect_in_connecting_loop_releases_every_loop(
     was used in asyncio.run() loops, in a loop running in a thread and in a loop closed by a
     bare `loop.close()`."""
     app = new_app_name()
-    database = Database(url, force_rollback=force_rollback, **pool_options(url, app))
+    database = new_database(url, force_rollback, app)
     census = Census(url, app)
-    # With force_rollback, SQLite's one writer is a loop's rollback transaction: only the
-    # connecting loop writes then.
-    others_write = not (force_rollback and is_sqlite(url))
 
     runner = asyncio.Runner()
     loop_thread = LoopThread(TIMEOUT)
@@ -357,14 +436,27 @@ def test_disconnect_in_connecting_loop_releases_every_loop(
         runner.run(database.connect())
         runner.run(use(database, "connecting"))
         for n in range(3):
-            asyncio.run(use(database, f"run-{n}", write=others_write))
-        loop_thread.run(use(database, "thread", write=others_write))
+            asyncio.run(use(database, f"run-{n}"))
+        loop_thread.run(use(database, "thread"))
         # Dead, and its state not released: no loop has appeared since.
-        run_in_bare_loop(use(database, "bare", write=others_write))
-        assert sorted(state["alive"] for state in database.loop_states()) == [False, True, True]
+        run_in_bare_loop(use(database, "bare"))
+        states = database.loop_states()
+        assert sorted(state["alive"] for state in states) == [False, True, True]
+        # With force_rollback no loop opens a pool: the states only track transactions.
+        assert all(state["open"] is not force_rollback for state in states), states
+        explicit = [state["loop"] for state in states if state["connected_explicitly"]]
+        assert explicit == [runner.get_loop()]
         held = census.count()
-        assert held >= 3, f"expected the connections of three loops, counted {held}"
+        if force_rollback:
+            assert held == 1, f"expected the session's one connection, counted {held}"
+        else:
+            assert held >= 3, f"expected the connections of three loops, counted {held}"
 
+        async def all_rows() -> int:
+            # Every loop's rows: committed, or with force_rollback in the session.
+            return await database.fetch_val(count_all(items))
+
+        assert runner.run(all_rows()) == 2 * 6
         runner.run(database.disconnect())
         assert not database.is_connected
         assert database.loop_states() == []
@@ -460,11 +552,13 @@ def test_script_that_disconnects_exits_promptly(
     try:
         live, workers = script.read().split()
         assert live == "live"
-        # The script's connections are seen while it is connected...
-        if is_sqlite(url):
-            assert int(workers) >= 1
+        # The script's connections are seen while it is connected (with force_rollback
+        # the session's one only)...
+        held = int(workers) if is_sqlite(url) else census.count()
+        if force_rollback:
+            assert held == 1
         else:
-            assert census.count() >= 1
+            assert held >= 1
         script.send("disconnect")
         report = json.loads(script.read())
         # ...and none once it has disconnected, while the process still runs.
@@ -502,7 +596,7 @@ def test_census_counts_connections(url: str, fresh: None) -> None:
     closes it is gone, so the tests above can fail."""
     app = new_app_name()
     census = Census(url, app)
-    database = Database(url, **pool_options(url, app))
+    database = new_database(url, False, app)
 
     async def check() -> None:
         async with database:

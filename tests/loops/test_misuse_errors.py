@@ -1,7 +1,9 @@
 """Misuse gets a clear error that names the fix, instead of a hang or a driver's error:
 
 - a `Connection` object made in one event loop and used in another: `ConnectionLoopError`,
-  "call `database.connection()` inside the loop that uses it";
+  "call `database.connection()` inside the loop that uses it" (not with force_rollback:
+  then `database.connection()` is the one session's connection, the same object in every
+  loop, and it works from any loop; the tests of that are here too);
 - a query before `connect()` (or after `disconnect()`): `DatabaseNotConnectedError`, "call
   `await database.connect()` (or use `async with database:`)";
 - `disconnect()` while the calling task still has a transaction open:
@@ -99,19 +101,22 @@ async def error_of(name: str, call: Callable[[], Awaitable[Any]]) -> BaseExcepti
     raise AssertionError(f"{name}: no error raised")
 
 
-def uses(target: Database | Connection) -> dict[str, Callable[[], Awaitable[Any]]]:
-    """Every way to run a query (or hold a connection) through `target`."""
+def uses(
+    target: Database | Connection, tag: str = "refused"
+) -> dict[str, Callable[[], Awaitable[Any]]]:
+    """Every way to run a query (or hold a connection) through `target`; those that write
+    insert four rows of `tag` in all, values 1 to 4."""
     calls: dict[str, Callable[[], Awaitable[Any]]] = {
         "fetch_all": lambda: target.fetch_all(values_of(items, "x")),
         "fetch_one": lambda: target.fetch_one(values_of(items, "x")),
         "fetch_val": lambda: target.fetch_val(count_all(items)),
-        "execute": lambda: target.execute(items.insert(), {"tag": "refused", "value": 1}),
+        "execute": lambda: target.execute(items.insert(), {"tag": tag, "value": 1}),
         "execute_many": lambda: target.execute_many(
-            items.insert(), [{"tag": "refused", "value": 2}, {"tag": "refused", "value": 3}]
+            items.insert(), [{"tag": tag, "value": 2}, {"tag": tag, "value": 3}]
         ),
         "raw_execute": lambda: target.execute(
             f"INSERT INTO {items.name} (tag, value) VALUES (:tag, :value)",
-            {"tag": "refused", "value": 4},
+            {"tag": tag, "value": 4},
         ),
         "iterate": lambda: consume(target.iterate(values_of(items, "x"))),
         "transaction_context": lambda: enter(target.transaction()),
@@ -143,6 +148,21 @@ async def refused_everywhere(connection: Connection) -> None:
         assert_names_the_loop_fix(error)
 
 
+async def works_everywhere(connection: Connection, tag: str) -> None:
+    """Every use of `connection` works in the running loop; four rows of `tag` written."""
+    for name, call in uses(connection, tag).items():
+        try:
+            await asyncio.wait_for(call(), TIMEOUT)
+        except Exception as error:
+            raise AssertionError(f"{name}: {error!r}") from error
+    assert await connection.fetch_val(count_tag(items, tag)) == 4
+
+
+PLAIN = pytest.mark.parametrize("force_rollback", [False], ids=["plain"])
+SESSION = pytest.mark.parametrize("force_rollback", [True], ids=["force_rollback"])
+
+
+@PLAIN
 def test_connection_of_a_closed_loop_is_refused(
     url: str, database: Database, force_rollback: bool
 ) -> None:
@@ -166,9 +186,42 @@ def test_connection_of_a_closed_loop_is_refused(
 
     asyncio.run(second())
     asyncio.run(database.disconnect())
-    assert committed_rows(url, items) == ([] if force_rollback else [("fixed", 1)])
+    assert committed_rows(url, items) == [("fixed", 1)]
 
 
+@SESSION
+def test_session_connection_of_a_closed_loop_works_here(
+    url: str, database: Database, force_rollback: bool
+) -> None:
+    """With force_rollback, `database.connection()` is the session's connection, the same
+    object in every loop: made in a loop that is closed by now, it works in the next one,
+    which sees the first loop's rows (in the session, rolled back at the end)."""
+
+    async def first() -> Connection:
+        await database.connect()
+        connection = database.connection()
+        async with connection:
+            await connection.execute(items.insert(), {"tag": "first", "value": 1})
+            assert await connection.fetch_val(count_all(items)) == 1
+        return connection
+
+    connection = asyncio.run(first())
+
+    async def second() -> None:
+        assert database.connection() is connection
+        assert await connection.fetch_val(count_tag(items, "first")) == 1
+        await works_everywhere(connection, "second")
+        # Through the database the same rows, the session's.
+        assert await database.fetch_val(count_all(items)) == 1 + 4
+
+    asyncio.run(second())
+    asyncio.run(database.disconnect())
+    assert not database.is_connected
+    assert committed_rows(url, items) == []
+    write_probe(url, items)
+
+
+@PLAIN
 def test_connection_of_a_running_loop_is_refused_and_keeps_working_there(
     url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
 ) -> None:
@@ -184,9 +237,8 @@ def test_connection_of_a_running_loop_is_refused_and_keeps_working_there(
         await refused_everywhere(connection)
         own = database.connection()
         assert own is not connection
-        # A loop of its own: with force_rollback, the first loop's row is not visible.
-        expected = 0 if force_rollback else 1
-        assert await own.fetch_val(count_tag(items, "first")) == expected
+        # Committed by the first loop.
+        assert await own.fetch_val(count_tag(items, "first")) == 1
 
     asyncio.run(second())
 
@@ -200,12 +252,51 @@ def test_connection_of_a_running_loop_is_refused_and_keeps_working_there(
     assert loop_thread.run(first_again()) == 2
     loop_thread.run(database.disconnect())
     assert not database.is_connected
-    assert committed_rows(url, items) == ([] if force_rollback else [("first", 1), ("first", 2)])
+    assert committed_rows(url, items) == [("first", 1), ("first", 2)]
     write_probe(url, items)
 
 
+@SESSION
+def test_session_connection_of_a_running_loop_works_here_and_there(
+    url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
+) -> None:
+    """With force_rollback the session's connection, made in a loop that still runs (in
+    another thread), works in this loop too; each loop sees the other's rows, and the
+    first loop goes on using it afterwards, transactions included."""
+
+    async def first() -> Connection:
+        await database.connect()
+        connection = database.connection()
+        await connection.execute(items.insert(), {"tag": "first", "value": 1})
+        return connection
+
+    connection = loop_thread.run(first())
+
+    async def second() -> None:
+        assert database.connection() is connection
+        assert await connection.fetch_val(count_tag(items, "first")) == 1
+        await works_everywhere(connection, "second")
+
+    asyncio.run(second())
+
+    async def first_again() -> int:
+        assert database.connection() is connection
+        assert await connection.fetch_val(count_tag(items, "second")) == 4
+        async with connection:
+            async with connection.transaction():
+                await connection.execute(items.insert(), {"tag": "first", "value": 2})
+            return await connection.fetch_val(count_all(items))
+
+    assert loop_thread.run(first_again()) == 2 + 4
+    loop_thread.run(database.disconnect())
+    assert not database.is_connected
+    assert committed_rows(url, items) == []
+    write_probe(url, items)
+
+
+@PLAIN
 def test_transaction_of_another_loop_is_not_ended_here(
-    url: str, database: Database, loop_thread: LoopThread
+    url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
 ) -> None:
     """Ending a transaction runs on the connection it started on: from another loop that is
     a connection used in another loop, refused the same way, and the transaction stays
@@ -236,6 +327,55 @@ def test_transaction_of_another_loop_is_not_ended_here(
 
     loop_thread.run(first_again())
     assert committed_rows(url, items) == []
+
+
+@SESSION
+def test_session_transaction_of_another_loop_is_ended_here(
+    url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
+) -> None:
+    """With force_rollback a transaction on the session's connection, begun in one loop, is
+    ended from another loop: the connection is the same in every loop. Committed, its rows
+    stay in the session; rolled back, they are gone, for both loops; and nothing is
+    committed after the last `disconnect()`."""
+
+    async def begin(tag: str) -> Transaction:
+        transaction = await database.connection().transaction()
+        await database.connection().execute(items.insert(), {"tag": tag, "value": 1})
+        return transaction
+
+    async def first() -> tuple[Transaction, Transaction]:
+        await database.connect()
+        kept = await begin("kept")
+        undone = await begin("undone")  # nested in `kept`: a savepoint
+        return kept, undone
+
+    kept, undone = loop_thread.run(first())
+
+    async def second() -> None:
+        assert await database.fetch_val(count_tag(items, "undone")) == 1
+        await undone.rollback()
+        assert await database.fetch_val(count_tag(items, "undone")) == 0
+        await kept.commit()
+        # Ended: neither can be ended again, from here...
+        for name, end in (("commit", kept.commit), ("rollback", undone.rollback)):
+            error = await error_of(name, end)
+            assert "not active" in str(error), f"{name}: {error!r}"
+        assert await database.fetch_val(count_tag(items, "kept")) == 1
+
+    asyncio.run(second())
+
+    async def first_again() -> None:
+        # ...nor from the loop that began them; what they left is the same here.
+        with pytest.raises(RuntimeError, match="not active"):
+            await kept.rollback()
+        assert await database.fetch_val(count_tag(items, "kept")) == 1
+        assert await database.fetch_val(count_tag(items, "undone")) == 0
+        await database.disconnect()
+
+    loop_thread.run(first_again())
+    assert not database.is_connected
+    assert committed_rows(url, items) == []
+    write_probe(url, items)
 
 
 # -- querying before connect() -------------------------------------------------------------
