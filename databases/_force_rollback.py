@@ -26,7 +26,7 @@ from databases._session_loop import SESSION_LOOP, call_blocking, call_in
 from databases.core import Connection, Transaction
 from databases.errors import DatabaseNotConnectedError
 from databases.interfaces import ConnectionBackend, Record, TransactionBackend
-from databases.loops import LoopState
+from databases.loops import LEFT_BY_PARENT, LoopState
 
 if typing.TYPE_CHECKING:
     from databases.core import Database
@@ -126,6 +126,16 @@ def _roll_back_at_exit() -> None:
 
 
 atexit.register(_roll_back_at_exit)
+
+
+def _leave_sessions_to_parent() -> None:
+    """In a forked child: the parent's sessions are the parent's (see `LEFT_BY_PARENT`)."""
+    LEFT_BY_PARENT.extend(_open_sessions)
+    _open_sessions.clear()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python has it
+    os.register_at_fork(after_in_child=_leave_sessions_to_parent)
 
 
 class SessionConnection(Connection):

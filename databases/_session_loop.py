@@ -90,11 +90,10 @@ async def call_in(
             outcome.set_result(task.result())
 
     def report(task: asyncio.Task[_T]) -> None:
-        try:
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller gets it, if its loop still runs
+        with contextlib.suppress(RuntimeError):  # else its loop closed: nobody waits
             here.call_soon_threadsafe(settle, task)
-        except RuntimeError:  # the caller's loop closed meanwhile: nobody is waiting
-            if not task.cancelled():
-                task.exception()  # retrieved, so asyncio does not log it as lost
 
     def start() -> None:
         task = context.run(loop.create_task, call())

@@ -629,7 +629,7 @@ class Connection:
                     root = self._open_transactions[0]
                     for entry in self._open_transactions:
                         entry.transaction._open.pop(entry.backend, None)
-                    await self._finish(root.backend.rollback())
+                    await self._finish(self._locked(root.backend.rollback()))
             finally:
                 self._open_transactions.clear()
                 self._connection_counter = 0
@@ -908,8 +908,8 @@ class Connection:
         `loop.close()`: no `shutdown_asyncgens()` told us)."""
         while self._open_transactions:
             top = self._open_transactions[-1]
-            if top.begun_in is None or not top.begun_in.is_closed():
-                return
+            if top.ending or top.begun_in is None or not top.begun_in.is_closed():
+                return  # (already being rolled back by another call: this one queues after)
             top.transaction._open.pop(top.backend, None)
             await self._end_innermost(commit=False)
 

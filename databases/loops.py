@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import typing
 import weakref
@@ -113,16 +114,36 @@ class LoopState:
         }
 
 
+# What a forked child inherited from its parent: never used, never collected either (a
+# driver connection collected in the child would unregister its socket from the epoll
+# instance the child shares with the parent, and the parent would wait forever).
+LEFT_BY_PARENT: list[object] = []
+_registries: weakref.WeakSet[LoopRegistry] = weakref.WeakSet()
+
+
+def _forget_parent_states() -> None:
+    for registry in list(_registries):
+        LEFT_BY_PARENT.append(registry._states)
+        registry._states = {}
+        registry._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python has it
+    os.register_at_fork(after_in_child=_forget_parent_states)
+
+
 class LoopRegistry:
     """Finds the `LoopState` of the running loop; creating one is rare and locked.
 
     States are keyed by `id(loop)` and checked against a weak reference, so a new loop
-    that happens to reuse a dead loop's id never gets the dead loop's state.
+    that happens to reuse a dead loop's id never gets the dead loop's state. A forked
+    child starts with none: the parent's belong to the parent.
     """
 
     def __init__(self) -> None:
         self._states: dict[int, LoopState] = {}
         self._lock = threading.Lock()
+        _registries.add(self)
 
     def find(self, loop: asyncio.AbstractEventLoop) -> LoopState | None:
         state = self._states.get(id(loop))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -86,9 +87,10 @@ def test_session_fixture_with_ddl_and_function_loop_tests(
             f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, ptype VARCHAR(255), "
             "v0 VARCHAR(255), v1 VARCHAR(255))",
         )
-    (tmp_path / "pytest.ini").write_text(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
-    )
+    # A copy outside this repository: no conftest of ours above it.
+    suite = tmp_path / "suite"
+    shutil.copytree(SUITE, suite)
+    (suite / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     env = dict(
         os.environ,
         SESSION_URL=session_url,
@@ -97,19 +99,8 @@ def test_session_fixture_with_ddl_and_function_loop_tests(
     )
     try:
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "-c",
-                str(tmp_path / "pytest.ini"),
-                "--rootdir",
-                str(SUITE),
-                str(SUITE),
-            ],
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."],
+            cwd=suite,
             env=env,
             capture_output=True,
             text=True,
