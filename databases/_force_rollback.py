@@ -42,13 +42,17 @@ _open_sessions: weakref.WeakSet[ForceRollbackSession] = weakref.WeakSet()
 
 
 class ForceRollbackSession:
-    """A database's force-rollback connection and transaction, owned by the session loop."""
+    """A database's force-rollback connection and transaction, owned by the session loop.
+
+    One per database and process: each `start()` after a `close()` begins a new session on
+    the same objects (a new pool and connection, a new transaction).
+    """
 
     def __init__(self, database: Database) -> None:
         self._database = database
         self.loop = SESSION_LOOP.get()
         self.pid = os.getpid()
-        self._state = LoopState(self.loop, database._backend_for_new_loop())
+        self._state = LoopState(self.loop, database._backend_for_new_loop)
         shared = Connection(database, self._state.backend)
         shared._state = self._state
         shared._loop = self.loop
@@ -57,7 +61,6 @@ class ForceRollbackSession:
         self.shared = shared
         # What every loop holds: forwards to `shared`.
         self.connection = SessionConnection(database, self)
-        self._closed = False
         _open_sessions.add(self)
 
     @property
@@ -67,8 +70,8 @@ class ForceRollbackSession:
 
     @property
     def usable(self) -> bool:
-        """Not closed, and made in this process (a forked child starts its own)."""
-        return not self._closed and self.pid == os.getpid()
+        """Made in this process: a forked child makes its own."""
+        return self.pid == os.getpid()
 
     @property
     def global_transaction(self) -> Transaction | None:
@@ -93,20 +96,20 @@ class ForceRollbackSession:
 
     async def close(self) -> None:
         """Roll back everything and close the connection (the last `disconnect()`)."""
-        self._forget()
         await self.call(self._close_here)
 
     def close_blocking(self, timeout: float) -> None:
         """`close()` from a thread that runs no event loop (process exit)."""
-        self._forget()
         call_blocking(self.loop, self._close_here, timeout)
 
-    def _forget(self) -> None:
-        self._closed = True
-        _open_sessions.discard(self)
-
     async def _close_here(self) -> None:
-        await self._database._close_state(self._state)
+        state = self._state
+        try:
+            await self.shared._close_global()
+        finally:
+            if state.is_open:
+                state.is_open = False
+                await state.backend.disconnect()
 
     async def loop_ended(self, loop: asyncio.AbstractEventLoop) -> None:
         """`loop` is ending: roll back the transactions its tasks began and left open."""
@@ -117,7 +120,7 @@ class ForceRollbackSession:
 def _roll_back_at_exit() -> None:
     """Roll back what sessions still hold when the process ends (no last `disconnect()`)."""
     for session in list(_open_sessions):
-        if not session.usable:
+        if not (session.usable and session.started):
             continue
         try:
             session.close_blocking(EXIT_ROLLBACK_TIMEOUT)
@@ -174,14 +177,36 @@ class SessionConnection(Connection):
     ) -> None:
         return None
 
+    def _direct(self) -> ConnectionBackend | None:
+        """The session's driver connection, when a statement may run on it right here.
+
+        A driver that serves any loop (SQLite) runs statements in the caller's loop: no hop
+        to the session loop. Starting the session, transactions, and rolling back what a
+        closed loop left open still go through the session loop.
+        """
+        shared = self._shared
+        connection = shared._connection
+        if not connection._serves_any_loop or not self._session.started:
+            return None
+        stack = shared._open_transactions
+        if len(stack) > 1 and (stack[-1].ending or _is_closed(stack[-1].begun_in)):
+            return None
+        return connection
+
     async def fetch_all(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> list[Record]:
+        direct = self._direct()
+        if direct is not None:
+            return await direct.fetch_all(self._shared._prepare(query, values))
         return await self._session.call(lambda: self._here(self._shared.fetch_all, query, values))
 
     async def fetch_one(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> Record | None:
+        direct = self._direct()
+        if direct is not None:
+            return await direct.fetch_one(self._shared._prepare(query, values))
         return await self._session.call(lambda: self._here(self._shared.fetch_one, query, values))
 
     async def fetch_val(
@@ -190,6 +215,9 @@ class SessionConnection(Connection):
         values: dict[str, typing.Any] | None = None,
         column: typing.Any = 0,
     ) -> typing.Any:
+        direct = self._direct()
+        if direct is not None:
+            return await direct.fetch_val(self._shared._prepare(query, values), column)
         return await self._session.call(
             lambda: self._here(self._shared.fetch_val, query, values, column)
         )
@@ -197,11 +225,17 @@ class SessionConnection(Connection):
     async def execute(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> typing.Any:
+        direct = self._direct()
+        if direct is not None:
+            return await direct.execute(self._shared._prepare(query, values))
         return await self._session.call(lambda: self._here(self._shared.execute, query, values))
 
     async def execute_many(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> None:
+        if self._direct() is not None:
+            await self._shared._execute_many_call(query, values)()
+            return
         await self._session.call(lambda: self._here(self._shared.execute_many, query, values))
 
     async def _here(
@@ -218,6 +252,16 @@ class SessionConnection(Connection):
     async def iterate(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> AsyncGenerator[Record, None]:
+        direct = self._direct()
+        if direct is not None:
+            rows = direct._iterate_batches(self._shared._prepare(query, values))
+            try:
+                async for chunk in rows:
+                    for record in chunk:
+                        yield record
+            finally:
+                await rows.aclose()
+            return
         # Forwarded per batch of rows, not per row.
         batches = self._shared._batches(query, values)
         try:
@@ -262,6 +306,10 @@ class SessionConnection(Connection):
         its attributes from anywhere, but run its coroutines only through this object's
         methods (SQLite's is the exception: its worker thread serves any loop)."""
         return self._shared.raw_connection
+
+
+def _is_closed(loop: asyncio.AbstractEventLoop | None) -> bool:
+    return loop is not None and loop.is_closed()
 
 
 async def _next_or_none(batches: AsyncGenerator[list[Record], None]) -> list[Record] | None:

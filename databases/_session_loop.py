@@ -62,6 +62,47 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python ha
     os.register_at_fork(after_in_child=SESSION_LOOP.forget)
 
 
+class _RemoteCall(typing.Generic[_T]):
+    """One call of `call_in()`: its task on the target loop and the caller's wake-up."""
+
+    __slots__ = ("call", "caller", "done", "target", "task", "waiter")
+
+    def __init__(
+        self,
+        target: asyncio.AbstractEventLoop,
+        call: Callable[[], Coroutine[typing.Any, typing.Any, _T]],
+    ) -> None:
+        self.target = target
+        self.caller = asyncio.get_running_loop()
+        self.call = call
+        self.task: asyncio.Task[_T] | None = None
+        self.done = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        """On the target loop, in a copy of the caller's context."""
+        self.task = self.target.create_task(self.call())
+        self.task.add_done_callback(self._report)
+
+    def cancel(self) -> None:
+        """On the target loop."""
+        if self.task is not None:
+            self.task.cancel()
+
+    def _report(self, task: asyncio.Task[_T]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller gets it, if its loop still runs
+        with contextlib.suppress(RuntimeError):  # else its loop closed: nobody waits
+            self.caller.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        """On the caller's loop."""
+        self.done = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
 async def call_in(
     loop: asyncio.AbstractEventLoop,
     call: Callable[[], Coroutine[typing.Any, typing.Any, _T]],
@@ -74,46 +115,24 @@ async def call_in(
     end: a step that must run to its end (see `run_to_end`) does so before the caller gets
     its CancelledError. If the task had already succeeded, `undo(result)` runs on `loop`.
     """
-    here = asyncio.get_running_loop()
-    outcome: asyncio.Future[_T] = here.create_future()
-    context = contextvars.copy_context()
-    started: list[asyncio.Task[_T]] = []
-
-    def settle(task: asyncio.Task[_T]) -> None:
-        if outcome.done():  # pragma: no cover - only this function settles it, once
-            return
-        if task.cancelled():
-            outcome.cancel()
-        elif task.exception() is not None:
-            outcome.set_exception(typing.cast(BaseException, task.exception()))
-        else:
-            outcome.set_result(task.result())
-
-    def report(task: asyncio.Task[_T]) -> None:
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller gets it, if its loop still runs
-        with contextlib.suppress(RuntimeError):  # else its loop closed: nobody waits
-            here.call_soon_threadsafe(settle, task)
-
-    def start() -> None:
-        task = context.run(loop.create_task, call())
-        started.append(task)
-        task.add_done_callback(report)
-
-    def cancel() -> None:
-        for task in started:
-            task.cancel()
-
-    loop.call_soon_threadsafe(start)
-    try:
-        return await asyncio.shield(outcome)
-    except asyncio.CancelledError:
-        if not outcome.done():
-            loop.call_soon_threadsafe(cancel)
-            await _outcome_of(outcome)
-        if undo is not None and not outcome.cancelled() and outcome.exception() is None:
-            await _outcome_of(asyncio.ensure_future(call_in(loop, lambda: undo(outcome.result()))))
-        raise
+    remote = _RemoteCall(loop, call)
+    loop.call_soon_threadsafe(remote.start, context=contextvars.copy_context())
+    cancelled: asyncio.CancelledError | None = None
+    while not remote.done:
+        waiter = remote.waiter = remote.caller.create_future()
+        try:
+            await waiter
+        except asyncio.CancelledError as exc:
+            if cancelled is None:
+                cancelled = exc
+                loop.call_soon_threadsafe(remote.cancel)
+    task = typing.cast("asyncio.Task[_T]", remote.task)
+    if cancelled is None:
+        return task.result()
+    if undo is not None and not task.cancelled() and task.exception() is None:
+        result = task.result()
+        await _outcome_of(asyncio.ensure_future(call_in(loop, lambda: undo(result))))
+    raise cancelled
 
 
 async def _outcome_of(future: Awaitable[object]) -> None:

@@ -307,7 +307,7 @@ class Database:
                 logger.debug("Disconnected one event loop; still connected in another")
             return
         self.is_connected = False
-        session, self._session = self._session, None
+        session = self._session
         try:
             if session is not None and session.usable:
                 await session.close()
@@ -704,15 +704,21 @@ class Connection:
     async def execute_many(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> None:
+        run_many = self._execute_many_call(query, values)
+        async with self, self._query_lock:
+            await self._finish(run_many())
+
+    def _execute_many_call(
+        self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
+    ) -> typing.Callable[[], typing.Awaitable[None]]:
+        """The driver call that runs `query` once per row of `values`."""
         if not takes_values(query) and values:
             build_query(query, values[0])  # raises, as 0.9 did: no `.values()` here
-        async with self, self._query_lock:
-            if self._accepts_values and not has_expressions(values):
-                await self._finish(self._connection._execute_many_values(query, values))
-            else:
-                # Expressions are rendered into each row's statement, as 0.9 did.
-                built = [build_query(query, row) for row in values]
-                await self._finish(self._connection.execute_many(built))
+        if self._accepts_values and not has_expressions(values):
+            return functools.partial(self._connection._execute_many_values, query, values)
+        # Expressions are rendered into each row's statement, as 0.9 did.
+        built = [build_query(query, row) for row in values]
+        return functools.partial(self._connection.execute_many, built)
 
     async def iterate(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None

@@ -66,6 +66,10 @@ class ConnectionBackend:
     # True when the driver itself runs one statement at a time in the order they were
     # submitted (SQLite's worker thread): the core then needs no lock of its own.
     _queues_statements = False
+    # True when, once acquired, its statements may be awaited from any event loop, even
+    # from several at once (SQLite's worker thread answers each caller in its own loop):
+    # the force-rollback session then runs them in the caller's loop, without a hop.
+    _serves_any_loop = False
 
     async def acquire(self) -> None:
         raise NotImplementedError()  # pragma: no cover

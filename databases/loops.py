@@ -45,11 +45,15 @@ async def _watch_loop_end(
 class LoopState:
     """Everything one database owns in one event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, backend: DatabaseBackend) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, make_backend: typing.Callable[[], DatabaseBackend]
+    ) -> None:
         self._loop_ref = weakref.ref(loop)
         self.loop_id = id(loop)
         self.thread_id = threading.get_ident()
-        self.backend = backend
+        # Made on first use: a loop that only uses the force-rollback session needs none.
+        self._make_backend = make_backend
+        self._backend: DatabaseBackend | None = None
         self.connections: weakref.WeakKeyDictionary[asyncio.Task[typing.Any], Connection]
         self.connections = weakref.WeakKeyDictionary()
         self.global_connection: Connection | None = None
@@ -85,6 +89,13 @@ class LoopState:
     def loop(self) -> asyncio.AbstractEventLoop | None:
         return self._loop_ref()
 
+    @property
+    def backend(self) -> DatabaseBackend:
+        backend = self._backend
+        if backend is None:
+            backend = self._backend = self._make_backend()
+        return backend
+
     def is_alive(self) -> bool:
         """The loop still exists and is not closed: it may run our coroutines again."""
         loop = self._loop_ref()
@@ -96,7 +107,8 @@ class LoopState:
         self.is_open = False
         self.connected_explicitly = False
         try:
-            self.backend._terminate()
+            if self._backend is not None:
+                self._backend._terminate()
         except Exception:  # pragma: no cover - a failing third-party backend must not block
             logger.warning("Could not terminate the connections of a closed loop", exc_info=True)
 
@@ -165,7 +177,7 @@ class LoopRegistry:
             dead = [(key, s) for key, s in self._states.items() if not s.is_alive()]
             for key, _ in dead:
                 del self._states[key]
-            state = LoopState(loop, make_backend())
+            state = LoopState(loop, make_backend)
             state.watch_loop_end(on_loop_end)
             self._states[state.loop_id] = state
         for _, old in dead:

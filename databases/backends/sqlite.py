@@ -335,6 +335,10 @@ class SQLitePool:
         for connection in self._take_all():
             await connection.close()
 
+    def reopen(self) -> None:
+        """Open again after `close()` (the force-rollback session connects repeatedly)."""
+        self._closed = False
+
     def terminate(self) -> None:
         """Close every connection from outside its (closed) loop, and wait for that.
 
@@ -371,6 +375,7 @@ class SQLiteBackend(SQLBackend):
         return backend
 
     async def connect(self) -> None:
+        self._pool.reopen()
         if self._pool.is_memory:
             self._memory_keeper.open(self._pool._target)
 
@@ -399,6 +404,7 @@ class SQLiteConnection(SQLConnection):
     # The worker thread finishes an abandoned statement; the next call queues behind it.
     _statement_cancellation = "harmless"
     _queues_statements = True
+    _serves_any_loop = True
 
     def __init__(self, backend: SQLiteBackend, one_statement: bool = False) -> None:
         super().__init__(backend)
