@@ -25,7 +25,7 @@ from sqlalchemy.sql import ClauseElement
 from databases._session_loop import SESSION_LOOP, call_blocking, call_in
 from databases.core import Connection, Transaction
 from databases.errors import DatabaseNotConnectedError
-from databases.interfaces import ConnectionBackend, Record, TransactionBackend
+from databases.interfaces import ConnectionBackend, Record, TransactionBackend, each_record
 from databases.loops import LEFT_BY_PARENT, LoopState
 
 if typing.TYPE_CHECKING:
@@ -144,7 +144,8 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python ha
 class SessionConnection(Connection):
     """What `database.connection()` gives under force_rollback, in every loop and task.
 
-    Each call is forwarded to the session's connection, on the session loop.
+    Each call is forwarded to the session's connection, on the session loop (SQLite's
+    statements run on it from the calling loop: see `_direct()`).
     """
 
     def __init__(self, database: Database, session: ForceRollbackSession) -> None:
@@ -249,28 +250,32 @@ class SessionConnection(Connection):
             await shared._roll_back_orphans()
         return await step(*args)
 
-    async def iterate(
+    def iterate(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> AsyncGenerator[Record, None]:
+        return each_record(self._batches_of(query, values))
+
+    async def _batches_of(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None
+    ) -> AsyncGenerator[list[Record], None]:
+        """The rows of `query` in batches: straight from a driver that serves any loop,
+        else each batch fetched by one call forwarded to the session loop."""
         direct = self._direct()
         if direct is not None:
             rows = direct._iterate_batches(self._shared._prepare(query, values))
             try:
                 async for chunk in rows:
-                    for record in chunk:
-                        yield record
+                    yield chunk
             finally:
                 await rows.aclose()
             return
-        # Forwarded per batch of rows, not per row.
         batches = self._shared._batches(query, values)
         try:
             while True:
                 batch = await self._session.call(lambda: _next_or_none(batches))
                 if batch is None:
                     return
-                for record in batch:
-                    yield record
+                yield batch
         finally:
             await self._session.call(batches.aclose)
 

@@ -31,7 +31,13 @@ from databases.errors import (
     UnsupportedDatabaseURLError,
 )
 from databases.importer import import_from_string
-from databases.interfaces import ConnectionBackend, DatabaseBackend, Record, TransactionBackend
+from databases.interfaces import (
+    ConnectionBackend,
+    DatabaseBackend,
+    Record,
+    TransactionBackend,
+    each_record,
+)
 from databases.loops import LoopRegistry, LoopState
 from databases.url import DatabaseURL
 
@@ -720,16 +726,10 @@ class Connection:
         built = [build_query(query, row) for row in values]
         return functools.partial(self._connection.execute_many, built)
 
-    async def iterate(
+    def iterate(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> AsyncGenerator[Record, None]:
-        batches = self._batches(query, values)
-        try:
-            async for batch in batches:
-                for record in batch:
-                    yield record
-        finally:
-            await batches.aclose()
+        return each_record(self._batches(query, values))
 
     async def _batches(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None

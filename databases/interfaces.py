@@ -13,6 +13,16 @@ from collections.abc import AsyncGenerator, Sequence
 from sqlalchemy.sql import ClauseElement
 
 
+async def each_record(batches: AsyncGenerator[list[Record], None]) -> AsyncGenerator[Record, None]:
+    """The records of `batches` one by one; `batches` is closed however iterating stops."""
+    try:
+        async for batch in batches:
+            for record in batch:
+                yield record
+    finally:
+        await batches.aclose()
+
+
 class DatabaseBackend:
     """A pool of connections to one database, used from one event loop."""
 

@@ -13,7 +13,13 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from databases.backends.common.compiler import Args, CompiledStatement, QueryCompiler
-from databases.interfaces import ConnectionBackend, DatabaseBackend, Record, TransactionBackend
+from databases.interfaces import (
+    ConnectionBackend,
+    DatabaseBackend,
+    Record,
+    TransactionBackend,
+    each_record,
+)
 from databases.url import DatabaseURL
 
 _savepoint_ids = itertools.count(1)
@@ -66,14 +72,8 @@ class SQLConnection(ConnectionBackend):
     def transaction(self) -> TransactionBackend:
         return SQLTransaction(self)
 
-    async def iterate(self, query: ClauseElement) -> AsyncGenerator[Record, None]:
-        batches = self._iterate_batches(query)
-        try:
-            async for batch in batches:
-                for record in batch:
-                    yield record
-        finally:
-            await batches.aclose()
+    def iterate(self, query: ClauseElement) -> AsyncGenerator[Record, None]:
+        return each_record(self._iterate_batches(query))
 
     async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:
         raise NotImplementedError()  # pragma: no cover
