@@ -26,6 +26,7 @@ import sqlalchemy
 from databases import Database, DatabaseURL
 from tests import admin
 from tests.loops import (
+    clear_table,
     committed_rows,
     count_all,
     count_tag,
@@ -211,4 +212,29 @@ def test_outside_connection_sees_nothing_while_connected(url: str) -> None:
     assert committed_rows(url, items) == []
     asyncio.run(database.disconnect())
     assert committed_rows(url, items) == []
+    write_probe(url, items)
+
+
+def test_force_rollback_block_on_a_pooled_database(url: str) -> None:
+    """`database.force_rollback()` on a database connected without it: the session starts
+    on first use inside the block, every loop sees it there, the pooled connections outside
+    the block do not, and the last disconnect rolls it back."""
+    database = Database(url)
+    connected_in = asyncio.new_event_loop()
+    connected_in.run_until_complete(database.connect())
+    with database.force_rollback():
+        connected_in.run_until_complete(
+            database.execute(items.insert(), {"tag": "session", "value": 1})
+        )
+        assert asyncio.run(database.fetch_val(count_tag(items, "session"))) == 1
+    if not is_sqlite(url):  # SQLite: the session holds the file's write lock
+        connected_in.run_until_complete(
+            database.execute(items.insert(), {"tag": "pooled", "value": 2})
+        )
+    # Outside the block: pooled connections, which do not see the session's row.
+    assert connected_in.run_until_complete(database.fetch_val(count_tag(items, "session"))) == 0
+    connected_in.run_until_complete(database.disconnect())
+    connected_in.close()
+    assert committed_rows(url, items) == ([] if is_sqlite(url) else [("pooled", 2)])
+    clear_table(url, items)
     write_probe(url, items)
