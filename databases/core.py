@@ -306,8 +306,8 @@ class Database:
         if not last:
             if state is None or not was_connected:
                 logger.warning(
-                    "disconnect() in an event loop that did not connect: ignored, the "
-                    "database stays connected for the loop(s) that called connect()"
+                    "disconnect() in an event loop that did not connect: the database "
+                    "stays connected for the loop(s) that called connect()"
                 )
             else:
                 logger.debug("Disconnected one event loop; still connected in another")
