@@ -57,7 +57,6 @@ class ForceRollbackSession:
         shared._state = self._state
         shared._loop = self.loop
         shared._make_shared()
-        self._state.global_connection = shared
         self.shared = shared
         # What every loop holds: forwards to `shared`.
         self.connection = SessionConnection(database, self)
@@ -75,7 +74,9 @@ class ForceRollbackSession:
 
     @property
     def global_transaction(self) -> Transaction | None:
-        return self._state.global_transaction
+        """The session's own transaction, while the session runs."""
+        stack = self.shared._open_transactions
+        return stack[0].transaction if stack else None
 
     async def call(
         self,

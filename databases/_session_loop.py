@@ -131,7 +131,7 @@ async def call_in(
         return task.result()
     if undo is not None and not task.cancelled() and task.exception() is None:
         result = task.result()
-        await _outcome_of(asyncio.ensure_future(call_in(loop, lambda: undo(result))))
+        await _outcome_of(call_in(loop, lambda: undo(result)))
     raise cancelled
 
 

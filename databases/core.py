@@ -215,18 +215,11 @@ class Database:
                 state.is_open = True
 
     async def _close_state(self, state: LoopState) -> None:
-        """Close a state on its own loop: roll back force-rollback work, close the pool."""
+        """Close a state on its own loop: close its pool."""
         state.end()
-        global_connection = state.global_connection
-        state.global_connection = None
-        state.global_transaction = None
-        try:
-            if global_connection is not None:
-                await global_connection._close_global()
-        finally:
-            if state.is_open:
-                state.is_open = False
-                await state.backend.disconnect()
+        if state.is_open:
+            state.is_open = False
+            await state.backend.disconnect()
 
     def _close_foreign_state(self, state: LoopState) -> None:
         """Close another loop's state: on that loop if it runs in another thread, else at once.
@@ -620,10 +613,8 @@ class Connection:
         await backend.start(is_root=True, extra_options={})
         transaction._open[backend] = self
         self._open_transactions.append(_OpenTransaction(transaction, backend, None))
-        # Held until the loop's state closes, so the connection outlives every block.
+        # Held until the session closes, so the connection outlives every block.
         self._connection_counter += 1
-        if self._state is not None:
-            self._state.global_transaction = transaction
 
     async def _close_global(self) -> None:
         """Roll back everything done on the force-rollback connection and release it."""

@@ -19,7 +19,7 @@ import weakref
 from databases.interfaces import DatabaseBackend
 
 if typing.TYPE_CHECKING:
-    from databases.core import Connection, Transaction
+    from databases.core import Connection
 
 logger = logging.getLogger("databases")
 
@@ -56,8 +56,6 @@ class LoopState:
         self._backend: DatabaseBackend | None = None
         self.connections: weakref.WeakKeyDictionary[asyncio.Task[typing.Any], Connection]
         self.connections = weakref.WeakKeyDictionary()
-        self.global_connection: Connection | None = None
-        self.global_transaction: Transaction | None = None
         # Released `Connection`s that no task owns, reused by one-statement calls.
         self.spare_connections: list[Connection] = []
         # `connect()` was called in this loop (and not yet `disconnect()`).
@@ -122,7 +120,9 @@ class LoopState:
             "open": self.is_open,
             "connected_explicitly": self.connected_explicitly,
             "connections": len(self.connections),
-            "force_rollback_connection": self.global_connection is not None,
+            # Kept for 0.9.1's debugging output: the force-rollback connection belongs to
+            # the session (`databases._force_rollback`), never to one loop.
+            "force_rollback_connection": False,
         }
 
 
