@@ -26,7 +26,7 @@ from databases._session_loop import SESSION_LOOP, call_blocking, call_in
 from databases.core import Connection, Transaction
 from databases.errors import DatabaseNotConnectedError
 from databases.interfaces import ConnectionBackend, Record, TransactionBackend, each_record
-from databases.loops import LEFT_BY_PARENT, LoopState
+from databases._loops import LEFT_BY_PARENT, LoopState
 
 if typing.TYPE_CHECKING:
     from databases.core import Database

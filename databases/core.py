@@ -38,7 +38,7 @@ from databases.interfaces import (
     TransactionBackend,
     each_record,
 )
-from databases.loops import LoopRegistry, LoopState
+from databases._loops import LoopRegistry, LoopState
 from databases.url import DatabaseURL
 
 if typing.TYPE_CHECKING:

@@ -16,7 +16,7 @@ from databases.errors import (
     DatabaseNotConnectedError,
     UnsupportedDatabaseURLError,
 )
-from databases.loops import LoopRegistry
+from databases._loops import LoopRegistry
 from tests.settings import DATABASE_URLS
 
 metadata = sa.MetaData()
