@@ -18,18 +18,18 @@ import os
 import typing
 import weakref
 from collections.abc import AsyncGenerator
-from types import TracebackType
 
 from sqlalchemy.sql import ClauseElement
 
+from databases._connection import Connection, ConnectionRole
+from databases._loops import LEFT_BY_PARENT, LoopState
 from databases._session_loop import SESSION_LOOP, call_blocking, call_in
-from databases.core import Connection, Transaction
+from databases._transaction import Transaction
 from databases.errors import DatabaseNotConnectedError
 from databases.interfaces import ConnectionBackend, Record, TransactionBackend, each_record
-from databases._loops import LEFT_BY_PARENT, LoopState
 
 if typing.TYPE_CHECKING:
-    from databases.core import Database
+    from databases._database import Database
 
 logger = logging.getLogger("databases")
 
@@ -52,20 +52,19 @@ class ForceRollbackSession:
         self._database = database
         self.loop = SESSION_LOOP.get()
         self.pid = os.getpid()
-        self._state = LoopState(self.loop, database._backend_for_new_loop)
-        shared = Connection(database, self._state.backend)
-        shared._state = self._state
-        shared._loop = self.loop
-        shared._make_shared()
-        self.shared = shared
-        # What every loop holds: forwards to `shared`.
+        self.state = LoopState(self.loop, database._backend_for_new_loop)
+        # The session's connection as its home, the session loop, runs it.
+        self.home = Connection(
+            database, self.state.backend, state=self.state, role=ConnectionRole.SESSION
+        )
+        # What every loop holds: forwards to `home`.
         self.connection = SessionConnection(database, self)
         _open_sessions.add(self)
 
     @property
     def started(self) -> bool:
         """The connection is acquired and inside its transaction."""
-        return self.shared._connection_counter > 0
+        return self.home._connection_counter > 0
 
     @property
     def usable(self) -> bool:
@@ -73,10 +72,10 @@ class ForceRollbackSession:
         return self.pid == os.getpid()
 
     @property
-    def global_transaction(self) -> Transaction | None:
+    def transaction(self) -> Transaction | None:
         """The session's own transaction, while the session runs."""
-        stack = self.shared._open_transactions
-        return stack[0].transaction if stack else None
+        root = self.home._transactions.root()
+        return root.transaction if root is not None else None
 
     async def call(
         self,
@@ -92,7 +91,7 @@ class ForceRollbackSession:
             await self.call(self._start_here)
 
     async def _start_here(self) -> None:
-        async with self.shared:
+        async with self.home:
             pass  # the first holder begins the transaction, which holds the connection on
 
     async def close(self) -> None:
@@ -104,18 +103,15 @@ class ForceRollbackSession:
         call_blocking(self.loop, self._close_here, timeout)
 
     async def _close_here(self) -> None:
-        state = self._state
         try:
-            await self.shared._close_global()
+            await self.home._close_session()
         finally:
-            if state.is_open:
-                state.is_open = False
-                await state.backend.disconnect()
+            await self.state.close_backend()
 
     async def loop_ended(self, loop: asyncio.AbstractEventLoop) -> None:
         """`loop` is ending: roll back the transactions its tasks began and left open."""
-        if self.usable and self.shared._open_transactions:
-            await self.call(lambda: self.shared._roll_back_begun_in(loop))
+        if self.usable and self.home._transactions:
+            await self.call(lambda: self.home._roll_back_begun_in(loop))
 
 
 def _roll_back_at_exit() -> None:
@@ -145,15 +141,23 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python ha
 class SessionConnection(Connection):
     """What `database.connection()` gives under force_rollback, in every loop and task.
 
-    Each call is forwarded to the session's connection, on the session loop (SQLite's
-    statements run on it from the calling loop: see `_direct()`).
+    Each call is forwarded to the session's connection on its home, the session loop
+    (SQLite's statements run on it from the calling loop: see `_direct()`). It shares
+    that connection's driver connection and transactions; it never holds the driver
+    connection itself, so its own locks and counter stay unused.
     """
 
     def __init__(self, database: Database, session: ForceRollbackSession) -> None:
-        self._database = database
+        home = session.home
+        super().__init__(
+            database,
+            home._backend,
+            state=session.state,
+            role=ConnectionRole.SESSION,
+            shares_with=home,
+        )
         self._session = session
-        self._shared = session.shared
-        self._state = None
+        self._home = home
 
     def __repr__(self) -> str:
         return f"<SessionConnection of {self._database!r}>"
@@ -171,12 +175,7 @@ class SessionConnection(Connection):
         await self._session.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         return None
 
     def _direct(self) -> ConnectionBackend | None:
@@ -186,12 +185,12 @@ class SessionConnection(Connection):
         to the session loop. Starting the session, transactions, and rolling back what a
         closed loop left open still go through the session loop.
         """
-        shared = self._shared
-        connection = shared._connection
+        connection = self._connection
         if not connection._serves_any_loop or not self._session.started:
             return None
-        stack = shared._open_transactions
-        if len(stack) > 1 and (stack[-1].ending or _is_closed(stack[-1].begun_in)):
+        top = self._transactions.innermost()
+        nested = len(self._transactions) > 1
+        if nested and top is not None and (top.ending or _is_closed(top.begun_in)):
             return None
         return connection
 
@@ -200,16 +199,16 @@ class SessionConnection(Connection):
     ) -> list[Record]:
         direct = self._direct()
         if direct is not None:
-            return await direct.fetch_all(self._shared._prepare(query, values))
-        return await self._session.call(lambda: self._here(self._shared.fetch_all, query, values))
+            return await direct.fetch_all(self._home._prepare(query, values))
+        return await self._session.call(lambda: self._here(self._home.fetch_all, query, values))
 
     async def fetch_one(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> Record | None:
         direct = self._direct()
         if direct is not None:
-            return await direct.fetch_one(self._shared._prepare(query, values))
-        return await self._session.call(lambda: self._here(self._shared.fetch_one, query, values))
+            return await direct.fetch_one(self._home._prepare(query, values))
+        return await self._session.call(lambda: self._here(self._home.fetch_one, query, values))
 
     async def fetch_val(
         self,
@@ -219,9 +218,9 @@ class SessionConnection(Connection):
     ) -> typing.Any:
         direct = self._direct()
         if direct is not None:
-            return await direct.fetch_val(self._shared._prepare(query, values), column)
+            return await direct.fetch_val(self._home._prepare(query, values), column)
         return await self._session.call(
-            lambda: self._here(self._shared.fetch_val, query, values, column)
+            lambda: self._here(self._home.fetch_val, query, values, column)
         )
 
     async def execute(
@@ -229,26 +228,25 @@ class SessionConnection(Connection):
     ) -> typing.Any:
         direct = self._direct()
         if direct is not None:
-            return await direct.execute(self._shared._prepare(query, values))
-        return await self._session.call(lambda: self._here(self._shared.execute, query, values))
+            return await direct.execute(self._home._prepare(query, values))
+        return await self._session.call(lambda: self._here(self._home.execute, query, values))
 
     async def execute_many(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> None:
         if self._direct() is not None:
-            await self._shared._execute_many_call(query, values)()
+            await self._home._execute_many_call(query, values)()
             return
-        await self._session.call(lambda: self._here(self._shared.execute_many, query, values))
+        await self._session.call(lambda: self._here(self._home.execute_many, query, values))
 
     async def _here(
         self, step: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any
     ) -> _T:
         """On the session loop: run one of the session connection's steps."""
-        shared = self._shared
-        if len(shared._open_transactions) > 1:
+        if len(self._transactions) > 1:
             # Savepoints of a loop closed without `shutdown_asyncgens()` go first, or
             # this statement would run inside them and be rolled back with them.
-            await shared._roll_back_orphans()
+            await self._home._roll_back_orphans()
         return await step(*args)
 
     def iterate(
@@ -263,14 +261,14 @@ class SessionConnection(Connection):
         else each batch fetched by one call forwarded to the session loop."""
         direct = self._direct()
         if direct is not None:
-            rows = direct._iterate_batches(self._shared._prepare(query, values))
+            rows = direct._iterate_batches(self._home._prepare(query, values))
             try:
                 async for chunk in rows:
                     yield chunk
             finally:
                 await rows.aclose()
             return
-        batches = self._shared._batches(query, values)
+        batches = self._home._batches(query, values)
         try:
             while True:
                 batch = await self._session.call(lambda: _next_or_none(batches))
@@ -289,29 +287,21 @@ class SessionConnection(Connection):
         loop = asyncio.get_running_loop()
         # The loop's state, so its end rolls back what its tasks leave open.
         self._database._state()
-        shared = self._shared
+        home = self._home
         return await self._session.call(
-            lambda: self._here(shared._start_transaction, transaction, options, loop),
-            undo=lambda backend: shared._end_transaction(backend, commit=False),
+            lambda: self._here(home._start_transaction, transaction, options, loop),
+            undo=lambda backend: home._end_transaction(backend, commit=False),
         )
 
     async def _end_transaction(self, backend: TransactionBackend, commit: bool) -> None:
-        await self._session.call(lambda: self._shared._end_transaction(backend, commit))
-
-    @property
-    def _connection(self) -> ConnectionBackend:  # type: ignore[override]
-        return self._shared._connection
-
-    @property
-    def _transaction_stack(self) -> list[Transaction]:
-        return self._shared._transaction_stack
+        await self._session.call(lambda: self._home._end_transaction(backend, commit))
 
     @property
     def raw_connection(self) -> typing.Any:
         """The driver's connection. It belongs to the session loop (another thread): read
         its attributes from anywhere, but run its coroutines only through this object's
         methods (SQLite's is the exception: its worker thread serves any loop)."""
-        return self._shared.raw_connection
+        return self._home.raw_connection
 
 
 def _is_closed(loop: asyncio.AbstractEventLoop | None) -> bool:

@@ -19,11 +19,17 @@ import weakref
 from databases.interfaces import DatabaseBackend
 
 if typing.TYPE_CHECKING:
-    from databases.core import Connection
+    from databases._connection import Connection
 
 logger = logging.getLogger("databases")
 
 LoopEndCallback = typing.Callable[["LoopState"], typing.Awaitable[None]]
+
+# Released statement connections kept per loop for one-statement calls.
+MAX_STATEMENT_CONNECTIONS = 128
+
+# Closes handed to other loops by `close_elsewhere()`, kept alive until they finish.
+_closing: set[asyncio.Task[None]] = set()
 
 
 async def _watch_loop_end(
@@ -43,7 +49,12 @@ async def _watch_loop_end(
 
 
 class LoopState:
-    """Everything one database owns in one event loop."""
+    """Everything one database owns in one event loop, and its whole lifecycle.
+
+    Only its own methods change its fields: the database, its connections and the
+    force-rollback session call them to open, close and terminate it, and to hand task
+    and statement connections in and out.
+    """
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, make_backend: typing.Callable[[], DatabaseBackend]
@@ -54,34 +65,19 @@ class LoopState:
         # Made on first use: a loop that only uses the force-rollback session needs none.
         self._make_backend = make_backend
         self._backend: DatabaseBackend | None = None
+        # Read freely (it is `Database._connection_map`); written only by the methods below.
         self.connections: weakref.WeakKeyDictionary[asyncio.Task[typing.Any], Connection]
         self.connections = weakref.WeakKeyDictionary()
-        # Released `Connection`s that no task owns, reused by one-statement calls.
-        self.spare_connections: list[Connection] = []
+        # Released statement connections, reused by later one-statement calls.
+        self._statement_connections: list[Connection] = []
         # `connect()` was called in this loop (and not yet `disconnect()`).
         self.connected_explicitly = False
         # The backend's `connect()` has run (explicitly or on first use).
         self.is_open = False
-        self.open_lock = asyncio.Lock()
+        self._open_lock = asyncio.Lock()
         # Closed or terminated: nothing may run on it any more.
         self.ended = False
         self._loop_end_watch: typing.AsyncGenerator[None, None] | None = None
-
-    def watch_loop_end(self, on_end: LoopEndCallback) -> None:
-        """Have `on_end(state)` awaited on this loop when the loop shuts down."""
-        watch = _watch_loop_end(self, on_end)
-        # Run it to its `yield` now: the loop's asyncgen hook registers it on first use.
-        with contextlib.suppress(StopIteration):
-            watch.asend(None).send(None)
-        self._loop_end_watch = watch
-
-    def end(self) -> None:
-        """Mark the state finished and close its loop-end watch without awaiting."""
-        self.ended = True
-        watch, self._loop_end_watch = self._loop_end_watch, None
-        if watch is not None:
-            with contextlib.suppress(StopIteration, RuntimeError):
-                watch.aclose().send(None)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -99,6 +95,88 @@ class LoopState:
         loop = self._loop_ref()
         return loop is not None and not loop.is_closed()
 
+    # -- opening and closing, on its own loop ---------------------------------------------
+
+    async def open(self) -> None:
+        """Connect the backend, once; the first use in the loop gets here."""
+        async with self._open_lock:
+            if not self.is_open:
+                await self.backend.connect()
+                self.is_open = True
+
+    async def connect(self, *, open_backend: bool) -> None:
+        """`Database.connect()` in this loop (the force-rollback session opens no backend here)."""
+        if open_backend:
+            await self.open()
+        self.connected_explicitly = True
+
+    async def disconnect(self) -> None:
+        """`Database.disconnect()` in this loop: it is closed for good."""
+        self.connected_explicitly = False
+        await self.close()
+
+    async def close(self) -> None:
+        """Close for good on its own loop: end it and close its pool."""
+        self.end()
+        await self.close_backend()
+
+    async def close_backend(self) -> None:
+        """Close the backend's pool if open; the state may open it again later (the
+        force-rollback session's state does, at its next start)."""
+        if self.is_open:
+            self.is_open = False
+            await self.backend.disconnect()
+
+    async def close_or_terminate(self) -> None:
+        """Close on its own loop; if that fails, terminate instead."""
+        try:
+            await self.close()
+        except Exception:
+            logger.warning("Could not close the connections of an ending event loop", exc_info=True)
+            self.terminate()
+
+    # -- closing from elsewhere ---------------------------------------------------------------
+
+    def close_elsewhere(self) -> None:
+        """Close from another loop: on its own loop if that runs in another thread, else
+        terminate at once.
+
+        The close is handed to the other loop, not waited for: that loop may be blocked
+        waiting for this one (a test inside `with TestClient(app):` waits for the app's
+        shutdown, which is where this runs).
+        """
+        loop = self.loop
+        runs_elsewhere = (
+            loop is not None
+            and loop.is_running()
+            and not loop.is_closed()
+            and self.thread_id != threading.get_ident()
+        )
+        if loop is not None and runs_elsewhere:
+            try:
+                loop.call_soon_threadsafe(self._close_on_own_loop)
+                return
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+        self.terminate()
+
+    def _close_on_own_loop(self) -> None:
+        """Runs on the state's own loop: close it there, terminating it if that fails."""
+        task = asyncio.get_running_loop().create_task(self.close())
+        _closing.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            _closing.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                logger.warning(
+                    "Could not close the connections of event loop %#x; terminating them",
+                    self.loop_id,
+                    exc_info=task.exception(),
+                )
+                self.terminate()
+
+        task.add_done_callback(done)
+
     def terminate(self) -> None:
         """Drop the backend's connections synchronously (the loop cannot run coroutines)."""
         self.end()
@@ -109,6 +187,60 @@ class LoopState:
                 self._backend._terminate()
         except Exception:  # pragma: no cover - a failing third-party backend must not block
             logger.warning("Could not terminate the connections of a closed loop", exc_info=True)
+
+    # -- the end of its loop ----------------------------------------------------------------
+
+    def watch_loop_end(self, on_end: LoopEndCallback) -> None:
+        """Have `on_end(state)` awaited on this loop when the loop shuts down."""
+        watch = _watch_loop_end(self, on_end)
+        # Run it to its `yield` now: the loop's asyncgen hook registers it on first use.
+        with contextlib.suppress(StopIteration):
+            watch.asend(None).send(None)
+        self._loop_end_watch = watch
+
+    def end(self) -> None:
+        """Mark the state finished and close its loop-end watch without awaiting."""
+        self.ended = True
+        watch, self._loop_end_watch = self._loop_end_watch, None
+        if watch is not None:
+            with contextlib.suppress(StopIteration, RuntimeError):
+                watch.aclose().send(None)
+
+    # -- task and statement connections -----------------------------------------------------
+
+    def task_connection(
+        self, task: asyncio.Task[typing.Any], make: typing.Callable[[], Connection]
+    ) -> Connection:
+        """The connection `task` holds here, made by `make()` on its first call."""
+        connection = self.connections.get(task)
+        if connection is None:
+            connection = self.connections[task] = make()
+        return connection
+
+    def forget_task_connection(
+        self, task: asyncio.Task[typing.Any], connection: Connection
+    ) -> None:
+        """`connection`, released, is no longer `task`'s."""
+        if self.connections.get(task) is connection:
+            del self.connections[task]
+
+    def connection_for_statement(self) -> Connection | None:
+        """For one `Database` call: the current task's connection, else a released
+        statement connection; None when a new statement connection is needed."""
+        # While no task holds a connection (the common case) the keyed lookup is skipped.
+        if self.connections:
+            task = asyncio.current_task()
+            connection = self.connections.get(task) if task is not None else None
+            if connection is not None:
+                return connection
+        if self._statement_connections:
+            return self._statement_connections.pop()
+        return None
+
+    def keep_statement_connection(self, connection: Connection) -> None:
+        """A statement connection is released: keep it for reuse, up to a limit."""
+        if len(self._statement_connections) < MAX_STATEMENT_CONNECTIONS:
+            self._statement_connections.append(connection)
 
     def describe(self) -> dict[str, typing.Any]:
         loop = self._loop_ref()

@@ -1,0 +1,460 @@
+"""`Connection`: one backend connection, its statements, locks and transactions.
+
+A `Connection` holds a driver connection from its loop's pool while `async with` blocks
+(or single statements) are open, runs statements one at a time under its query lock,
+and decides what a cancelled statement does (see `_protect`). Which transactions are
+open on it, and whose turn it is, is kept by its `TransactionStack`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import typing
+import weakref
+from collections.abc import AsyncGenerator
+
+from sqlalchemy.sql import ClauseElement
+
+from databases._query import build_query, has_expression, has_expressions, takes_values
+from databases._run_to_end import run_to_end
+from databases._transaction import Transaction
+from databases._transaction_stack import TransactionStack, _OpenTransaction
+from databases.backends.common.compiler import QueryValues
+from databases.errors import ConnectionLoopError, DatabaseNotConnectedError
+from databases.interfaces import (
+    ConnectionBackend,
+    DatabaseBackend,
+    Record,
+    TransactionBackend,
+    each_record,
+)
+
+if typing.TYPE_CHECKING:
+    from databases._database import Database
+    from databases._loops import LoopState
+
+_T = typing.TypeVar("_T")
+
+
+class ConnectionRole(enum.Enum):
+    """Who uses a `Connection`, which decides its locking and cancellation policy."""
+
+    # One task's (`database.connection()`), and the child tasks it passes it to.
+    TASK = "task"
+    # Lent by its loop to one `Database` call at a time, for one statement.
+    STATEMENT = "statement"
+    # The force-rollback session's: every task of every loop shares it.
+    SESSION = "session"
+
+
+class _NoLock:
+    """Stands in for a lock where nothing can contend: the driver already runs statements
+    in order, or only one call ever uses the connection at a time."""
+
+    def locked(self) -> bool:
+        return False
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
+class Connection:
+    """One backend connection, held while `async with` blocks are open (re-entrant)."""
+
+    def __init__(
+        self,
+        database: Database,
+        backend: DatabaseBackend,
+        *,
+        state: LoopState | None = None,
+        role: ConnectionRole = ConnectionRole.TASK,
+        task: asyncio.Task[typing.Any] | None = None,
+        shares_with: Connection | None = None,
+    ) -> None:
+        """`state` is the loop state it belongs to (its loop, and where it is returned);
+        `task` the task that holds it (TASK); `shares_with` another connection whose driver
+        connection and transactions this one is a second face of (the force-rollback
+        session's, seen from other loops)."""
+        self._database = database
+        self._backend = backend
+        self._state = state
+        self._task = weakref.ref(task) if task is not None else None
+        # A statement connection is owned by no task: its loop lends it to one `Database`
+        # call at a time and keeps it for reuse. That call runs one statement, which the
+        # backend may serve from a connection it shares (`_statement_connection`), and
+        # nothing else uses it meanwhile, so it needs no locks.
+        self._for_statement = role is ConnectionRole.STATEMENT
+        self._is_session = role is ConnectionRole.SESSION
+        connection: ConnectionBackend | None = None
+        if shares_with is not None:
+            connection = shares_with._connection
+        elif self._for_statement and hasattr(backend, "_statement_connection"):
+            connection = backend._statement_connection()
+        self._connection: ConnectionBackend = (
+            connection if connection is not None else backend.connection()
+        )
+        self._accepts_values = bool(getattr(self._connection, "_accepts_values", False))
+        cancellation: str = getattr(
+            self._connection, "_statement_cancellation", "aborts_transaction"
+        )
+        # Whether statements run to their end when their task is cancelled (see _protect).
+        # On the session's connection abandoning one would hurt the other tasks unless
+        # it is harmless.
+        if self._is_session:
+            self._shield_statements = cancellation != "harmless"
+        else:
+            self._shield_statements = cancellation == "breaks_connection"
+        self._connection_lock: asyncio.Lock | _NoLock = (
+            _NO_LOCK if self._for_statement else asyncio.Lock()
+        )
+        self._connection_counter = 0
+        self._transactions: TransactionStack = (
+            shares_with._transactions if shares_with is not None else TransactionStack()
+        )
+        # Queries on one connection never overlap; a driver that queues them needs no lock.
+        queues_statements = getattr(self._connection, "_queues_statements", False)
+        self._query_lock: asyncio.Lock | _NoLock = (
+            _NO_LOCK if self._for_statement or queues_statements else asyncio.Lock()
+        )
+        self._loop: asyncio.AbstractEventLoop | None
+        if state is not None:
+            self._loop = state.loop
+        else:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._loop = None
+
+    def _check_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise ConnectionLoopError()
+
+    # -- holding the driver connection ----------------------------------------------------
+
+    async def __aenter__(self) -> Connection:
+        self._check_loop()
+        lock = self._connection_lock
+        if self._for_statement:
+            await self._hold()
+        elif self._connection_counter and not lock.locked():
+            # Held already, and nobody is acquiring or releasing it: nothing to wait for.
+            self._connection_counter += 1
+        else:
+            async with lock:
+                await self._hold()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        lock = self._connection_lock
+        if self._for_statement:
+            await self._let_go()
+        elif self._connection_counter > 1 and not lock.locked():
+            self._connection_counter -= 1
+        else:
+            async with lock:
+                await self._let_go()
+
+    async def _hold(self) -> None:
+        """One more holder; the first acquires the driver connection. Lock held."""
+        self._connection_counter += 1
+        if self._connection_counter == 1:
+            try:
+                await self._acquire()
+            except BaseException:
+                self._connection_counter = 0
+                self._returned()
+                raise
+
+    async def _let_go(self) -> None:
+        """One holder fewer; the last releases the driver connection. Lock held."""
+        self._connection_counter -= 1
+        if self._connection_counter == 0:
+            try:
+                await self._connection.release()
+            finally:
+                self._returned()
+
+    async def _acquire(self) -> None:
+        """Acquire from the pool, opening this loop's backend first if needed."""
+        database = self._database
+        if not database.is_connected:
+            raise DatabaseNotConnectedError(database.url.obscure_password)
+        state = self._state
+        if state is not None and not state.is_open:
+            await state.open()
+        await self._connection.acquire()
+        if self._is_session:
+            try:
+                await self._begin_session_transaction()
+            except BaseException:
+                await self._connection.release()
+                raise
+
+    def _returned(self) -> None:
+        """Released: a statement connection goes back to its loop, a task's leaves its slot."""
+        state = self._state
+        if state is None:
+            return
+        if self._for_statement:
+            state.keep_statement_connection(self)
+            return
+        task = self._task() if self._task is not None else None
+        if task is not None:
+            state.forget_task_connection(task, self)
+
+    # -- the force-rollback session's transaction -----------------------------------------
+
+    async def _begin_session_transaction(self) -> None:
+        """Put the session's connection inside a transaction that is never committed."""
+        transaction = Transaction(lambda: self, force_rollback=True)
+        backend = self._connection.transaction()
+        await backend.start(is_root=True, extra_options={})
+        transaction._began(backend, self)
+        self._transactions.push(_OpenTransaction(transaction, backend, None))
+        # Held until the session closes, so the connection outlives every block.
+        self._connection_counter += 1
+
+    async def _close_session(self) -> None:
+        """Roll back everything done on the session's connection and release it."""
+        async with self._connection_lock:
+            if self._connection_counter == 0:
+                return
+            try:
+                root = self._transactions.root()
+                if root is not None:
+                    for entry in self._transactions:
+                        entry.transaction._abandoned(entry.backend)
+                    await self._protect(self._locked(root.backend.rollback()))
+            finally:
+                self._transactions.clear()
+                self._connection_counter = 0
+                await self._connection.release()
+
+    # -- statements -------------------------------------------------------------------------
+
+    def _protect(self, step: typing.Awaitable[_T]) -> typing.Awaitable[_T]:
+        """What to await to run one driver step: where abandoning it would hurt, to its end.
+
+        Tasks that share the force-rollback connection share its transaction. If a
+        cancelled task abandoned a statement half-way, the driver would cancel it on the
+        server and abort that transaction for everyone. So the statement completes first
+        and the cancellation follows. The same holds for any connection of a driver that
+        loses the connection when a statement is abandoned (MySQL). Otherwise a task's own
+        connection is cancelled the driver's way, promptly.
+        """
+        if not self._shield_statements:
+            return step
+        return run_to_end(step)
+
+    async def _locked(self, step: typing.Awaitable[_T]) -> _T:
+        """Await one driver step of this connection under its query lock."""
+        async with self._query_lock:
+            return await step
+
+    async def _call(
+        self, method: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any
+    ) -> _T:
+        """Call one driver method holding this connection, under its query lock.
+
+        A statement connection serves just this call and nothing else can reach it, so it
+        is held and let go around the call directly, without `async with` and its locks.
+        """
+        if not self._for_statement:
+            async with self, self._query_lock:
+                return await self._protect(method(*args))
+        await self._hold()
+        try:
+            return await self._protect(method(*args))
+        finally:
+            await self._let_go()
+
+    async def fetch_all(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> list[Record]:
+        return await self._call(self._connection.fetch_all, self._prepare(query, values))
+
+    async def fetch_one(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> Record | None:
+        return await self._call(self._connection.fetch_one, self._prepare(query, values))
+
+    async def fetch_val(
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        column: typing.Any = 0,
+    ) -> typing.Any:
+        return await self._call(self._connection.fetch_val, self._prepare(query, values), column)
+
+    async def execute(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> typing.Any:
+        return await self._call(self._connection.execute, self._prepare(query, values))
+
+    async def execute_many(
+        self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
+    ) -> None:
+        run_many = self._execute_many_call(query, values)
+        async with self, self._query_lock:
+            await self._protect(run_many())
+
+    def _execute_many_call(
+        self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
+    ) -> typing.Callable[[], typing.Awaitable[None]]:
+        """The driver call that runs `query` once per row of `values`."""
+        if not takes_values(query) and values:
+            build_query(query, values[0])  # raises, as 0.9 did: no `.values()` here
+        if self._accepts_values and not has_expressions(values):
+            return functools.partial(self._connection._execute_many_values, query, values)
+        # Expressions are rendered into each row's statement, as 0.9 did.
+        built = [build_query(query, row) for row in values]
+        return functools.partial(self._connection.execute_many, built)
+
+    def iterate(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> AsyncGenerator[Record, None]:
+        return each_record(self._batches(query, values))
+
+    async def _batches(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None
+    ) -> AsyncGenerator[list[Record], None]:
+        """The rows of `query` in the driver's batches, holding this connection throughout."""
+        built = self._prepare(query, values)
+        async with self:
+            batches = self._connection._iterate_batches(built)
+            try:
+                while True:
+                    # The lock is taken per batch, so tasks sharing this connection can run
+                    # their own queries between batches instead of waiting for the whole scan.
+                    async with self._query_lock:
+                        try:
+                            batch = await self._protect(batches.__anext__())
+                        except StopAsyncIteration:
+                            return
+                    yield batch
+            finally:
+                async with self._query_lock:
+                    await batches.aclose()
+
+    @staticmethod
+    def _build_query(
+        query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+    ) -> ClauseElement:
+        return build_query(query, values)
+
+    def _prepare(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None
+    ) -> ClauseElement:
+        """The query as the backend takes it: bundled backends bind the values themselves."""
+        bind_here = isinstance(query, str) or bool(values and takes_values(query))
+        if bind_here and self._accepts_values and not (values and has_expression(values)):
+            return QueryValues(query, values or {})  # type: ignore[return-value]
+        return build_query(query, values)
+
+    # -- transactions -----------------------------------------------------------------------
+
+    def transaction(self, *, force_rollback: bool = False, **kwargs: typing.Any) -> Transaction:
+        return Transaction(lambda: self, force_rollback, **kwargs)
+
+    @property
+    def raw_connection(self) -> typing.Any:
+        return self._connection.raw_connection
+
+    @property
+    def _transaction_stack(self) -> list[Transaction]:
+        """The open transactions, outermost first."""
+        return self._transactions.transactions()
+
+    async def _start_transaction(
+        self,
+        transaction: Transaction,
+        options: dict[str, typing.Any],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> TransactionBackend:
+        """Begin `transaction` here (a savepoint when nested), once it is this task's turn.
+
+        `loop` is the caller's event loop, where it differs from this connection's.
+        """
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        transactions = self._transactions
+        await self.__aenter__()
+        try:
+            await transactions.wait_turn(loop)
+            is_root = not transactions
+            entry = _OpenTransaction(transaction, self._connection.transaction(), loop)
+            # Claimed before awaiting, so other tasks wait for their turn.
+            transactions.push(entry)
+            try:
+                # To its end even when the caller is cancelled meanwhile: a transaction is
+                # either begun and on the stack, or not begun at all.
+                await run_to_end(self._begin(entry, is_root, options))
+            except BaseException:
+                if entry.begun:  # begun, then cancelled: nobody will end it
+                    await run_to_end(self._locked(entry.backend.rollback()))
+                transactions.remove(entry)
+                raise
+        except BaseException:
+            await run_to_end(self.__aexit__())
+            raise
+        return entry.backend
+
+    async def _begin(
+        self, entry: _OpenTransaction, is_root: bool, options: dict[str, typing.Any]
+    ) -> None:
+        async with self._query_lock:
+            await entry.backend.start(is_root=is_root, extra_options=options)
+        entry.begun = True
+
+    async def _end_transaction(self, backend: TransactionBackend, commit: bool) -> None:
+        """Commit or roll back `backend`, once it is the innermost transaction here."""
+        self._check_loop()
+        transactions = self._transactions
+        while True:
+            if self._is_session:
+                await self._roll_back_orphans()
+            if transactions.is_innermost(backend):
+                break
+            await transactions.next_end()
+        await self._end_innermost(commit)
+
+    async def _end_innermost(self, commit: bool) -> None:
+        transactions = self._transactions
+        entry = typing.cast(_OpenTransaction, transactions.innermost())
+        entry.ending = True
+        backend = entry.backend
+        try:
+            # To its end even when the caller is cancelled meanwhile (also while it waits
+            # for another task's statement): a savepoint dropped from the stack without its
+            # ROLLBACK would leave its writes in the enclosing transaction.
+            step = backend.commit() if commit else backend.rollback()
+            await run_to_end(self._locked(step))
+        finally:
+            transactions.remove(entry)
+            await run_to_end(self.__aexit__())
+
+    async def _roll_back_orphans(self) -> None:
+        """Roll back innermost transactions whose loop closed without ending them (a bare
+        `loop.close()`: no `shutdown_asyncgens()` told us). One being rolled back by
+        another call already stops this: this one queues after it."""
+        while (orphan := self._transactions.orphan()) is not None:
+            orphan.transaction._abandoned(orphan.backend)
+            await self._end_innermost(commit=False)
+
+    async def _roll_back_begun_in(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Roll back the transactions begun from `loop` (it is ending), innermost first."""
+        for entry in self._transactions.begun_in(loop):
+            if entry in self._transactions:
+                entry.transaction._abandoned(entry.backend)
+                await self._end_transaction(entry.backend, commit=False)
