@@ -32,10 +32,21 @@ from databases.interfaces import (
 )
 
 if typing.TYPE_CHECKING:
-    from databases._database import Database
     from databases._loops import LoopState
+    from databases.url import DatabaseURL
 
 _T = typing.TypeVar("_T")
+
+
+class OwningDatabase(typing.Protocol):
+    """What a connection reads of its `Database` (typed so because the database module
+    builds connections, and imports this one)."""
+
+    @property
+    def url(self) -> DatabaseURL: ...
+
+    @property
+    def is_connected(self) -> bool: ...
 
 
 class ConnectionRole(enum.Enum):
@@ -71,10 +82,10 @@ class Connection:
 
     def __init__(
         self,
-        database: Database,
+        database: OwningDatabase,
         backend: DatabaseBackend,
         *,
-        state: LoopState | None = None,
+        state: LoopState[Connection] | None = None,
         role: ConnectionRole = ConnectionRole.TASK,
         task: asyncio.Task[typing.Any] | None = None,
         shares_with: Connection | None = None,

@@ -55,7 +55,7 @@ class Database:
         # dialect (ORMs read `database._backend._dialect`) and is the model for the
         # per-loop instances.
         self._template_backend: DatabaseBackend = self._backend_class(self.url, **self.options)
-        self._states = LoopRegistry()
+        self._states = LoopRegistry[Connection]()
         # With force_rollback: the one connection and transaction that every loop uses.
         self._session: ForceRollbackSession | None = None
         self._session_lock = threading.Lock()
@@ -65,7 +65,7 @@ class Database:
 
     # -- per-loop state -------------------------------------------------------------
 
-    def _state(self) -> LoopState:
+    def _state(self) -> LoopState[Connection]:
         """The running loop's state, created on first use in that loop."""
         loop = asyncio.get_running_loop()
         state = self._states.find(loop)
@@ -73,7 +73,7 @@ class Database:
             state = self._states.create(loop, self._backend_for_new_loop, self._on_loop_end)
         return state
 
-    async def _on_loop_end(self, state: LoopState) -> None:
+    async def _on_loop_end(self, state: LoopState[Connection]) -> None:
         """The loop is shutting down: close its state while it can still run coroutines."""
         self._states.remove(state)
         session, loop = self._session, state.loop
@@ -159,7 +159,9 @@ class Database:
             "Disconnected from database %s", self.url.obscure_password, extra=DISCONNECT_EXTRA
         )
 
-    def _check_no_open_transaction(self, state: LoopState, ending_session: bool) -> None:
+    def _check_no_open_transaction(
+        self, state: LoopState[Connection], ending_session: bool
+    ) -> None:
         active = _ACTIVE_TRANSACTIONS.get()
         if not active:
             return
@@ -168,7 +170,8 @@ class Database:
             connection = transaction._open.get(backend)
             if connection is None:
                 continue
-            if connection._state is state or connection is session:
+            on_state = isinstance(connection, Connection) and connection._state is state
+            if on_state or connection is session:
                 raise TransactionOpenError(
                     "disconnect() was called while this task still has a transaction open: "
                     "commit or roll it back first (use `async with database.transaction():`)."
@@ -266,7 +269,7 @@ class Database:
 
     # -- introspection (also what existing tests and ORMs reach for) ----------------------
 
-    def _current_state(self) -> LoopState | None:
+    def _current_state(self) -> LoopState[Connection] | None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -21,15 +21,18 @@ from collections.abc import AsyncGenerator
 
 from sqlalchemy.sql import ClauseElement
 
-from databases._connection import Connection, ConnectionRole
+from databases._connection import Connection, ConnectionRole, OwningDatabase
 from databases._loops import LEFT_BY_PARENT, LoopState
 from databases._session_loop import SESSION_LOOP, call_blocking, call_in
 from databases._transaction import Transaction
 from databases.errors import DatabaseNotConnectedError
-from databases.interfaces import ConnectionBackend, Record, TransactionBackend, each_record
-
-if typing.TYPE_CHECKING:
-    from databases._database import Database
+from databases.interfaces import (
+    ConnectionBackend,
+    DatabaseBackend,
+    Record,
+    TransactionBackend,
+    each_record,
+)
 
 logger = logging.getLogger("databases")
 
@@ -37,6 +40,16 @@ _T = typing.TypeVar("_T")
 
 # How long process exit waits for each open session's rollback.
 EXIT_ROLLBACK_TIMEOUT = 5.0
+
+
+class SessionDatabase(OwningDatabase, typing.Protocol):
+    """What the session uses of its `Database` (typed so because the database module
+    imports this one)."""
+
+    def _backend_for_new_loop(self) -> DatabaseBackend: ...
+
+    def _state(self) -> object: ...
+
 
 _open_sessions: weakref.WeakSet[ForceRollbackSession] = weakref.WeakSet()
 
@@ -48,11 +61,11 @@ class ForceRollbackSession:
     the same objects (a new pool and connection, a new transaction).
     """
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: SessionDatabase) -> None:
         self._database = database
         self.loop = SESSION_LOOP.get()
         self.pid = os.getpid()
-        self.state = LoopState(self.loop, database._backend_for_new_loop)
+        self.state = LoopState[Connection](self.loop, database._backend_for_new_loop)
         # The session's connection as its home, the session loop, runs it.
         self.home = Connection(
             database, self.state.backend, state=self.state, role=ConnectionRole.SESSION
@@ -108,6 +121,11 @@ class ForceRollbackSession:
         finally:
             await self.state.close_backend()
 
+    def watch_running_loop(self) -> None:
+        """Make sure the database has a state for the running loop: the end of that loop
+        rolls back what its tasks leave open here (`loop_ended`)."""
+        self._database._state()
+
     async def loop_ended(self, loop: asyncio.AbstractEventLoop) -> None:
         """`loop` is ending: roll back the transactions its tasks began and left open."""
         if self.usable and self.home._transactions:
@@ -147,7 +165,7 @@ class SessionConnection(Connection):
     connection itself, so its own locks and counter stay unused.
     """
 
-    def __init__(self, database: Database, session: ForceRollbackSession) -> None:
+    def __init__(self, database: SessionDatabase, session: ForceRollbackSession) -> None:
         home = session.home
         super().__init__(
             database,
@@ -285,8 +303,7 @@ class SessionConnection(Connection):
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> TransactionBackend:
         loop = asyncio.get_running_loop()
-        # The loop's state, so its end rolls back what its tasks leave open.
-        self._database._state()
+        self._session.watch_running_loop()
         home = self._home
         return await self._session.call(
             lambda: self._here(home._start_transaction, transaction, options, loop),

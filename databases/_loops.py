@@ -18,12 +18,13 @@ import weakref
 
 from databases.interfaces import DatabaseBackend
 
-if typing.TYPE_CHECKING:
-    from databases._connection import Connection
-
 logger = logging.getLogger("databases")
 
-LoopEndCallback = typing.Callable[["LoopState"], typing.Awaitable[None]]
+# What a state keeps for its loop's tasks: the core's `Connection` (a type parameter, so
+# this module needs nothing from the modules that use it).
+Connection = typing.TypeVar("Connection")
+
+LoopEndCallback = typing.Callable[["LoopState[typing.Any]"], typing.Awaitable[None]]
 
 # Released statement connections kept per loop for one-statement calls.
 MAX_STATEMENT_CONNECTIONS = 128
@@ -33,7 +34,7 @@ _closing: set[asyncio.Task[None]] = set()
 
 
 async def _watch_loop_end(
-    state: LoopState, on_end: LoopEndCallback
+    state: LoopState[typing.Any], on_end: LoopEndCallback
 ) -> typing.AsyncGenerator[None, None]:
     """Suspended for the loop's lifetime; `shutdown_asyncgens()` resumes it at the end.
 
@@ -48,7 +49,7 @@ async def _watch_loop_end(
             await on_end(state)
 
 
-class LoopState:
+class LoopState(typing.Generic[Connection]):
     """Everything one database owns in one event loop, and its whole lifecycle.
 
     Only its own methods change its fields: the database, its connections and the
@@ -262,7 +263,7 @@ class LoopState:
 # driver connection collected in the child would unregister its socket from the epoll
 # instance the child shares with the parent, and the parent would wait forever).
 LEFT_BY_PARENT: list[object] = []
-_registries: weakref.WeakSet[LoopRegistry] = weakref.WeakSet()
+_registries: weakref.WeakSet[LoopRegistry[typing.Any]] = weakref.WeakSet()
 
 
 def _forget_parent_states() -> None:
@@ -276,7 +277,7 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python ha
     os.register_at_fork(after_in_child=_forget_parent_states)
 
 
-class LoopRegistry:
+class LoopRegistry(typing.Generic[Connection]):
     """Finds the `LoopState` of the running loop; creating one is rare and locked.
 
     States are keyed by `id(loop)` and checked against a weak reference, so a new loop
@@ -285,11 +286,11 @@ class LoopRegistry:
     """
 
     def __init__(self) -> None:
-        self._states: dict[int, LoopState] = {}
+        self._states: dict[int, LoopState[Connection]] = {}
         self._lock = threading.Lock()
         _registries.add(self)
 
-    def find(self, loop: asyncio.AbstractEventLoop) -> LoopState | None:
+    def find(self, loop: asyncio.AbstractEventLoop) -> LoopState[Connection] | None:
         state = self._states.get(id(loop))
         if state is not None and state.loop is loop:
             return state
@@ -300,7 +301,7 @@ class LoopRegistry:
         loop: asyncio.AbstractEventLoop,
         make_backend: typing.Callable[[], DatabaseBackend],
         on_loop_end: LoopEndCallback,
-    ) -> LoopState:
+    ) -> LoopState[Connection]:
         """The loop's state, made now if needed; states of dead loops are released on the way."""
         with self._lock:
             state = self.find(loop)
@@ -309,7 +310,7 @@ class LoopRegistry:
             dead = [(key, s) for key, s in self._states.items() if not s.is_alive()]
             for key, _ in dead:
                 del self._states[key]
-            state = LoopState(loop, make_backend)
+            state = LoopState[Connection](loop, make_backend)
             state.watch_loop_end(on_loop_end)
             self._states[state.loop_id] = state
         for _, old in dead:
@@ -318,19 +319,19 @@ class LoopRegistry:
         logger.debug("Opened state for event loop %#x (%d open)", state.loop_id, len(self))
         return state
 
-    def remove(self, state: LoopState) -> None:
+    def remove(self, state: LoopState[Connection]) -> None:
         with self._lock:
             if self._states.get(state.loop_id) is state:
                 del self._states[state.loop_id]
         logger.debug("Closed state for event loop %#x (%d open)", state.loop_id, len(self))
 
-    def pop_all(self) -> list[LoopState]:
+    def pop_all(self) -> list[LoopState[Connection]]:
         with self._lock:
             states = list(self._states.values())
             self._states.clear()
         return states
 
-    def all(self) -> list[LoopState]:
+    def all(self) -> list[LoopState[Connection]]:
         with self._lock:
             return list(self._states.values())
 

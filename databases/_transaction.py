@@ -15,9 +15,6 @@ from contextvars import ContextVar
 from databases.errors import ConnectionLoopError
 from databases.interfaces import TransactionBackend
 
-if typing.TYPE_CHECKING:
-    from databases._connection import Connection
-
 _CallableT = typing.TypeVar("_CallableT", bound=typing.Callable[..., typing.Any])
 
 # Per context: the transactions this context (task) is inside, each mapped to its backend
@@ -26,6 +23,17 @@ _CallableT = typing.TypeVar("_CallableT", bound=typing.Callable[..., typing.Any]
 _ACTIVE_TRANSACTIONS: ContextVar[
     weakref.WeakKeyDictionary[Transaction, TransactionBackend] | None
 ] = ContextVar("databases:active_transactions", default=None)
+
+
+class TransactionHost(typing.Protocol):
+    """What runs a transaction's steps: a `Connection` (typed so because the connection
+    module builds transactions, and imports this one)."""
+
+    async def _start_transaction(
+        self, transaction: Transaction, options: dict[str, typing.Any]
+    ) -> TransactionBackend: ...
+
+    async def _end_transaction(self, backend: TransactionBackend, commit: bool) -> None: ...
 
 
 class _InnerTransactionOpenError(RuntimeError):
@@ -37,7 +45,7 @@ class Transaction:
 
     def __init__(
         self,
-        connection_callable: typing.Callable[[], Connection],
+        connection_callable: typing.Callable[[], TransactionHost],
         force_rollback: bool = False,
         **kwargs: typing.Any,
     ) -> None:
@@ -49,7 +57,7 @@ class Transaction:
         # Backend transactions started through this object and not yet ended, oldest
         # first, each with the connection it runs on. One object can be active in
         # several tasks at once when it decorates a function.
-        self._open: dict[TransactionBackend, Connection] = {}
+        self._open: dict[TransactionBackend, TransactionHost] = {}
 
     @property
     def _transaction(self) -> TransactionBackend | None:
@@ -109,7 +117,7 @@ class Transaction:
         _ACTIVE_TRANSACTIONS.set(active)
         return self
 
-    def _began(self, backend: TransactionBackend, connection: Connection) -> None:
+    def _began(self, backend: TransactionBackend, connection: TransactionHost) -> None:
         """`backend` was begun for this transaction on `connection`."""
         self._open[backend] = connection
 

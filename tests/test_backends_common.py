@@ -11,12 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from databases import Database, DatabaseURL
+from databases._loops import LoopRegistry
 from databases.errors import (
     ConnectionLoopError,
     DatabaseNotConnectedError,
     UnsupportedDatabaseURLError,
 )
-from databases._loops import LoopRegistry
 from tests.settings import DATABASE_URLS
 
 metadata = sa.MetaData()
