@@ -273,7 +273,7 @@ class Connection:
         async with self._query_lock:
             return await step
 
-    async def _call(
+    async def _perform(
         self, method: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any
     ) -> _T:
         """Call one driver method holding this connection, under its query lock.
@@ -293,12 +293,12 @@ class Connection:
     async def fetch_all(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> list[Record]:
-        return await self._call(self._connection.fetch_all, self._prepare(query, values))
+        return await self._perform(self._connection.fetch_all, self._prepare(query, values))
 
     async def fetch_one(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> Record | None:
-        return await self._call(self._connection.fetch_one, self._prepare(query, values))
+        return await self._perform(self._connection.fetch_one, self._prepare(query, values))
 
     async def fetch_val(
         self,
@@ -306,21 +306,21 @@ class Connection:
         values: dict[str, typing.Any] | None = None,
         column: typing.Any = 0,
     ) -> typing.Any:
-        return await self._call(self._connection.fetch_val, self._prepare(query, values), column)
+        return await self._perform(self._connection.fetch_val, self._prepare(query, values), column)
 
     async def execute(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
     ) -> typing.Any:
-        return await self._call(self._connection.execute, self._prepare(query, values))
+        return await self._perform(self._connection.execute, self._prepare(query, values))
 
     async def execute_many(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> None:
-        run_many = self._execute_many_call(query, values)
+        run_many = self._execute_many_step(query, values)
         async with self, self._query_lock:
             await self._protect(run_many())
 
-    def _execute_many_call(
+    def _execute_many_step(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> typing.Callable[[], typing.Awaitable[None]]:
         """The driver call that runs `query` once per row of `values`."""

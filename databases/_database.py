@@ -86,7 +86,7 @@ class Database:
             return
         await state.close_or_terminate()
 
-    def _shared_session(self) -> ForceRollbackSession:
+    def _force_rollback_session(self) -> ForceRollbackSession:
         """The force-rollback session, made on first use (again in a forked child)."""
         session = self._session
         if session is not None and session.usable:
@@ -113,7 +113,7 @@ class Database:
         if self._force_rollback:
             self.is_connected = True
             try:
-                await self._shared_session().start()
+                await self._force_rollback_session().start()
             except BaseException:
                 self.is_connected = any(s.connected_explicitly for s in self._states.all())
                 raise
@@ -196,7 +196,7 @@ class Database:
         if not self.is_connected:
             raise DatabaseNotConnectedError(self.url.obscure_password)
         if self._force_rollback:
-            return self._shared_session().connection
+            return self._force_rollback_session().connection
         state = self._state()
         connection = state.connection_for_statement()
         if connection is None:
@@ -245,7 +245,7 @@ class Database:
         """The current task's connection, or with force_rollback the session's, shared by
         every task of every loop."""
         if self._force_rollback:
-            return self._shared_session().connection
+            return self._force_rollback_session().connection
         state = self._state()
         task = asyncio.current_task()
         if task is None:

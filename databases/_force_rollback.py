@@ -253,7 +253,7 @@ class SessionConnection(Connection):
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> None:
         if self._direct() is not None:
-            await self._home._execute_many_call(query, values)()
+            await self._home._execute_many_step(query, values)()
             return
         await self._session.call(lambda: self._here(self._home.execute_many, query, values))
 

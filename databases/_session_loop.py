@@ -93,9 +93,9 @@ class _RemoteCall(typing.Generic[_T]):
         if not task.cancelled():
             task.exception()  # retrieved: the caller gets it, if its loop still runs
         with contextlib.suppress(RuntimeError):  # else its loop closed: nobody waits
-            self.caller.call_soon_threadsafe(self._settle)
+            self.caller.call_soon_threadsafe(self._wake_caller)
 
-    def _settle(self) -> None:
+    def _wake_caller(self) -> None:
         """On the caller's loop."""
         self.done = True
         waiter = self.waiter
