@@ -31,7 +31,6 @@ from databases.interfaces import (
     DatabaseBackend,
     Record,
     TransactionBackend,
-    each_record,
 )
 
 logger = logging.getLogger("databases")
@@ -217,7 +216,7 @@ class SessionConnection(Connection):
     ) -> list[Record]:
         direct = self._direct()
         if direct is not None:
-            return await direct.fetch_all(self._home._prepare(query, values))
+            return await direct.fetch_all(self._prepare(query, values))
         return await self._session.call(lambda: self._here(self._home.fetch_all, query, values))
 
     async def fetch_one(
@@ -225,7 +224,7 @@ class SessionConnection(Connection):
     ) -> Record | None:
         direct = self._direct()
         if direct is not None:
-            return await direct.fetch_one(self._home._prepare(query, values))
+            return await direct.fetch_one(self._prepare(query, values))
         return await self._session.call(lambda: self._here(self._home.fetch_one, query, values))
 
     async def fetch_val(
@@ -236,7 +235,7 @@ class SessionConnection(Connection):
     ) -> typing.Any:
         direct = self._direct()
         if direct is not None:
-            return await direct.fetch_val(self._home._prepare(query, values), column)
+            return await direct.fetch_val(self._prepare(query, values), column)
         return await self._session.call(
             lambda: self._here(self._home.fetch_val, query, values, column)
         )
@@ -246,14 +245,14 @@ class SessionConnection(Connection):
     ) -> typing.Any:
         direct = self._direct()
         if direct is not None:
-            return await direct.execute(self._home._prepare(query, values))
+            return await direct.execute(self._prepare(query, values))
         return await self._session.call(lambda: self._here(self._home.execute, query, values))
 
     async def execute_many(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> None:
         if self._direct() is not None:
-            await self._home._execute_many_step(query, values)()
+            await self._execute_many_step(query, values)()
             return
         await self._session.call(lambda: self._here(self._home.execute_many, query, values))
 
@@ -267,19 +266,14 @@ class SessionConnection(Connection):
             await self._home._roll_back_orphans()
         return await step(*args)
 
-    def iterate(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
-    ) -> AsyncGenerator[Record, None]:
-        return each_record(self._batches_of(query, values))
-
-    async def _batches_of(
+    async def _batches(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None
     ) -> AsyncGenerator[list[Record], None]:
         """The rows of `query` in batches: straight from a driver that serves any loop,
         else each batch fetched by one call forwarded to the session loop."""
         direct = self._direct()
         if direct is not None:
-            rows = direct._iterate_batches(self._home._prepare(query, values))
+            rows = direct._iterate_batches(self._prepare(query, values))
             try:
                 async for chunk in rows:
                     yield chunk
