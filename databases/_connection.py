@@ -77,6 +77,10 @@ class _NoLock:
 _NO_LOCK = _NoLock()
 
 
+def _nothing() -> None:
+    return None
+
+
 class Connection:
     """One backend connection, held while `async with` blocks are open (re-entrant)."""
 
@@ -143,6 +147,14 @@ class Connection:
                 self._loop = asyncio.get_running_loop()
             except RuntimeError:
                 self._loop = None
+        # What releasing the driver connection ends with (decided here, as it runs after
+        # every statement of a statement connection): a statement connection goes back
+        # to its loop for reuse, a task's connection leaves the task's slot.
+        self._returned: typing.Callable[[], None] = _nothing
+        if state is not None and self._for_statement:
+            self._returned = functools.partial(state.keep_statement_connection, self)
+        elif state is not None and task is not None:
+            self._returned = self._leave_task_slot
 
     def _check_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -212,17 +224,11 @@ class Connection:
                 await self._connection.release()
                 raise
 
-    def _returned(self) -> None:
-        """Released: a statement connection goes back to its loop, a task's leaves its slot."""
-        state = self._state
-        if state is None:
-            return
-        if self._for_statement:
-            state.keep_statement_connection(self)
-            return
+    def _leave_task_slot(self) -> None:
+        """Released: no longer the connection of the task that held it."""
         task = self._task() if self._task is not None else None
-        if task is not None:
-            state.forget_task_connection(task, self)
+        if task is not None and self._state is not None:
+            self._state.forget_task_connection(task, self)
 
     # -- the force-rollback session's transaction -----------------------------------------
 

@@ -292,7 +292,8 @@ class LoopRegistry(typing.Generic[Connection]):
 
     def find(self, loop: asyncio.AbstractEventLoop) -> LoopState[Connection] | None:
         state = self._states.get(id(loop))
-        if state is not None and state.loop is loop:
+        # (The weak reference itself, not the `loop` property: this runs for every query.)
+        if state is not None and state._loop_ref() is loop:
             return state
         return None
 
