@@ -13,15 +13,12 @@ import warnings
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
 
-pytest.register_assert_rewrite("tests.loops.webapp")
-
-from fastapi import FastAPI  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
-
-from databases import Database  # noqa: E402
-from tests.loops import make_table, webapp  # noqa: E402
-from tests.loops.support import database_url_with_table, web_case_fixture  # noqa: E402
+from databases import Database
+from tests.loops import make_table, webapp
+from tests.loops.support import database_url_with_table, web_case_fixture
 
 items = make_table("loops_web_fastapi")
 
