@@ -174,6 +174,7 @@ def mixed_queries(target: Any, rounds: int) -> list[tuple[str, int, Any]]:
 def check_mixed(kinds: list[tuple[str, int]], results: list[Any], rounds: int) -> dict[int, int]:
     """Check every read's result exactly (or, for the rows being inserted meanwhile, for
     consistency); return the id each insert returned, by value."""
+    assert len(results) == len(kinds)
     ids_by_value: dict[int, int] = {}
     for (kind, i), result in zip(kinds, results):
         if kind == "insert":
