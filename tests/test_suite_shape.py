@@ -6,11 +6,10 @@ from __future__ import annotations
 import ast
 import importlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.settings import url_ids
+from tests.subprocesses import run_pytest
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -47,14 +46,7 @@ def test_unit_tests_touch_no_database(tmp_path: Path) -> None:
             "mysql://nobody@127.0.0.1:9/unreachable"
         ),
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_bind_plan.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_pytest("tests/test_bind_plan.py", ROOT, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout and "error" not in result.stdout, result.stdout
     assert not sqlite_file.exists()

@@ -15,8 +15,6 @@ import asyncio
 import logging
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +32,7 @@ from tests.loops import (
     write_probe,
 )
 from tests.loops.support import database_url_with_table
+from tests.subprocesses import run_pytest
 
 items = make_table("loops_session_items")
 SUITE = Path(__file__).parent / "scripts" / "session_suite"
@@ -87,14 +86,7 @@ def test_session_fixture_with_ddl_and_function_loop_tests(
         SESSION_DDL="1" if ddl_in_session else "0",
     )
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."],
-            cwd=suite,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = run_pytest(".", suite, env)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "3 passed" in result.stdout, result.stdout
         if not memory:
