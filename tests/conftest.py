@@ -65,11 +65,20 @@ def database_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def shared_tables_created() -> typing.Iterator[list[str]]:
     """The URLs on which the tables of `tests.tables` were created, first use first; they are
-    dropped there at the end of the session."""
+    dropped there at the end of the session. Rows left in them by then were written by a
+    test that did not ask for `shared_tables` (so nothing emptied them after it)."""
     urls: list[str] = []
     yield urls
+    left = {
+        (url, table.name): count
+        for url in urls
+        for table in metadata.sorted_tables
+        for ((count,),) in [admin.raw_fetch_all(url, f"SELECT count(*) FROM {table.name}")]
+        if count
+    }
     for url in urls:
         admin.drop_tables(url, *metadata.sorted_tables)
+    assert left == {}, f"rows left in the shared tables (a test without shared_tables): {left}"
 
 
 @pytest.fixture
