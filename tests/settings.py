@@ -1,11 +1,13 @@
 """Which databases the suite runs against.
 
 `TEST_DATABASE_URLS` is a comma-separated list of URLs; every backend-dependent test runs once
-per URL. The default is a SQLite file in the working directory, so a bare `pytest` works.
+per URL (through the `database_url` fixture of `tests/conftest.py`). The default is a SQLite
+file in the working directory, so a bare `pytest` works.
 """
 
 import os
 import typing
+from urllib.parse import urlsplit
 
 from databases import Database
 
@@ -16,6 +18,24 @@ DATABASE_URLS: list[str] = [
     for url in os.environ.get("TEST_DATABASE_URLS", DEFAULT_URLS).split(",")
     if url.strip()
 ]
+
+
+def url_ids(urls: typing.Sequence[str]) -> list[str]:
+    """A readable test id per URL: its scheme (`sqlite`, `postgresql`, `postgresql+aiopg`,
+    ...), which says which backend ran without the host, database or password. A scheme
+    listed again gets `-2`, `-3`, ... so that every id stays unique."""
+    schemes: list[str] = []
+    ids: list[str] = []
+    for url in urls:
+        scheme = urlsplit(url).scheme.lower()
+        schemes.append(scheme)
+        seen = schemes.count(scheme)
+        ids.append(scheme if seen == 1 else f"{scheme}-{seen}")
+    return ids
+
+
+# The test id of each URL of `DATABASE_URLS`, in the same order.
+DATABASE_URL_IDS: list[str] = url_ids(DATABASE_URLS)
 
 
 def backend_dialects() -> dict[str, typing.Any]:

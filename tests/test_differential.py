@@ -30,7 +30,6 @@ from databases import Database
 from tests import admin
 from tests.differential import schema, selects, typed, writes
 from tests.differential.case import ROWS, Case
-from tests.settings import DATABASE_URLS
 
 SELECT_SHAPES = {**selects.SHAPES, **typed.SHAPES}
 
@@ -98,16 +97,10 @@ class Pair:
     engine: AsyncEngine
 
 
-@pytest.fixture(autouse=True)
-def empty_tables() -> None:
-    """This module works on its own tables only; the shared ones need no emptying."""
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module", params=DATABASE_URLS)
-async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def pair(database_url: str) -> AsyncIterator[Pair]:
     """The database with the differential tables filled from the seed, seen both ways."""
-    url: str = request.param
-    engine = create_async_engine(oracle_url(url))
+    engine = create_async_engine(oracle_url(database_url))
     rows = schema.seed_rows(SEED)
     async with engine.begin() as connection:
         await connection.run_sync(schema.metadata.drop_all)
@@ -120,12 +113,12 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
             await connection.execute(schema.blobs.insert(), rows[schema.blobs])
     except TypeError:
         # aiomysql cannot send bytes with PyMySQL 1.2 (see KNOWN): the binary shape fails.
-        if not (admin.dialect_name(url) == "mysql" and MYSQL_BYTES_BROKEN):
+        if not (admin.dialect_name(database_url) == "mysql" and MYSQL_BYTES_BROKEN):
             raise
-    database = Database(url)
+    database = Database(database_url)
     await database.connect()
     try:
-        yield Pair(url, admin.dialect_name(url), database, engine)
+        yield Pair(database_url, admin.dialect_name(database_url), database, engine)
     finally:
         await database.disconnect()
         async with engine.begin() as connection:

@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from databases import Database
 from databases.backends.common import _driver_compat as driver
 from tests.loops import run_in_bare_loop
-from tests.settings import DATABASE_URLS
 from tests.tables import notes
 
 DRIVER_CLASSES: list[tuple[type, tuple[str, ...]]] = [
@@ -76,9 +75,8 @@ def test_a_class_without_them_is_named_once_and_skipped(
     pool._loop.close()
 
 
-@pytest.mark.parametrize(
-    "database_url", [url for url in DATABASE_URLS if not url.startswith("sqlite")]
-)
+@pytest.mark.dialects("postgresql", "mysql")
+@pytest.mark.usefixtures("shared_tables")
 def test_a_closed_loops_connections_are_released_through_them(
     database_url: str, unchecked: None
 ) -> None:

@@ -696,6 +696,9 @@ async def test_disconnect_does_not_wait_for_connections_in_use() -> None:
     task = asyncio.create_task(hold())
     await holding.wait()
     await asyncio.wait_for(database.disconnect(), timeout=10)
+    # disconnect() returned while the connection was still held, and disconnected.
+    assert not task.done()
+    assert not database.is_connected
     finish.set()
     await asyncio.wait_for(task, timeout=10)
 

@@ -49,7 +49,6 @@ from tests.loops.support import (
     case_id,
     drop_at_module_end_fixture,
     seen,
-    shared_tables_left_alone_fixture,
 )
 
 items = make_table("loops_sess_items")
@@ -102,7 +101,12 @@ class Session(ConnectedInWideLoop):
         return self.session_loop
 
 
-empty_tables = shared_tables_left_alone_fixture()
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The suite's, session-scoped here: the session-scoped `session_case` builds on it."""
+    return str(request.param)
+
+
 drop_items_at_module_end = drop_at_module_end_fixture("drop_items_at_module_end", items)
 session_case = case_fixture((items,), scope="session", name="session_case")
 
