@@ -19,17 +19,30 @@ from collections.abc import AsyncGenerator
 from sqlalchemy.dialects.sqlite import base as sqlite_types
 from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine.interfaces import Dialect
-from sqlalchemy.sql import ClauseElement, sqltypes
+from sqlalchemy.sql import sqltypes
 
 from databases._logging import logger
 from databases.backends import _sqlite_worker as worker
-from databases.backends._sqlite_gate import gate_for
+from databases.backends._sqlite_gate import FileGate, gate_for
 from databases.backends._sqlite_raw import SQLiteRawConnection, SQLiteRawCursor
 from databases.backends._sqlite_worker import Worker
 from databases.backends.common import _sqlalchemy_compat as compat
-from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
+from databases.backends.common._driver import ITERATE_CHUNK, Converter
+from databases.backends.common.base import (
+    BackendSetup,
+    DriverResult,
+    DriverRow,
+    SQLBackend,
+    SQLConnection,
+    SQLTransaction,
+)
 from databases.backends.common.compiler import Args, CompiledStatement, with_column_bind
-from databases.interfaces import Record
+from databases.interfaces import (
+    ConnectionCapabilities,
+    Record,
+    Statement,
+    StatementCancellation,
+)
 from databases.url import DatabaseURL
 
 __all__ = [
@@ -52,13 +65,11 @@ DEFAULT_ITER_CHUNK_SIZE = 64
 # Connections per loop unless `max_size` says otherwise. SQLite runs one writer at a time,
 # so more connections only add lock contention ("database is locked").
 DEFAULT_MAX_SIZE = 5
-ITERATE_CHUNK = 500
 # How long sweeping a closed loop waits for its connections to close: SQLite's default
 # busy timeout, which a writer waiting for their locks would have spent anyway.
 TERMINATE_TIMEOUT = 5.0
 
 T = typing.TypeVar("T")
-Converter = typing.Callable[[typing.Any], typing.Any]
 
 
 def _is_memory(url: DatabaseURL, uri: bool) -> bool:
@@ -67,6 +78,21 @@ def _is_memory(url: DatabaseURL, uri: bool) -> bool:
     if database in ("", ":memory:") or url.options.get("mode") == "memory":
         return True
     return uri and database.startswith("file::memory:")
+
+
+class _Target(typing.NamedTuple):
+    """The database file (or memory database) a pool opens, the same for every loop."""
+
+    name: str  # what sqlite3 opens
+    uri: bool  # `name` is a URI
+    is_memory: bool
+    gate: FileGate  # one statement at a time on the file, across pools and loops
+
+
+def _target_for(url: DatabaseURL, options: typing.Mapping[str, typing.Any]) -> _Target:
+    uri = bool(options.get("uri", False))
+    name, is_uri = _connect_target(url, uri)
+    return _Target(name, is_uri, _is_memory(url, uri), gate_for(name))
 
 
 def _connect_target(url: DatabaseURL, uri: bool) -> tuple[str, bool]:
@@ -176,19 +202,23 @@ class _MemoryKeeper:
 class SQLitePool:
     """Connections (each with its worker thread) for one event loop: reused, opened on demand."""
 
-    def __init__(self, url: DatabaseURL, **options: typing.Any) -> None:
+    def __init__(
+        self, url: DatabaseURL | str, *, target: _Target | None = None, **options: typing.Any
+    ) -> None:
+        """A pool for `url`; `target`, when another loop's pool has one, names the same
+        (memory) database as that pool."""
         self._url = DatabaseURL(url)
         self._options = options
-        uri = bool(options.get("uri", False))
-        self._target, self._uri = _connect_target(self._url, uri)
-        self._is_memory = _is_memory(self._url, uri)
+        if target is None:
+            target = _target_for(self._url, options)
+        self.target = target
+        self._target, self._uri, self._gate = target.name, target.uri, target.gate
         self._connect_kwargs = {
             key: value
             for key, value in options.items()
             if key not in POOL_OPTIONS and key not in NOT_SQLITE3_OPTIONS
         }
         self._iter_chunk_size = int(options.get("iter_chunk_size", DEFAULT_ITER_CHUNK_SIZE))
-        self._gate = gate_for(self._target)
         self._max_size = int(options.get("max_size", DEFAULT_MAX_SIZE))
         self._idle: list[Worker] = []
         self._in_use: set[Worker] = set()
@@ -199,15 +229,9 @@ class SQLitePool:
         self._lane: Worker | None = None
         self._lane_lock: asyncio.Lock | None = None
 
-    @property
-    def is_memory(self) -> bool:
-        return self._is_memory
-
-    def _copy(self) -> SQLitePool:
-        """The same configuration, and the same memory database, for another loop."""
-        pool = type(self)(self._url, **self._options)
-        pool._target, pool._uri, pool._gate = self._target, self._uri, self._gate
-        return pool
+    def clone(self) -> SQLitePool:
+        """A new pool like this one, on the same database, for another loop."""
+        return type(self)(self._url, target=self.target, **self._options)
 
     def _connect(self) -> sqlite3.Connection:
         """Open a connection (on its worker thread), in autocommit: we BEGIN ourselves."""
@@ -355,29 +379,52 @@ class SQLitePool:
             )
 
 
+class _SQLiteSetup(BackendSetup):
+    """Shared by every loop's backend: also the database opened, and its keeper."""
+
+    def __init__(self, url: DatabaseURL, options: dict[str, typing.Any], dialect: Dialect) -> None:
+        super().__init__(url, options, dialect)
+        self.target = _target_for(url, options)
+        self.memory_keeper = _MemoryKeeper()
+
+
 class SQLiteBackend(SQLBackend):
     """SQLite: `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:`."""
 
-    def __init__(self, database_url: DatabaseURL | str, **options: typing.Any) -> None:
+    name = "SQLite"
+    _setup: _SQLiteSetup
+
+    def __init__(
+        self,
+        database_url: DatabaseURL | str | BackendSetup,
+        *,
+        _loop_pool: SQLitePool | None = None,
+        **options: typing.Any,
+    ) -> None:
+        """`_loop_pool`: this loop's pool, cloned from another loop's (`for_new_loop()`)."""
         super().__init__(database_url, **options)
-        self._pool = SQLitePool(self._database_url, **self._options)
-        self._memory_keeper = _MemoryKeeper()
+        if _loop_pool is None:
+            _loop_pool = SQLitePool(self._database_url, target=self._setup.target, **self._options)
+        self._pool = _loop_pool
+        self._memory_keeper = self._setup.memory_keeper
+
+    def for_new_loop(self) -> SQLiteBackend:
+        # From the pool, not the setup: an ORM may have swapped in its own pool options.
+        return type(self)(self._setup, _loop_pool=self._pool.clone())
+
+    def _make_setup(self, url: DatabaseURL, options: dict[str, typing.Any]) -> _SQLiteSetup:
+        return _SQLiteSetup(url, options, self._make_dialect())
 
     def _make_dialect(self) -> Dialect:
         dialect = SQLiteDialect(paramstyle="qmark")
         dialect.supports_native_decimal = False
         return dialect
 
-    def _for_new_loop(self) -> SQLiteBackend:
-        backend = typing.cast(SQLiteBackend, super()._for_new_loop())
-        backend._pool = self._pool._copy()
-        backend._memory_keeper = self._memory_keeper
-        return backend
-
     async def connect(self) -> None:
         self._pool.reopen()
-        if self._pool.is_memory:
-            self._memory_keeper.open(self._pool._target)
+        target = self._pool.target
+        if target.is_memory:
+            self._memory_keeper.open(target.name)
 
     async def disconnect(self) -> None:
         await self._pool.close()
@@ -385,13 +432,13 @@ class SQLiteBackend(SQLBackend):
     def connection(self) -> SQLiteConnection:
         return SQLiteConnection(self)
 
-    def _statement_connection(self) -> SQLiteConnection:
+    def statement_connection(self) -> SQLiteConnection:
         return SQLiteConnection(self, one_statement=True)
 
-    def _terminate(self) -> None:
+    def terminate(self) -> None:
         self._pool.terminate()
 
-    def _release_shared(self) -> None:
+    def release_shared(self) -> None:
         self._memory_keeper.close()
 
 
@@ -402,14 +449,18 @@ class SQLiteTransaction(SQLTransaction):
 class SQLiteConnection(SQLConnection):
     _backend: SQLiteBackend
     # The worker thread finishes an abandoned statement; the next call queues behind it.
-    _statement_cancellation = "harmless"
-    _queues_statements = True
-    _serves_any_loop = True
+    # It runs statements in order, and answers each caller in the caller's loop.
+    capabilities = ConnectionCapabilities(
+        cancellation=StatementCancellation.HARMLESS,
+        queues_statements=True,
+        serves_any_loop=True,
+        accepts_values=True,
+    )
+    _connection: Worker | None
 
     def __init__(self, backend: SQLiteBackend, one_statement: bool = False) -> None:
         super().__init__(backend)
         self._pool = backend._pool
-        self._connection: Worker | None = None
         # Runs one statement per acquire, so it may use the pool's shared lane.
         self._one_statement = one_statement
         self._on_lane = False
@@ -421,51 +472,41 @@ class SQLiteConnection(SQLConnection):
     def transaction(self) -> SQLiteTransaction:
         return SQLiteTransaction(self)
 
-    async def acquire(self) -> None:
-        if self._connection is not None:
-            return
+    async def _take(self) -> Worker:
         if self._one_statement and self._pool.lane_is_free():
-            self._connection = self._pool.open_lane or await self._pool.lane()
+            lane = self._pool.open_lane or await self._pool.lane()
             self._on_lane = True
-        else:
-            self._connection = await self._pool.acquire()
+            return lane
+        return await self._pool.acquire()
 
-    async def release(self) -> None:
-        connection, self._connection = self._connection, None
+    async def _give_back(self, connection: Worker) -> None:
+        self._connection = None
         on_lane, self._on_lane = self._on_lane, False
-        if connection is not None and not on_lane:
+        if not on_lane:
             await self._pool.release(connection)
 
     def _call(self, function: typing.Callable[..., T], *args: typing.Any) -> asyncio.Future[T]:
         """Run `function(sqlite3_connection, gate, *args)` on the connection's thread."""
-        connection = self._connection
-        if connection is None:
-            raise RuntimeError("The connection is not acquired: use `async with connection:`.")
+        connection: Worker = self._live()
         if self._on_lane:
             return connection.call(worker.alone, function, self._pool._gate, *args)
         return connection.call(function, self._pool._gate, *args)
 
-    async def fetch_all(self, query: ClauseElement) -> list[Record]:
-        statement, sql, args = self._compiler.prepare(query)
-        rows, description = await self._call(worker.fetch_all, sql, args)
-        return statement.shape_of(description).make_all(rows)
+    def _fetch_rows(self, sql: str, args: Args) -> asyncio.Future[DriverResult]:
+        return self._call(worker.fetch_all, sql, args)
 
-    async def fetch_one(self, query: ClauseElement) -> Record | None:
-        statement, sql, args = self._compiler.prepare(query)
-        row, description = await self._call(worker.fetch_one, sql, args)
-        if row is None:
-            return None
-        return statement.shape_of(description).make(row)
+    def _fetch_row(self, sql: str, args: Args) -> asyncio.Future[DriverRow]:
+        return self._call(worker.fetch_one, sql, args)
 
-    async def execute(self, query: ClauseElement) -> typing.Any:
-        statement, sql, args = self._compiler.prepare(query)
-        return await self._call(worker.execute, sql, args, statement.is_insert)
+    def _execute(
+        self, statement: CompiledStatement, sql: str, args: Args
+    ) -> asyncio.Future[typing.Any]:
+        return self._call(worker.execute, sql, args, statement.is_insert)
 
-    async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
-        for _, sql, rows in groups:
-            await self._call(worker.execute_many, sql, rows)
+    def _execute_group(self, sql: str, rows: list[Args]) -> asyncio.Future[None]:
+        return self._call(worker.execute_many, sql, rows)
 
-    async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:
+    async def _iterate_batches(self, query: Statement) -> AsyncGenerator[list[Record], None]:
         statement, sql, args = self._compiler.prepare(query)
         cursor = await self._call(worker.open_cursor, sql, args)
         connection = self._connection
