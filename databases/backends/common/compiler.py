@@ -20,12 +20,12 @@ from sqlalchemy.sql.compiler import Compiled, ResultColumnsEntry, SQLCompiler
 
 from databases._logging import LOG_EXTRA, logger
 from databases.backends.common import _sqlalchemy_compat as compat
+from databases.backends.common._driver import Converter
 from databases.backends.common.records import RecordShape
 from databases.backends.common.simple_select import Key, simple_select_key
 from databases.interfaces import QueryValues as QueryValues  # re-exported: its 0.9-era home
 from databases.interfaces import Statement
 
-Converter = typing.Callable[[typing.Any], typing.Any]
 Args = tuple[typing.Any, ...]
 Values = typing.Mapping[str, typing.Any]
 
