@@ -134,11 +134,13 @@ class SQLConnection(ConnectionBackend):
 
     @property
     def raw_connection(self) -> typing.Any:
-        self._live()
-        return self._driver_connection()
+        connection = self._driver_connection()
+        if connection is None:
+            raise RuntimeError(NOT_ACQUIRED)
+        return connection
 
     def _driver_connection(self) -> typing.Any:
-        """What `raw_connection` gives while acquired: the driver's own connection."""
+        """What `raw_connection` gives while acquired (the driver's connection), else None."""
         return self._connection
 
     def transaction(self) -> TransactionBackend:
