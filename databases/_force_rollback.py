@@ -188,7 +188,7 @@ class SessionConnection(Connection):
         """
         shared = self._shared
         connection = shared._connection
-        if not connection._serves_any_loop or not self._session.started:
+        if not shared._capabilities.serves_any_loop or not self._session.started:
             return None
         stack = shared._open_transactions
         if len(stack) > 1 and (stack[-1].ending or _is_closed(stack[-1].begun_in)):

@@ -23,7 +23,6 @@ from sqlalchemy.sql import ClauseElement
 from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, LOG_EXTRA, logger
 from databases._query import build_query, has_expression, has_expressions, takes_values
 from databases._run_to_end import run_to_end
-from databases.backends.common.compiler import QueryValues
 from databases.errors import (
     ConnectionLoopError,
     DatabaseNotConnectedError,
@@ -32,10 +31,13 @@ from databases.errors import (
 )
 from databases.importer import import_from_string
 from databases.interfaces import (
-    ConnectionBackend,
     DatabaseBackend,
+    QueryValues,
     Record,
+    Statement,
+    StatementCancellation,
     TransactionBackend,
+    capabilities_of,
     each_record,
 )
 from databases.loops import LoopRegistry, LoopState
@@ -200,9 +202,7 @@ class Database:
         return session
 
     def _backend_for_new_loop(self) -> DatabaseBackend:
-        template = self._template_backend
-        hook = getattr(template, "_for_new_loop", None)
-        backend = hook() if hook is not None else None
+        backend = self._template_backend.for_new_loop()
         if backend is None:
             backend = self._backend_class(self.url, **self.options)
         return backend
@@ -313,9 +313,7 @@ class Database:
             for other in self._states.pop_all():
                 self._close_foreign_state(other)
         finally:
-            release_shared = getattr(self._template_backend, "_release_shared", None)
-            if release_shared is not None:
-                release_shared()
+            self._template_backend.release_shared()
         logger.info(
             "Disconnected from database %s", self.url.obscure_password, extra=DISCONNECT_EXTRA
         )
@@ -497,27 +495,23 @@ class Connection:
         self._backend = backend
         # A spare is owned by no task: the loop lends it to one `Database` call at a time
         # and keeps it for reuse. That call runs one statement, which the backend may
-        # serve from a connection it shares (DatabaseBackend._statement_connection), and
+        # serve from a connection it shares (DatabaseBackend.statement_connection), and
         # nothing else uses it meanwhile, so it needs no locks.
         self._spare = spare
-        connection: ConnectionBackend | None = None
-        if spare and hasattr(backend, "_statement_connection"):
-            connection = backend._statement_connection()
-        self._connection = connection if connection is not None else backend.connection()
-        self._accepts_values = bool(getattr(self._connection, "_accepts_values", False))
-        self._cancellation: str = getattr(
-            self._connection, "_statement_cancellation", "aborts_transaction"
-        )
+        self._connection = backend.statement_connection() if spare else backend.connection()
+        self._capabilities = capabilities_of(self._connection)
+        self._accepts_values = self._capabilities.accepts_values
         # Whether statements run to their end when their task is cancelled (see _finish).
-        self._shield_statements = self._cancellation == "breaks_connection"
+        self._shield_statements = (
+            self._capabilities.cancellation is StatementCancellation.BREAKS_CONNECTION
+        )
         self._connection_lock: asyncio.Lock | _NoLock = _NO_LOCK if spare else asyncio.Lock()
         self._connection_counter = 0
         # Open transactions, outermost first.
         self._open_transactions: list[_OpenTransaction] = []
         # Queries on one connection never overlap; a driver that queues them needs no lock.
-        queues_statements = getattr(self._connection, "_queues_statements", False)
         self._query_lock: asyncio.Lock | _NoLock = (
-            _NO_LOCK if spare or queues_statements else asyncio.Lock()
+            _NO_LOCK if spare or self._capabilities.queues_statements else asyncio.Lock()
         )
         self._transaction_waiters: list[asyncio.Future[None]] = []
         self._state: LoopState | None = None
@@ -532,7 +526,9 @@ class Connection:
         """Make this the loop's force-rollback connection, used by every task."""
         self._is_global = True
         # Abandoning a statement would hurt the other tasks unless it is harmless.
-        self._shield_statements = self._cancellation != "harmless"
+        self._shield_statements = (
+            self._capabilities.cancellation is not StatementCancellation.HARMLESS
+        )
 
     def _check_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -751,11 +747,11 @@ class Connection:
 
     def _prepare(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None
-    ) -> ClauseElement:
+    ) -> Statement:
         """The query as the backend takes it: bundled backends bind the values themselves."""
         bind_here = isinstance(query, str) or bool(values and takes_values(query))
         if bind_here and self._accepts_values and not (values and has_expression(values)):
-            return QueryValues(query, values or {})  # type: ignore[return-value]
+            return QueryValues(query, values or {})
         return build_query(query, values)
 
     # -- transactions -------------------------------------------------------------------

@@ -730,8 +730,8 @@ def test_terminate_after_the_loop_closed() -> None:
     assert len(sockets) == 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        backend._terminate()
-        backend._terminate()  # again: nothing left, no error
+        backend.terminate()
+        backend.terminate()  # again: nothing left, no error
         assert backend._is_closed(raw)
         assert all(sock.fileno() == -1 for sock in sockets)
         del raw, pool, sockets
