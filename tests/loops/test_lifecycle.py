@@ -48,6 +48,7 @@ from tests.loops import (
     write_probe,
 )
 from tests.loops.support import url_fixture
+from tests.settings import application_name_options
 
 items = make_table("loops_life_items")
 
@@ -75,7 +76,7 @@ def pool_options(url: str, app: str) -> dict[str, Any]:
         return {"max_size": POOL}
     options: dict[str, Any] = {"min_size": 1, "max_size": POOL}
     if admin.dialect_name(url) == "postgresql":
-        options["server_settings"] = {"application_name": app}
+        options.update(application_name_options(url, app))
     return options
 
 

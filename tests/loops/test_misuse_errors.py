@@ -40,6 +40,7 @@ from tests.loops import (
     write_probe,
 )
 from tests.loops.support import LoopThread, make_databases, url_fixture
+from tests.settings import application_name_options
 
 items = make_table("loops_misuse_items")
 
@@ -420,7 +421,7 @@ def test_query_before_connect_says_to_connect(url: str, force_rollback: bool) ->
     app = f"dbl_misuse_{uuid.uuid4().hex[:12]}"
     options: dict[str, Any] = {}
     if admin.dialect_name(url) == "postgresql":
-        options["server_settings"] = {"application_name": app}
+        options.update(application_name_options(url, app))
     database = Database(url, force_rollback=force_rollback, **options)
     workers_before = sqlite_workers()
 
