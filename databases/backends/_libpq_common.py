@@ -339,9 +339,22 @@ class LibpqConnection(SQLConnection):
         return value
 
     async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
-        for _, sql, rows in groups:
-            for args in rows:
-                await self._query(sql, args, _no_result)
+        """Row by row, all or nothing as asyncpg's executemany: in a transaction of its own
+        when none is open (in one, an error aborts that transaction anyway)."""
+        connection = self._live()
+        own = self._backend._transaction_status(connection) == STATUS_IDLE
+        if own:
+            await self._backend._execute_plain(connection, "BEGIN")
+        try:
+            for _, sql, rows in groups:
+                for args in rows:
+                    await self._query(sql, args, _no_result)
+        except BaseException:
+            if own and not self._backend._is_closed(connection):
+                await self._backend._execute_plain(connection, "ROLLBACK")
+            raise
+        if own:
+            await self._backend._execute_plain(connection, "COMMIT")
 
     async def _run(self, sql: str) -> None:
         await self._backend._execute_plain(self._live(), sql)
