@@ -3,10 +3,11 @@
 Generated Core statements (`tests/differential/`) run through `Database` and through
 `create_async_engine` with the same driver, on the same data, on every database of
 `TEST_DATABASE_URLS`. aiopg, which SQLAlchemy has no dialect for, is compared with
-SQLAlchemy's sync `postgresql+psycopg2` engine: psycopg2 is the driver aiopg runs. Rows must match in column names and their order, values, and the
-Python type of every value. Each shape runs with several seeds (the same structure with
-other literals, which is what statement caches must get right), and its first statement
-runs twice as one object and once more as a new, structurally equal object.
+SQLAlchemy's sync `postgresql+psycopg2` engine: psycopg2 is the driver aiopg runs. Rows
+must match in column names and their order, values, and the Python type of every value.
+Each shape runs with several seeds (the same structure with other literals, which is what
+statement caches must get right), and its first statement runs twice as one object and
+once more as a new, structurally equal object.
 
 The seed is `DIFFERENTIAL_SEED` (default in `tests/differential/schema.py`); a failure
 prints it with the shape, the variant, the SQL and the values, so

@@ -37,10 +37,13 @@ asyncpg = pytest.importorskip("asyncpg", reason="the PostgreSQL backend needs as
 # database through asyncpg), else the local server's `test` database. This module tests the
 # asyncpg backend; tests/test_libpq_backends.py tests psycopg's and aiopg's.
 _PG_URLS = [url for url in DATABASE_URLS if DatabaseURL(url).dialect in ("postgresql", "postgres")]
-PG_URL = next(
-    (url for url in _PG_URLS if DatabaseURL(url).driver in ("", "asyncpg")),
-    str(DatabaseURL(_PG_URLS[0]).replace(driver="")) if _PG_URLS else None,
-) or "postgresql://postgres@127.0.0.1:5432/test"
+PG_URL = (
+    next(
+        (url for url in _PG_URLS if DatabaseURL(url).driver in ("", "asyncpg")),
+        str(DatabaseURL(_PG_URLS[0]).replace(driver="")) if _PG_URLS else None,
+    )
+    or "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 pytestmark = pytest.mark.timeout(60)
 
