@@ -15,14 +15,18 @@ from tests import admin
 from tests.settings import DATABASE_URLS
 from tests.tables import PointType, metadata
 
+# One URL per database: several drivers of one server (asyncpg, psycopg and aiopg on the
+# same PostgreSQL database) share its tables, created and emptied once.
+ADMIN_URLS = list({admin.database_key(url): url for url in DATABASE_URLS}.values())
+
 
 @pytest.fixture(scope="session", autouse=True)
 def create_test_tables() -> typing.Iterator[None]:
     """Create the tables of `tests.tables` on every test database; drop them at the end."""
-    for url in DATABASE_URLS:
+    for url in ADMIN_URLS:
         admin.create_tables(url, metadata)
     yield
-    for url in DATABASE_URLS:
+    for url in ADMIN_URLS:
         admin.drop_tables(url, metadata)
 
 
@@ -31,5 +35,5 @@ def empty_tables(create_test_tables: None) -> typing.Iterator[None]:
     """Every test starts with empty tables and leaves none of its rows behind."""
     PointType.reset_counters()
     yield
-    for url in DATABASE_URLS:
+    for url in ADMIN_URLS:
         admin.clear_tables(url, metadata)

@@ -37,8 +37,10 @@ def run_in_bare_loop(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def url_id(url: str) -> str:
-    """A short test id for a database URL: its dialect."""
-    return DatabaseURL(url).dialect
+    """A short test id for a database URL: its dialect, and its driver when the URL names one
+    (several PostgreSQL drivers run the suite)."""
+    parsed = DatabaseURL(url)
+    return f"{parsed.dialect}+{parsed.driver}" if parsed.driver else parsed.dialect
 
 
 def is_sqlite(url: str) -> bool:
