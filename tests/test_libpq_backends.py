@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import uuid
 import warnings
 
@@ -173,3 +175,21 @@ async def test_percent_signs_in_sql_and_values(driver: str) -> None:
         assert await database.fetch_val("SELECT '100%'") == "100%"
         assert await database.fetch_val("SELECT :v || '%'", {"v": "5%"}) == "5%%"
         assert await database.fetch_val(sa.select(sa.literal("a%b"))) == "a%b"
+
+
+def test_modules_import_without_their_driver_and_say_what_to_install() -> None:
+    """Existing suites import `databases.backends.aiopg` where aiopg is not installed."""
+    script = (
+        "import sys\n"
+        "sys.modules['aiopg'] = sys.modules['psycopg'] = None\n"
+        "from databases import Database\n"
+        "import databases.backends.aiopg, databases.backends.psycopg\n"
+        "for scheme, extra in [('aiopg', 'aiopg'), ('psycopg', 'psycopg')]:\n"
+        "    try:\n"
+        "        Database(f'postgresql+{scheme}://localhost/db')\n"
+        "    except ImportError as error:\n"
+        "        assert f'databases[{extra}]' in str(error), error\n"
+        "    else:\n"
+        "        raise AssertionError(scheme)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
