@@ -142,6 +142,10 @@ class ConnectionPool:
         return backend._transaction_status(connection) == STATUS_IDLE
 
     async def _close(self, connection: typing.Any) -> None:
+        if self._backend._is_closed(connection):
+            # Closed already (terminated, or by the driver): aiopg would unregister its
+            # descriptor again, whose number another connection may have by now.
+            return
         try:
             await self._backend._close_connection(connection)
         except Exception:  # pragma: no cover - the server is gone: nothing to close
