@@ -310,7 +310,7 @@ class LibpqConnection(SQLConnection):
         pool = self._backend._pool
         if connection is not None and pool is not None:
             await pool.release(connection)
-        elif connection is not None:
+        elif connection is not None and not self._backend._is_closed(connection):
             await self._backend._close_connection(connection)
 
     def _live(self) -> typing.Any:
