@@ -117,11 +117,15 @@ class Database:
 
     SUPPORTED_BACKENDS: typing.ClassVar[dict[str, str]] = {
         "postgresql": "databases.backends.postgres:PostgresBackend",
+        "postgresql+asyncpg": "databases.backends.postgres:PostgresBackend",
         "postgresql+aiopg": "databases.backends.aiopg:AiopgBackend",
+        "postgresql+psycopg": "databases.backends.psycopg:PsycopgBackend",
         "postgres": "databases.backends.postgres:PostgresBackend",
         "mysql": "databases.backends.mysql:MySQLBackend",
+        "mysql+aiomysql": "databases.backends.mysql:MySQLBackend",
         "mysql+asyncmy": "databases.backends.asyncmy:AsyncMyBackend",
         "sqlite": "databases.backends.sqlite:SQLiteBackend",
+        "sqlite+aiosqlite": "databases.backends.sqlite:SQLiteBackend",
     }
 
     def __init__(
@@ -155,6 +159,14 @@ class Database:
                 "or 'sqlite:///file.db'."
             )
         backend_str = self.SUPPORTED_BACKENDS.get(url.scheme)
+        if backend_str is None and url.driver and url.dialect in self.SUPPORTED_BACKENDS:
+            # Never another driver than the one asked for.
+            drivers = sorted(s for s in self.SUPPORTED_BACKENDS if s.startswith(url.dialect + "+"))
+            raise UnsupportedDatabaseURLError(
+                f"Unsupported driver {url.driver!r} for {url.dialect!r} in database URL "
+                f"scheme {url.scheme!r}. Supported: {', '.join([url.dialect, *drivers])}. "
+                "Register another backend in Database.SUPPORTED_BACKENDS."
+            )
         if backend_str is None:
             backend_str = self.SUPPORTED_BACKENDS.get(url.dialect)
         if backend_str is None:

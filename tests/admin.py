@@ -28,6 +28,7 @@ __all__ = [
     "clear_tables",
     "committed_notes",
     "create_tables",
+    "database_key",
     "dialect_name",
     "drop_tables",
     "raw_execute",
@@ -43,6 +44,12 @@ def dialect_name(url: str) -> str:
     if scheme in ("sqlite", "mysql", "postgresql"):
         return scheme
     raise ValueError(f"Unsupported database URL for the test suite: {url!r}")
+
+
+def database_key(url: str) -> tuple[str, str, str]:
+    """What tells databases apart: the dialect, the server and the database (not the driver)."""
+    parts = urlsplit(url)
+    return dialect_name(url), parts.netloc, parts.path
 
 
 def _sa_dialect(url: str) -> sa.Dialect:

@@ -27,7 +27,6 @@ from tests import admin  # noqa: E402
 from tests.settings import DATABASE_URL_IDS, DATABASE_URLS  # noqa: E402
 from tests.tables import PointType, metadata  # noqa: E402
 
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -63,33 +62,38 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def shared_tables_created() -> typing.Iterator[list[str]]:
-    """The URLs on which the tables of `tests.tables` were created, first use first; they are
-    dropped there at the end of the session. Rows left in them by then were written by a
-    test that did not ask for `shared_tables` (so nothing emptied them after it)."""
-    urls: list[str] = []
-    yield urls
+def shared_tables_created() -> typing.Iterator[dict[tuple[str, str, str], str]]:
+    """The databases on which the tables of `tests.tables` were created (by their
+    `admin.database_key`, so several drivers of one PostgreSQL database share them), each with
+    the URL that created them; they are dropped there at the end of the session. Rows left in
+    them by then were written by a test that did not ask for `shared_tables` (so nothing
+    emptied them after it)."""
+    created: dict[tuple[str, str, str], str] = {}
+    yield created
     left = {
         (url, table.name): count
-        for url in urls
+        for url in created.values()
         for table in metadata.sorted_tables
         for ((count,),) in [admin.raw_fetch_all(url, f"SELECT count(*) FROM {table.name}")]
         if count
     }
-    for url in urls:
+    for url in created.values():
         admin.drop_tables(url, *metadata.sorted_tables)
     assert left == {}, f"rows left in the shared tables (a test without shared_tables): {left}"
 
 
 @pytest.fixture
-def shared_tables(database_url: str, shared_tables_created: list[str]) -> typing.Iterator[None]:
+def shared_tables(
+    database_url: str, shared_tables_created: dict[tuple[str, str, str], str]
+) -> typing.Iterator[None]:
     """The tables of `tests.tables` exist on the test's database and are empty; the test
     leaves none of its rows behind."""
-    if database_url not in shared_tables_created:
+    key = admin.database_key(database_url)
+    if key not in shared_tables_created:
         # Leftovers of an interrupted run may have an older shape: start afresh.
         admin.drop_tables(database_url, *metadata.sorted_tables)
         admin.create_tables(database_url, *metadata.sorted_tables)
-        shared_tables_created.append(database_url)
+        shared_tables_created[key] = database_url
     PointType.reset_counters()
     yield
     admin.clear_tables(database_url, *metadata.sorted_tables)

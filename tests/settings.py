@@ -9,7 +9,7 @@ import os
 import typing
 from urllib.parse import urlsplit
 
-from databases import Database
+from databases import Database, DatabaseURL
 
 DEFAULT_URLS = "sqlite:///testsuite.sqlite"
 
@@ -56,3 +56,35 @@ def needs_fast_path(name: str) -> typing.Any:
 
     reason = FAST_PATHS[name]
     return pytest.mark.skipif(reason is not None, reason=f"fast path {name!r} is off: {reason}")
+
+
+def application_name_options(url: str, name: str) -> dict[str, typing.Any]:
+    """Options giving a PostgreSQL URL's connections this `application_name`, so a test can
+    count them on the server. The drivers differ: asyncpg takes server settings, while
+    libpq's drivers (psycopg, aiopg) take it as a connection keyword."""
+    if DatabaseURL(url).driver in ("", "asyncpg"):
+        return {"server_settings": {"application_name": name}}
+    return {"application_name": name}
+
+
+def postgres_driver(url: str) -> str:
+    """Which driver runs a PostgreSQL URL: "asyncpg" (also for no `+driver`), "psycopg" or
+    "aiopg"."""
+    return DatabaseURL(url).driver or "asyncpg"
+
+
+def postgres_read_only_error(url: str) -> type[Exception]:
+    """The error each PostgreSQL driver raises for a write in a read-only transaction."""
+    driver = postgres_driver(url)
+    if driver == "psycopg":
+        import psycopg
+
+        return psycopg.errors.ReadOnlySqlTransaction
+    if driver == "aiopg":
+        import psycopg2.errors
+
+        return psycopg2.errors.ReadOnlySqlTransaction
+    import asyncpg
+
+    error: type[Exception] = asyncpg.exceptions.ReadOnlySQLTransactionError
+    return error

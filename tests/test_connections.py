@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from databases import Database, DatabaseURL
 from databases.core import Connection
 from tests import admin
+from tests.settings import postgres_driver
 from tests.tables import notes
 
 pytestmark = pytest.mark.usefixtures("shared_tables")
@@ -163,8 +164,22 @@ async def test_raw_connection(database_url: str) -> None:
             assert isinstance(raw, SQLiteRawConnection)
             async with raw.execute("SELECT 40 + 2") as cursor:
                 value = (await cursor.fetchone())[0]
-        elif dialect == "postgresql":
+        elif dialect == "postgresql" and postgres_driver(database_url) == "asyncpg":
             value = await raw.fetchval("SELECT 40 + 2")
+        elif dialect == "postgresql" and postgres_driver(database_url) == "psycopg":
+            import psycopg
+
+            assert isinstance(raw, psycopg.AsyncConnection)
+            async with raw.cursor() as cursor:
+                await cursor.execute("SELECT 40 + 2")
+                value = (await cursor.fetchone())[0]
+        elif dialect == "postgresql":
+            import aiopg
+
+            assert isinstance(raw, aiopg.Connection)
+            async with raw.cursor() as cursor:
+                await cursor.execute("SELECT 40 + 2")
+                value = (await cursor.fetchone())[0]
         else:
             import aiomysql
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from databases import Database, DatabaseURL
 from databases.core import Connection, Transaction
 from tests import admin
-from tests.settings import DATABASE_URLS
+from tests.settings import DATABASE_URLS, postgres_read_only_error
 from tests.tables import notes
 
 pytestmark = pytest.mark.usefixtures("shared_tables")
@@ -520,7 +520,6 @@ async def test_fixture_style_connection_transaction_across_tasks(
 async def test_postgres_transaction_options(database_url: str) -> None:
     if DatabaseURL(database_url).dialect != "postgresql":
         pytest.skip("isolation/readonly/deferrable are PostgreSQL transaction options")
-    import asyncpg
 
     async with Database(database_url) as database, database.connection() as connection:
         default_isolation = await connection.fetch_val("SHOW transaction_isolation")
@@ -543,7 +542,7 @@ async def test_postgres_transaction_options(database_url: str) -> None:
             assert await connection.fetch_val("SHOW transaction_isolation") == (default_isolation)
             assert await connection.fetch_val("SHOW transaction_read_only") == "off"
 
-        with pytest.raises(asyncpg.exceptions.ReadOnlySQLTransactionError):
+        with pytest.raises(postgres_read_only_error(database_url)):
             async with connection.transaction(readonly=True):
                 await insert(connection, "not allowed")
         await insert(connection, "allowed")

@@ -47,6 +47,7 @@ from tests.loops import (
     write_probe,
 )
 from tests.loops.support import database_url_with_table
+from tests.settings import application_name_options
 
 items = make_table("loops_life_items")
 
@@ -74,7 +75,7 @@ def pool_options(database_url: str, app: str) -> dict[str, Any]:
         return {"max_size": POOL}
     options: dict[str, Any] = {"min_size": 1, "max_size": POOL}
     if admin.dialect_name(database_url) == "postgresql":
-        options["server_settings"] = {"application_name": app}
+        options.update(application_name_options(database_url, app))
     return options
 
 

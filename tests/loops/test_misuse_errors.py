@@ -39,6 +39,7 @@ from tests.loops import (
     write_probe,
 )
 from tests.loops.support import LoopThread, database_url_with_table, make_databases
+from tests.settings import application_name_options
 
 items = make_table("loops_misuse_items")
 
@@ -419,7 +420,7 @@ def test_query_before_connect_says_to_connect(database_url: str, force_rollback:
     app = f"dbl_misuse_{uuid.uuid4().hex[:12]}"
     options: dict[str, Any] = {}
     if admin.dialect_name(database_url) == "postgresql":
-        options["server_settings"] = {"application_name": app}
+        options.update(application_name_options(database_url, app))
     database = Database(database_url, force_rollback=force_rollback, **options)
     workers_before = sqlite_workers()
 

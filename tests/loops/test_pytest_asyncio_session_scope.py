@@ -50,6 +50,7 @@ from tests.loops.support import (
     drop_at_module_end_fixture,
     seen,
 )
+from tests.settings import application_name_options
 
 items = make_table("loops_sess_items")
 
@@ -76,7 +77,7 @@ def server_connections(case: Case) -> int:
 def make_database(case: Case) -> Database:
     options: dict[str, typing.Any] = dict(SMALL_POOL)
     if DatabaseURL(case[0]).dialect == "postgresql":
-        options["server_settings"] = {"application_name": application_name(case)}
+        options.update(application_name_options(case[0], application_name(case)))
     return Database(case[0], force_rollback=case[1], **options)
 
 
