@@ -24,6 +24,11 @@ SQLALCHEMY = ["sqlalchemy>=2.0.44,<2.2"]
 ASYNCPG = ["asyncpg>=0.32,<0.33"]
 AIOMYSQL = ["aiomysql>=0.3.2,<0.4", "PyMySQL>=1.1,<1.3"]
 AIOSQLITE = ["aiosqlite>=0.20,<0.23"]
+# psycopg 3 with its binary (libpq bundled) wheels. 3.2.0 cannot be installed with
+# [binary] (its metadata asks for psycopg-binary 3.2.0.dev1), so 3.2.1 is the oldest.
+PSYCOPG = ["psycopg[binary]>=3.2.1,<3.4"]
+# aiopg 1.4 is its last release; it needs psycopg2 2.9.5 or later.
+AIOPG = ["aiopg>=1.4,<1.5", "psycopg2-binary>=2.9.5,<2.10"]
 
 # Result rows in C. Optional: without a compiler the package installs and uses the same
 # code in Python (databases/backends/common/record_base.py).
@@ -50,7 +55,8 @@ setup(
         "aiomysql": AIOMYSQL,
         "sqlite": AIOSQLITE,
         "aiosqlite": AIOSQLITE,
-        "aiopg": ["aiopg>=1.4"],
+        "aiopg": AIOPG,
+        "psycopg": PSYCOPG,
         "asyncmy": ["asyncmy>=0.2.9"],
     },
     classifiers=[

@@ -21,6 +21,14 @@ def find_backend_class(url: DatabaseURL, registered: typing.Mapping[str, str]) -
             "or 'sqlite:///file.db'."
         )
     import_string = registered.get(url.scheme)
+    if import_string is None and url.driver and url.dialect in registered:
+        # Never another driver than the one asked for.
+        drivers = sorted(s for s in registered if s.startswith(url.dialect + "+"))
+        raise UnsupportedDatabaseURLError(
+            f"Unsupported driver {url.driver!r} for {url.dialect!r} in database URL "
+            f"scheme {url.scheme!r}. Supported: {', '.join([url.dialect, *drivers])}. "
+            "Register another backend in Database.SUPPORTED_BACKENDS."
+        )
     if import_string is None:
         import_string = registered.get(url.dialect)
     if import_string is None:
@@ -41,8 +49,7 @@ def backend_for_new_loop(
 ) -> DatabaseBackend:
     """A backend for one more event loop: the template's own copy where it offers one (it
     may share what loops can share), else a new instance of its class."""
-    hook = getattr(template, "_for_new_loop", None)
-    backend = hook() if hook is not None else None
+    backend = template.for_new_loop()
     if backend is None:
         backend = backend_class(url, **options)
     return backend

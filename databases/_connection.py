@@ -21,13 +21,16 @@ from databases._query import build_query, has_expression, has_expressions, takes
 from databases._run_to_end import run_to_end
 from databases._transaction import Transaction
 from databases._transaction_stack import TransactionStack, _OpenTransaction
-from databases.backends.common.compiler import QueryValues
 from databases.errors import ConnectionLoopError, DatabaseNotConnectedError
 from databases.interfaces import (
     ConnectionBackend,
     DatabaseBackend,
+    QueryValues,
     Record,
+    Statement,
+    StatementCancellation,
     TransactionBackend,
+    capabilities_of,
     each_record,
 )
 
@@ -104,29 +107,27 @@ class Connection:
         self._task = weakref.ref(task) if task is not None else None
         # A statement connection is owned by no task: its loop lends it to one `Database`
         # call at a time and keeps it for reuse. That call runs one statement, which the
-        # backend may serve from a connection it shares (`_statement_connection`), and
+        # backend may serve from a connection it shares (`statement_connection()`), and
         # nothing else uses it meanwhile, so it needs no locks.
         self._for_statement = role is ConnectionRole.STATEMENT
         self._is_session = role is ConnectionRole.SESSION
-        connection: ConnectionBackend | None = None
+        self._connection: ConnectionBackend
         if shares_with is not None:
-            connection = shares_with._connection
-        elif self._for_statement and hasattr(backend, "_statement_connection"):
-            connection = backend._statement_connection()
-        self._connection: ConnectionBackend = (
-            connection if connection is not None else backend.connection()
-        )
-        self._accepts_values = bool(getattr(self._connection, "_accepts_values", False))
-        cancellation: str = getattr(
-            self._connection, "_statement_cancellation", "aborts_transaction"
-        )
+            self._connection = shares_with._connection
+        elif self._for_statement:
+            self._connection = backend.statement_connection()
+        else:
+            self._connection = backend.connection()
+        self._capabilities = capabilities_of(self._connection)
+        self._accepts_values = self._capabilities.accepts_values
+        cancellation = self._capabilities.cancellation
         # Whether statements run to their end when their task is cancelled (see _protect).
         # On the session's connection abandoning one would hurt the other tasks unless
         # it is harmless.
         if self._is_session:
-            self._shield_statements = cancellation != "harmless"
+            self._shield_statements = cancellation is not StatementCancellation.HARMLESS
         else:
-            self._shield_statements = cancellation == "breaks_connection"
+            self._shield_statements = cancellation is StatementCancellation.BREAKS_CONNECTION
         self._connection_lock: asyncio.Lock | _NoLock = (
             _NO_LOCK if self._for_statement else asyncio.Lock()
         )
@@ -135,9 +136,10 @@ class Connection:
             shares_with._transactions if shares_with is not None else TransactionStack()
         )
         # Queries on one connection never overlap; a driver that queues them needs no lock.
-        queues_statements = getattr(self._connection, "_queues_statements", False)
         self._query_lock: asyncio.Lock | _NoLock = (
-            _NO_LOCK if self._for_statement or queues_statements else asyncio.Lock()
+            _NO_LOCK
+            if self._for_statement or self._capabilities.queues_statements
+            else asyncio.Lock()
         )
         self._loop: asyncio.AbstractEventLoop | None
         if state is not None:
@@ -372,11 +374,11 @@ class Connection:
 
     def _prepare(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None
-    ) -> ClauseElement:
+    ) -> Statement:
         """The query as the backend takes it: bundled backends bind the values themselves."""
         bind_here = isinstance(query, str) or bool(values and takes_values(query))
         if bind_here and self._accepts_values and not (values and has_expression(values)):
-            return QueryValues(query, values or {})  # type: ignore[return-value]
+            return QueryValues(query, values or {})
         return build_query(query, values)
 
     # -- transactions -----------------------------------------------------------------------

@@ -32,11 +32,15 @@ class Database:
 
     SUPPORTED_BACKENDS: typing.ClassVar[dict[str, str]] = {
         "postgresql": "databases.backends.postgres:PostgresBackend",
+        "postgresql+asyncpg": "databases.backends.postgres:PostgresBackend",
         "postgresql+aiopg": "databases.backends.aiopg:AiopgBackend",
+        "postgresql+psycopg": "databases.backends.psycopg:PsycopgBackend",
         "postgres": "databases.backends.postgres:PostgresBackend",
         "mysql": "databases.backends.mysql:MySQLBackend",
+        "mysql+aiomysql": "databases.backends.mysql:MySQLBackend",
         "mysql+asyncmy": "databases.backends.asyncmy:AsyncMyBackend",
         "sqlite": "databases.backends.sqlite:SQLiteBackend",
+        "sqlite+aiosqlite": "databases.backends.sqlite:SQLiteBackend",
     }
 
     def __init__(
@@ -152,9 +156,7 @@ class Database:
             for other in self._states.pop_all():
                 other.close_elsewhere()
         finally:
-            release_shared = getattr(self._template_backend, "_release_shared", None)
-            if release_shared is not None:
-                release_shared()
+            self._template_backend.release_shared()
         logger.info(
             "Disconnected from database %s", self.url.obscure_password, extra=DISCONNECT_EXTRA
         )

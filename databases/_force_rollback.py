@@ -203,7 +203,7 @@ class SessionConnection(Connection):
         closed loop left open still go through the session loop.
         """
         connection = self._connection
-        if not connection._serves_any_loop or not self._session.started:
+        if not self._capabilities.serves_any_loop or not self._session.started:
             return None
         top = self._transactions.innermost()
         nested = len(self._transactions) > 1

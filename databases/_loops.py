@@ -185,7 +185,7 @@ class LoopState(typing.Generic[Connection]):
         self.connected_explicitly = False
         try:
             if self._backend is not None:
-                self._backend._terminate()
+                self._backend.terminate()
         except Exception:  # pragma: no cover - a failing third-party backend must not block
             logger.warning("Could not terminate the connections of a closed loop", exc_info=True)
 

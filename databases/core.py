@@ -25,7 +25,6 @@ from databases._transaction import _ACTIVE_TRANSACTIONS as _ACTIVE_TRANSACTIONS
 from databases._transaction import Transaction
 from databases._transaction import _InnerTransactionOpenError as _InnerTransactionOpenError
 from databases._transaction_stack import _OpenTransaction as _OpenTransaction
-from databases.backends.common.compiler import QueryValues as QueryValues
 from databases.errors import ConnectionLoopError as ConnectionLoopError
 from databases.errors import DatabaseNotConnectedError as DatabaseNotConnectedError
 from databases.errors import TransactionOpenError as TransactionOpenError
@@ -33,8 +32,12 @@ from databases.errors import UnsupportedDatabaseURLError as UnsupportedDatabaseU
 from databases.importer import import_from_string as import_from_string
 from databases.interfaces import ConnectionBackend as ConnectionBackend
 from databases.interfaces import DatabaseBackend as DatabaseBackend
+from databases.interfaces import QueryValues as QueryValues
 from databases.interfaces import Record as Record
+from databases.interfaces import Statement as Statement
+from databases.interfaces import StatementCancellation as StatementCancellation
 from databases.interfaces import TransactionBackend as TransactionBackend
+from databases.interfaces import capabilities_of as capabilities_of
 from databases.interfaces import each_record as each_record
 from databases.url import DatabaseURL
 

@@ -1,16 +1,40 @@
-"""The contracts between the core and a database driver adapter.
+"""The contract between the core and a database driver adapter (a backend).
 
 A backend is a thin adapter: it opens a pool, hands out connections and runs built
 SQLAlchemy clauses. Everything loop-bound lives in one backend instance, and the core
 creates one instance per event loop, so a backend never has to think about loops.
+
+The methods a 0.9 backend implements are the whole required contract; everything else
+here has a default, so such a backend keeps working. docs/writing-a-backend.md walks
+through it with an example.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import typing
 from collections.abc import AsyncGenerator, Sequence
 
 from sqlalchemy.sql import ClauseElement
+
+
+class QueryValues(typing.NamedTuple):
+    """A query (raw SQL with `:name` parameters, or a clause) and the values to run it with.
+
+    Passed to connections whose capabilities say `accepts_values`, in place of
+    `text(sql).bindparams(**values)` or `clause.values(**values)`: the backend can then
+    compile once per query and set of value names, with no new clause (and cache key)
+    built on every call.
+    """
+
+    query: ClauseElement | str
+    values: typing.Mapping[str, typing.Any]
+
+
+# What a connection's statement methods are given: always a built clause, or a
+# `QueryValues` when the connection's capabilities say `accepts_values`.
+Statement = typing.Union[ClauseElement, QueryValues]
 
 
 async def each_record(batches: AsyncGenerator[list[Record], None]) -> AsyncGenerator[Record, None]:
@@ -23,84 +47,143 @@ async def each_record(batches: AsyncGenerator[list[Record], None]) -> AsyncGener
         await batches.aclose()
 
 
+class StatementCancellation(enum.Enum):
+    """What abandoning a running statement (its task cancelled) does to the connection.
+
+    The core lets statements run to their end before a cancellation takes effect where
+    abandoning them would hurt the task, or other tasks sharing the connection.
+    """
+
+    # The statement finishes in the background and the next one waits for it.
+    HARMLESS = "harmless"
+    # The statement is cancelled on the server: an open transaction fails.
+    ABORTS_TRANSACTION = "aborts_transaction"
+    # The driver loses the connection.
+    BREAKS_CONNECTION = "breaks_connection"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionCapabilities:
+    """What the core may rely on, or must guard against, for one kind of connection.
+
+    The defaults promise nothing: they are what a 0.9 backend gets.
+    """
+
+    cancellation: StatementCancellation = StatementCancellation.ABORTS_TRANSACTION
+    # The driver itself runs one statement at a time, in the order they were submitted
+    # (SQLite's worker thread): the core then needs no lock of its own.
+    queues_statements: bool = False
+    # Once acquired, statements may be awaited from any event loop, even from several at
+    # once (SQLite's worker thread answers each caller in its own loop): the
+    # force-rollback session then runs them in the caller's loop, without a hop.
+    serves_any_loop: bool = False
+    # Statement methods may be given a `QueryValues(query, values)` instead of a clause
+    # built from them.
+    accepts_values: bool = False
+
+
+DEFAULT_CAPABILITIES = ConnectionCapabilities()
+
+
+def capabilities_of(connection: object) -> ConnectionCapabilities:
+    """A connection's capabilities; the defaults for one that does not derive from ours."""
+    if isinstance(connection, ConnectionBackend):
+        return connection.capabilities
+    return DEFAULT_CAPABILITIES
+
+
 class DatabaseBackend:
-    """A pool of connections to one database, used from one event loop."""
+    """A pool of connections to one database, used from one event loop.
+
+    Constructed as `BackendClass(database_url, **options)` with the `Database`'s URL and
+    keyword options. Required: `connect()`, `disconnect()`, `connection()`.
+    """
 
     async def connect(self) -> None:
+        """Open the pool (or whatever the driver needs); called once per loop."""
         raise NotImplementedError()  # pragma: no cover
 
     async def disconnect(self) -> None:
+        """Close the pool; connections still in use may be cut."""
         raise NotImplementedError()  # pragma: no cover
 
     def connection(self) -> ConnectionBackend:
+        """A new, not yet acquired connection object (cheap: no I/O)."""
         raise NotImplementedError()  # pragma: no cover
 
-    # The hooks below are ours; the defaults keep third-party backends working unchanged.
+    # Optional hooks: the defaults keep a backend that does not know them working.
 
-    def _for_new_loop(self) -> DatabaseBackend | None:
+    def for_new_loop(self) -> DatabaseBackend | None:
         """A fresh, unconnected instance for another event loop.
 
-        `None` tells the core to build one from the URL and options as it built this one.
+        Override to share loop-independent state (a compiled-statement cache, say) with
+        the new instance. `None`, the default, tells the core to construct one from the
+        URL and options as it constructed this one.
         """
         return None
 
-    def _terminate(self) -> None:
+    def terminate(self) -> None:
         """Drop every connection at once, awaiting nothing.
 
-        Called for a loop that is closed or cannot run our coroutines any more; the
-        server rolls back whatever those connections left open.
+        Called for a loop that is closed or cannot run our coroutines any more, maybe from
+        another thread; the server rolls back whatever those connections left open. The
+        default does nothing: the connections go when the process does.
         """
 
-    def _release_shared(self) -> None:
-        """Free what all loops' instances share, once the database is fully disconnected."""
+    def release_shared(self) -> None:
+        """Free what all loops' instances share, once the database is fully disconnected.
 
-    def _statement_connection(self) -> ConnectionBackend | None:
+        Called on the instance the `Database` built first. The default has nothing to free.
+        """
+
+    def statement_connection(self) -> ConnectionBackend:
         """A connection that runs exactly one statement between `acquire()` and `release()`.
 
-        `Database.fetch_one()` and the like use it when the task holds no connection,
-        so a backend may serve it from a connection those calls share. `None`: use
+        `Database.fetch_one()` and the like use it when the task holds no connection, so
+        a backend may serve it from a connection those calls share. The default is
         `connection()`.
         """
-        return None
+        return self.connection()
 
 
 class ConnectionBackend:
-    """One driver connection, acquired from the backend's pool."""
+    """One driver connection, acquired from the backend's pool.
 
-    # What abandoning a running statement (its task cancelled) does to the connection:
-    # "harmless" (it finishes in the background and the next one waits),
-    # "aborts_transaction" (cancelled on the server: an open transaction fails) or
-    # "breaks_connection" (the driver loses the connection). The core lets statements
-    # finish before a cancellation where that would hurt tasks sharing the connection.
-    _statement_cancellation = "aborts_transaction"
-    # True when the driver itself runs one statement at a time in the order they were
-    # submitted (SQLite's worker thread): the core then needs no lock of its own.
-    _queues_statements = False
-    # True when, once acquired, its statements may be awaited from any event loop, even
-    # from several at once (SQLite's worker thread answers each caller in its own loop):
-    # the force-rollback session then runs them in the caller's loop, without a hop.
-    _serves_any_loop = False
+    Required: `acquire()`, `release()`, `fetch_all()`, `fetch_one()`, `execute()`,
+    `execute_many()`, `iterate()`, `transaction()`, `raw_connection`. Statement methods
+    get a built clause, or a `QueryValues` if `capabilities.accepts_values`.
+    """
+
+    # Override with a `ConnectionCapabilities(...)` saying what the driver guarantees.
+    capabilities: typing.ClassVar[ConnectionCapabilities] = DEFAULT_CAPABILITIES
 
     async def acquire(self) -> None:
+        """Take a driver connection from the pool; again while held: nothing."""
         raise NotImplementedError()  # pragma: no cover
 
     async def release(self) -> None:
+        """Give the driver connection back, outside any transaction; none held: nothing."""
         raise NotImplementedError()  # pragma: no cover
 
-    async def fetch_all(self, query: ClauseElement) -> list[Record]:
+    async def fetch_all(self, query: Statement) -> list[Record]:
+        """Every row of the result."""
         raise NotImplementedError()  # pragma: no cover
 
-    async def fetch_one(self, query: ClauseElement) -> Record | None:
+    async def fetch_one(self, query: Statement) -> Record | None:
+        """The first row of the result, `None` for none."""
         raise NotImplementedError()  # pragma: no cover
 
-    async def fetch_val(self, query: ClauseElement, column: typing.Any = 0) -> typing.Any:
+    async def fetch_val(self, query: Statement, column: typing.Any = 0) -> typing.Any:
+        """One value (by position or name) of the first row; `None` for no row."""
         row = await self.fetch_one(query)
         return None if row is None else row[column]
 
-    async def execute(self, query: ClauseElement) -> typing.Any:
+    async def execute(self, query: Statement) -> typing.Any:
+        """Run a statement; the result as 0.9 gave it (e.g. the new row's id)."""
         raise NotImplementedError()  # pragma: no cover
 
     async def execute_many(self, queries: list[ClauseElement]) -> None:
+        """Run each built clause in turn."""
         raise NotImplementedError()  # pragma: no cover
 
     async def _execute_many_values(
@@ -111,11 +194,12 @@ class ConnectionBackend:
 
         await self.execute_many([build_query(query, row) for row in rows])
 
-    async def iterate(self, query: ClauseElement) -> AsyncGenerator[Record, None]:
+    async def iterate(self, query: Statement) -> AsyncGenerator[Record, None]:
+        """The rows of the result one by one, ideally without reading them all first."""
         raise NotImplementedError()  # pragma: no cover
         yield True  # pragma: no cover
 
-    async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:
+    async def _iterate_batches(self, query: Statement) -> AsyncGenerator[list[Record], None]:
         """Rows in the batches the driver fetches them in; the core locks per batch.
 
         The default serves backends that only implement `iterate()`: a row per batch.
@@ -124,10 +208,12 @@ class ConnectionBackend:
             yield [record]
 
     def transaction(self) -> TransactionBackend:
+        """A new, not yet started transaction object on this connection."""
         raise NotImplementedError()  # pragma: no cover
 
     @property
     def raw_connection(self) -> typing.Any:
+        """The driver's own connection object, while acquired."""
         raise NotImplementedError()  # pragma: no cover
 
 
@@ -135,6 +221,7 @@ class TransactionBackend:
     """A transaction (root) or savepoint (nested) on one connection."""
 
     async def start(self, is_root: bool, extra_options: dict[typing.Any, typing.Any]) -> None:
+        """BEGIN (root, with the options given to `transaction()`) or a SAVEPOINT."""
         raise NotImplementedError()  # pragma: no cover
 
     async def commit(self) -> None:

@@ -26,7 +26,9 @@ ADMIN_TIMEOUT = 20
 
 __all__ = [
     "clear_tables",
+    "committed_notes",
     "create_tables",
+    "database_key",
     "dialect_name",
     "drop_tables",
     "raw_execute",
@@ -42,6 +44,12 @@ def dialect_name(url: str) -> str:
     if scheme in ("sqlite", "mysql", "postgresql"):
         return scheme
     raise ValueError(f"Unsupported database URL for the test suite: {url!r}")
+
+
+def database_key(url: str) -> tuple[str, str, str]:
+    """What tells databases apart: the dialect, the server and the database (not the driver)."""
+    parts = urlsplit(url)
+    return dialect_name(url), parts.netloc, parts.path
 
 
 def _sa_dialect(url: str) -> sa.Dialect:
@@ -176,67 +184,71 @@ def raw_execute(url: str, sql: str) -> None:
     _run(url, [sql])
 
 
-def _enum_type_names(metadata: sa.MetaData) -> list[str]:
-    names: list[str] = []
-    for table in metadata.sorted_tables:
+def _native_enums(tables: typing.Sequence[sa.Table]) -> list[sa.Enum]:
+    """The native enum types of `tables` (PostgreSQL creates them apart), each once."""
+    enums: dict[str, sa.Enum] = {}
+    for table in tables:
         for column in table.columns:
             column_type = column.type
-            if (
-                isinstance(column_type, sa.Enum)
-                and column_type.native_enum
-                and column_type.name
-                and column_type.name not in names
-            ):
-                names.append(column_type.name)
-    return names
+            if isinstance(column_type, sa.Enum) and column_type.native_enum and column_type.name:
+                enums.setdefault(column_type.name, column_type)
+    return list(enums.values())
 
 
-def create_tables(url: str, metadata: sa.MetaData) -> None:
-    """Create every table of `metadata` (dropping leftovers of an earlier run first)."""
-    drop_tables(url, metadata)
+def create_tables(url: str, *tables: sa.Table) -> None:
+    """Make each of `tables` exist and be empty: created if missing (on PostgreSQL with its
+    enum types), its rows deleted otherwise. Give them in dependency order."""
     dialect = _sa_dialect(url)
     statements: list[str] = []
     if dialect.name == "postgresql":
-        created: set[str] = set()
-        for table in metadata.sorted_tables:
-            for column in table.columns:
-                column_type = column.type
-                if (
-                    isinstance(column_type, sa.Enum)
-                    and column_type.native_enum
-                    and column_type.name not in created
-                ):
-                    created.add(str(column_type.name))
-                    statements.append(
-                        str(postgresql.CreateEnumType(column_type).compile(dialect=dialect))
-                    )
-    for table in metadata.sorted_tables:
-        statements.append(str(CreateTable(table).compile(dialect=dialect)).strip())
+        existing = {row[0] for row in raw_fetch_all(url, "SELECT typname FROM pg_type")}
+        statements += [
+            str(postgresql.CreateEnumType(enum).compile(dialect=dialect))
+            for enum in _native_enums(tables)
+            if enum.name not in existing
+        ]
+    statements += [
+        str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
+        for table in tables
+    ]
     _run(url, statements)
+    clear_tables(url, *tables)
 
 
-def drop_tables(url: str, metadata: sa.MetaData) -> None:
-    """Drop every table of `metadata` that exists (and, on PostgreSQL, its enum types)."""
+def clear_tables(url: str, *tables: sa.Table) -> None:
+    """Delete every row of each of `tables` (in reverse order, so references go first)."""
+    preparer = _sa_dialect(url).identifier_preparer
+    _run(url, [f"DELETE FROM {preparer.format_table(table)}" for table in reversed(tables)])
+
+
+def drop_tables(url: str, *tables: sa.Table) -> None:
+    """Drop each of `tables` that exists (on PostgreSQL with its enum types).
+
+    On PostgreSQL, server connections that still hold a lock on them are ended first: one a
+    failed test left behind must not keep them (the tables belong to this test run: the
+    shared ones to its database, the others have the process id in their names).
+    """
     dialect = _sa_dialect(url)
     preparer = dialect.identifier_preparer
-    statements = [
-        f"DROP TABLE IF EXISTS {preparer.format_table(table)}"
-        for table in reversed(metadata.sorted_tables)
+    statements: list[str] = []
+    if dialect.name == "postgresql":
+        names = ", ".join(f"'{table.name}'" for table in tables)
+        statements.append(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
+            "JOIN pg_class c ON c.oid = l.relation "
+            f"WHERE c.relname IN ({names}) AND l.pid <> pg_backend_pid()"
+        )
+    statements += [
+        f"DROP TABLE IF EXISTS {preparer.format_table(table)}" for table in reversed(tables)
     ]
     if dialect.name == "postgresql":
         statements += [
-            f"DROP TYPE IF EXISTS {preparer.quote(name)}" for name in _enum_type_names(metadata)
+            f"DROP TYPE IF EXISTS {preparer.quote(str(enum.name))}"
+            for enum in _native_enums(tables)
         ]
     _run(url, statements)
 
 
-def clear_tables(url: str, metadata: sa.MetaData) -> None:
-    """Delete every row of every table of `metadata`."""
-    preparer = _sa_dialect(url).identifier_preparer
-    _run(
-        url,
-        [
-            f"DELETE FROM {preparer.format_table(table)}"
-            for table in reversed(metadata.sorted_tables)
-        ],
-    )
+def committed_notes(url: str) -> list[str]:
+    """The texts of all committed rows of the shared table `notes`, in insertion order."""
+    return [row[0] for row in raw_fetch_all(url, "SELECT text FROM notes ORDER BY id")]

@@ -1,5 +1,13 @@
-"""Shared fixtures: the test tables exist on every database for the whole session and are
-empty at the start of every test.
+"""The suite's database fixtures.
+
+- `database_url`: the one fixture that says which database a test runs on. Every test that
+  asks for it (directly or through a fixture) runs once per URL of `TEST_DATABASE_URLS`
+  (`tests/settings.py`), with the URL's scheme as its id; `@pytest.mark.dialects(...)`
+  keeps only the URLs of those dialects. It is module-scoped so that module-scoped
+  fixtures can build on it (a module may override it with a wider scope).
+- `shared_tables`: the tables of `tests.tables` on the test's database, empty at the start
+  of the test and emptied after it. Only tests that ask for it touch them, so tests that
+  need no database (or work on tables of their own) connect to nothing.
 
 The fixtures are synchronous and go through `tests.admin` (plain drivers), so they neither
 depend on `databases` nor on any event loop.
@@ -11,25 +19,81 @@ import typing
 
 import pytest
 
-from tests import admin
-from tests.settings import DATABASE_URLS
-from tests.tables import PointType, metadata
+# The helper modules assert on behalf of the tests: rewrite their asserts as in a test
+# module. This must run before anything imports them, so it comes before the imports below.
+pytest.register_assert_rewrite("tests.admin", "tests.differential", "tests.loops")
+
+from tests import admin  # noqa: E402
+from tests.settings import DATABASE_URL_IDS, DATABASE_URLS  # noqa: E402
+from tests.tables import PointType, metadata  # noqa: E402
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "dialects(*names): run on the URLs of TEST_DATABASE_URLS of these dialects only "
+        "('sqlite', 'postgresql', 'mysql')",
+    )
 
 
-@pytest.fixture(scope="session", autouse=True)
-def create_test_tables() -> typing.Iterator[None]:
-    """Create the tables of `tests.tables` on every test database; drop them at the end."""
-    for url in DATABASE_URLS:
-        admin.create_tables(url, metadata)
-    yield
-    for url in DATABASE_URLS:
-        admin.drop_tables(url, metadata)
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize `database_url` for every test that uses it, once per URL. First, so that
+    the URL's id leads each test id (`[postgresql-plain]`)."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("dialects")
+    chosen = [
+        (url, test_id)
+        for url, test_id in zip(DATABASE_URLS, DATABASE_URL_IDS)
+        if marker is None or admin.dialect_name(url) in marker.args
+    ]
+    metafunc.parametrize(
+        "database_url",
+        [url for url, _ in chosen],
+        ids=[test_id for _, test_id in chosen],
+        indirect=True,
+    )
 
 
-@pytest.fixture(autouse=True)
-def empty_tables(create_test_tables: None) -> typing.Iterator[None]:
-    """Every test starts with empty tables and leaves none of its rows behind."""
+@pytest.fixture(scope="module")
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The URL of the database this test runs on (see the module docstring)."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def shared_tables_created() -> typing.Iterator[dict[tuple[str, str, str], str]]:
+    """The databases on which the tables of `tests.tables` were created (by their
+    `admin.database_key`, so several drivers of one PostgreSQL database share them), each with
+    the URL that created them; they are dropped there at the end of the session. Rows left in
+    them by then were written by a test that did not ask for `shared_tables` (so nothing
+    emptied them after it)."""
+    created: dict[tuple[str, str, str], str] = {}
+    yield created
+    left = {
+        (url, table.name): count
+        for url in created.values()
+        for table in metadata.sorted_tables
+        for ((count,),) in [admin.raw_fetch_all(url, f"SELECT count(*) FROM {table.name}")]
+        if count
+    }
+    for url in created.values():
+        admin.drop_tables(url, *metadata.sorted_tables)
+    assert left == {}, f"rows left in the shared tables (a test without shared_tables): {left}"
+
+
+@pytest.fixture
+def shared_tables(
+    database_url: str, shared_tables_created: dict[tuple[str, str, str], str]
+) -> typing.Iterator[None]:
+    """The tables of `tests.tables` exist on the test's database and are empty; the test
+    leaves none of its rows behind."""
+    key = admin.database_key(database_url)
+    if key not in shared_tables_created:
+        # Leftovers of an interrupted run may have an older shape: start afresh.
+        admin.drop_tables(database_url, *metadata.sorted_tables)
+        admin.create_tables(database_url, *metadata.sorted_tables)
+        shared_tables_created[key] = database_url
     PointType.reset_counters()
     yield
-    for url in DATABASE_URLS:
-        admin.clear_tables(url, metadata)
+    admin.clear_tables(database_url, *metadata.sorted_tables)

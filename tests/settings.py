@@ -1,13 +1,15 @@
 """Which databases the suite runs against.
 
 `TEST_DATABASE_URLS` is a comma-separated list of URLs; every backend-dependent test runs once
-per URL. The default is a SQLite file in the working directory, so a bare `pytest` works.
+per URL (through the `database_url` fixture of `tests/conftest.py`). The default is a SQLite
+file in the working directory, so a bare `pytest` works.
 """
 
 import os
 import typing
+from urllib.parse import urlsplit
 
-from databases import Database
+from databases import Database, DatabaseURL
 
 DEFAULT_URLS = "sqlite:///testsuite.sqlite"
 
@@ -16,6 +18,24 @@ DATABASE_URLS: list[str] = [
     for url in os.environ.get("TEST_DATABASE_URLS", DEFAULT_URLS).split(",")
     if url.strip()
 ]
+
+
+def url_ids(urls: typing.Sequence[str]) -> list[str]:
+    """A readable test id per URL: its scheme (`sqlite`, `postgresql`, `postgresql+aiopg`,
+    ...), which says which backend ran without the host, database or password. A scheme
+    listed again gets `-2`, `-3`, ... so that every id stays unique."""
+    schemes: list[str] = []
+    ids: list[str] = []
+    for url in urls:
+        scheme = urlsplit(url).scheme.lower()
+        schemes.append(scheme)
+        seen = schemes.count(scheme)
+        ids.append(scheme if seen == 1 else f"{scheme}-{seen}")
+    return ids
+
+
+# The test id of each URL of `DATABASE_URLS`, in the same order.
+DATABASE_URL_IDS: list[str] = url_ids(DATABASE_URLS)
 
 
 def backend_dialects() -> dict[str, typing.Any]:
@@ -36,3 +56,35 @@ def needs_fast_path(name: str) -> typing.Any:
 
     reason = FAST_PATHS[name]
     return pytest.mark.skipif(reason is not None, reason=f"fast path {name!r} is off: {reason}")
+
+
+def application_name_options(url: str, name: str) -> dict[str, typing.Any]:
+    """Options giving a PostgreSQL URL's connections this `application_name`, so a test can
+    count them on the server. The drivers differ: asyncpg takes server settings, while
+    libpq's drivers (psycopg, aiopg) take it as a connection keyword."""
+    if DatabaseURL(url).driver in ("", "asyncpg"):
+        return {"server_settings": {"application_name": name}}
+    return {"application_name": name}
+
+
+def postgres_driver(url: str) -> str:
+    """Which driver runs a PostgreSQL URL: "asyncpg" (also for no `+driver`), "psycopg" or
+    "aiopg"."""
+    return DatabaseURL(url).driver or "asyncpg"
+
+
+def postgres_read_only_error(url: str) -> type[Exception]:
+    """The error each PostgreSQL driver raises for a write in a read-only transaction."""
+    driver = postgres_driver(url)
+    if driver == "psycopg":
+        import psycopg
+
+        return psycopg.errors.ReadOnlySqlTransaction
+    if driver == "aiopg":
+        import psycopg2.errors
+
+        return psycopg2.errors.ReadOnlySqlTransaction
+    import asyncpg
+
+    error: type[Exception] = asyncpg.exceptions.ReadOnlySQLTransactionError
+    return error

@@ -10,14 +10,13 @@ import importlib
 import pytest
 import sqlalchemy as sa
 
-from databases import Database, DatabaseURL
+from databases import Database
 from databases._loops import LoopRegistry
 from databases.errors import (
     ConnectionLoopError,
     DatabaseNotConnectedError,
     UnsupportedDatabaseURLError,
 )
-from tests.settings import DATABASE_URLS
 
 metadata = sa.MetaData()
 numbers = sa.Table(
@@ -30,19 +29,14 @@ numbers = sa.Table(
 NUMBER_ROWS = 10_000
 
 
-@pytest.fixture(params=DATABASE_URLS, ids=lambda url: DatabaseURL(url).dialect)
-def url(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 async def recreate(database: Database) -> None:
     await database.execute(sa.schema.DropTable(numbers, if_exists=True))
     await database.execute(sa.schema.CreateTable(numbers))
 
 
 @pytest.mark.asyncio
-async def test_execute_many_thousand_rows(url: str) -> None:
-    async with Database(url) as database:
+async def test_execute_many_thousand_rows(database_url: str) -> None:
+    async with Database(database_url) as database:
         await recreate(database)
         try:
             rows = [{"value": n, "label": f"row {n}"} for n in range(1000)]
@@ -56,8 +50,8 @@ async def test_execute_many_thousand_rows(url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_execute_many_is_all_or_nothing(url: str) -> None:
-    async with Database(url) as database:
+async def test_execute_many_is_all_or_nothing(database_url: str) -> None:
+    async with Database(database_url) as database:
         await recreate(database)
         try:
             rows = [{"id": 1, "value": 1}, {"id": 2, "value": 2}, {"id": 1, "value": 3}]
@@ -72,17 +66,17 @@ async def test_execute_many_is_all_or_nothing(url: str) -> None:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("force_rollback", [False, True], ids=["plain", "force_rollback"])
 async def test_iterate_ten_thousand_rows_while_other_tasks_query(
-    url: str, force_rollback: bool
+    database_url: str, force_rollback: bool
 ) -> None:
     """A long scan does not starve or corrupt queries of other tasks (with force_rollback
     they all share the scan's connection)."""
-    async with Database(url) as setup:
+    async with Database(database_url) as setup:
         await recreate(setup)
         await setup.execute_many(
             numbers.insert(), [{"value": n, "label": "x"} for n in range(NUMBER_ROWS)]
         )
     try:
-        async with Database(url, force_rollback=force_rollback) as database:
+        async with Database(database_url, force_rollback=force_rollback) as database:
             seen: list[int] = []
 
             async def scan() -> None:
@@ -103,7 +97,7 @@ async def test_iterate_ten_thousand_rows_while_other_tasks_query(
             for k, results in enumerate(done[1:]):
                 assert results == [k * 100 + n for n in range(5)]
     finally:
-        async with Database(url) as cleanup:
+        async with Database(database_url) as cleanup:
             await cleanup.execute(sa.schema.DropTable(numbers))
 
 
@@ -140,8 +134,8 @@ def test_optional_upstream_drivers_import_and_explain_what_to_install() -> None:
 
 
 @pytest.mark.asyncio
-async def test_query_before_connect_says_to_connect(url: str) -> None:
-    database = Database(url)
+async def test_query_before_connect_says_to_connect(database_url: str) -> None:
+    database = Database(database_url)
     with pytest.raises(DatabaseNotConnectedError, match=r"connect\(\)"):
         await database.fetch_all("SELECT 1")
     with pytest.raises(DatabaseNotConnectedError, match=r"connect\(\)"):
@@ -149,8 +143,8 @@ async def test_query_before_connect_says_to_connect(url: str) -> None:
             pass
 
 
-def test_connection_used_in_another_loop_says_so(url: str) -> None:
-    database = Database(url)
+def test_connection_used_in_another_loop_says_so(database_url: str) -> None:
+    database = Database(database_url)
 
     async def make() -> object:
         await database.connect()
@@ -216,9 +210,9 @@ defaults = sa.Table(
 
 
 @pytest.mark.asyncio
-async def test_python_side_column_defaults_are_applied(url: str) -> None:
+async def test_python_side_column_defaults_are_applied(database_url: str) -> None:
     """`default=` and `onupdate=` run as SQLAlchemy's engine runs them."""
-    async with Database(url) as database:
+    async with Database(database_url) as database:
         await database.execute(sa.schema.DropTable(defaults, if_exists=True))
         await database.execute(sa.schema.CreateTable(defaults))
         try:
@@ -241,10 +235,10 @@ async def test_python_side_column_defaults_are_applied(url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_defaults_of_a_multi_row_insert_see_their_own_row(url: str) -> None:
+async def test_defaults_of_a_multi_row_insert_see_their_own_row(database_url: str) -> None:
     """In `insert().values([...])` a default's `get_current_parameters()` gives the values
     of the default's own row under their column names, as SQLAlchemy's engine does."""
-    async with Database(url) as database:
+    async with Database(database_url) as database:
         await database.execute(sa.schema.DropTable(defaults, if_exists=True))
         await database.execute(sa.schema.CreateTable(defaults))
         try:
@@ -261,8 +255,8 @@ async def test_defaults_of_a_multi_row_insert_see_their_own_row(url: str) -> Non
 
 
 @pytest.mark.asyncio
-async def test_raw_sql_values_must_match_the_parameters(url: str) -> None:
-    async with Database(url) as database:
+async def test_raw_sql_values_must_match_the_parameters(database_url: str) -> None:
+    async with Database(database_url) as database:
         with pytest.raises(sa.exc.ArgumentError, match="bound parameter named 'other'"):
             await database.fetch_val("SELECT :value", {"value": "x", "other": 2})
         with pytest.raises(sa.exc.InvalidRequestError, match="value is required"):
@@ -272,8 +266,8 @@ async def test_raw_sql_values_must_match_the_parameters(url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_raw_execute_many(url: str) -> None:
-    async with Database(url) as database:
+async def test_raw_execute_many(database_url: str) -> None:
+    async with Database(database_url) as database:
         await recreate(database)
         try:
             await database.execute_many(
@@ -287,10 +281,12 @@ async def test_raw_execute_many(url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_values_with_a_statement_that_takes_none_fail_and_change_nothing(url: str) -> None:
+async def test_values_with_a_statement_that_takes_none_fail_and_change_nothing(
+    database_url: str,
+) -> None:
     """`values` go to `.values()`: a DELETE or SELECT given values fails as in 0.9, and a
     DELETE must never run with its values dropped (that would delete every row)."""
-    async with Database(url) as database:
+    async with Database(database_url) as database:
         await recreate(database)
         try:
             await database.execute_many(numbers.insert(), [{"value": n} for n in range(3)])
@@ -307,9 +303,9 @@ async def test_values_with_a_statement_that_takes_none_fail_and_change_nothing(u
 
 
 @pytest.mark.asyncio
-async def test_insert_values_are_checked_and_may_be_sql_expressions(url: str) -> None:
+async def test_insert_values_are_checked_and_may_be_sql_expressions(database_url: str) -> None:
     """As with `.values(**values)`: unknown names are refused, SQL expressions rendered."""
-    async with Database(url) as database:
+    async with Database(database_url) as database:
         await recreate(database)
         try:
             with pytest.raises(sa.exc.CompileError, match="Unconsumed column names: bogus"):

@@ -104,9 +104,18 @@ def test_planned_statements_bind_as_construct_params(dialect_name: str, name: st
 @pytest.mark.parametrize("name", sorted(CONSTRUCTED))
 @pytest.mark.parametrize("dialect_name", sorted(DIALECTS))
 def test_other_statements_keep_construct_params(dialect_name: str, name: str) -> None:
-    _, statement, extracted = _compiled_twice(DIALECTS[dialect_name], CONSTRUCTED[name])
+    compiler, statement, extracted = _compiled_twice(DIALECTS[dialect_name], CONSTRUCTED[name])
     assert statement._extracted_plan is None
-    assert statement.bind(extracted) == statement._bind_constructed(extracted)
+    # The values are this statement's own: what a compiler that never saw the first
+    # statement binds, and not what the first statement binds.
+    fresh_statement, fresh_extracted, _ = QueryCompiler(DIALECTS[dialect_name]).compile(
+        CONSTRUCTED[name](7)
+    )
+    assert fresh_statement is not statement
+    assert statement.bind(extracted) == fresh_statement.bind(fresh_extracted)
+    first_statement, first_extracted, _ = compiler.compile(CONSTRUCTED[name](3))
+    assert first_statement is statement
+    assert statement.bind(extracted) != statement.bind(first_extracted)
 
 
 def test_a_missing_value_still_raises() -> None:

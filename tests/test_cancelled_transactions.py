@@ -20,10 +20,9 @@ import sqlalchemy as sa
 from databases import Database, DatabaseURL
 from databases.core import Connection
 from tests import admin
-from tests.settings import DATABASE_URLS
 from tests.tables import notes
 
-pytestmark = [pytest.mark.parametrize("database_url", DATABASE_URLS), pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.usefixtures("shared_tables"), pytest.mark.timeout(60)]
 
 TIMEOUT = 20
 
@@ -39,10 +38,6 @@ def slow_statement(url: str) -> str:
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1500000) "
         "SELECT max(x) FROM c"
     )
-
-
-def committed(url: str) -> list[str]:
-    return [row[0] for row in admin.raw_fetch_all(url, "SELECT text FROM notes ORDER BY id")]
 
 
 async def insert(runner: Database | Connection, text: str) -> None:
@@ -83,7 +78,7 @@ async def test_cancelled_rollback_on_the_force_rollback_connection(database_url:
             await insert(database, "inner")
             assert await texts(database) == ["kept", "inner"]
         assert await texts(database) == ["kept"]
-    assert committed(database_url) == []
+    assert admin.committed_notes(database_url) == []
 
 
 @pytest.mark.asyncio
@@ -120,7 +115,7 @@ async def test_cancelled_savepoint_rollback_on_a_shared_connection(database_url:
         await insert(connection, "rolled back")
         await hold_connection_then_cancel(connection, database_url, savepoint.rollback)
         assert await texts(connection) == ["kept"]
-    assert committed(database_url) == ["kept"]
+    assert admin.committed_notes(database_url) == ["kept"]
 
 
 @pytest.mark.asyncio
@@ -174,4 +169,4 @@ async def test_cancellation_storm(database_url: str, force_rollback: bool) -> No
             if not force_rollback:
                 await outer.commit()
         assert await texts(database) == ["kept"]
-    assert committed(database_url) == ([] if force_rollback else ["kept"])
+    assert admin.committed_notes(database_url) == ([] if force_rollback else ["kept"])

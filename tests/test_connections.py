@@ -11,15 +11,10 @@ import sqlalchemy as sa
 from databases import Database, DatabaseURL
 from databases.core import Connection
 from tests import admin
-from tests.settings import DATABASE_URLS
+from tests.settings import postgres_driver
 from tests.tables import notes
 
-pytestmark = pytest.mark.parametrize("database_url", DATABASE_URLS)
-
-
-def committed(url: str) -> list[str]:
-    """The texts of all committed notes, read from outside the library."""
-    return [row[0] for row in admin.raw_fetch_all(url, "SELECT text FROM notes ORDER BY id")]
+pytestmark = pytest.mark.usefixtures("shared_tables")
 
 
 def count_query() -> sa.Select[typing.Any]:
@@ -77,8 +72,8 @@ async def test_force_rollback_uses_one_global_connection(database_url: str) -> N
         # every task works in the one transaction
         rows = await database.fetch_all(sa.select(notes.c.text).order_by(notes.c.id))
         assert [row["text"] for row in rows] == ["task-1", "task-2"]
-        assert committed(database_url) == []
-    assert committed(database_url) == []
+        assert admin.committed_notes(database_url) == []
+    assert admin.committed_notes(database_url) == []
 
 
 @pytest.mark.asyncio
@@ -169,8 +164,22 @@ async def test_raw_connection(database_url: str) -> None:
             assert isinstance(raw, SQLiteRawConnection)
             async with raw.execute("SELECT 40 + 2") as cursor:
                 value = (await cursor.fetchone())[0]
-        elif dialect == "postgresql":
+        elif dialect == "postgresql" and postgres_driver(database_url) == "asyncpg":
             value = await raw.fetchval("SELECT 40 + 2")
+        elif dialect == "postgresql" and postgres_driver(database_url) == "psycopg":
+            import psycopg
+
+            assert isinstance(raw, psycopg.AsyncConnection)
+            async with raw.cursor() as cursor:
+                await cursor.execute("SELECT 40 + 2")
+                value = (await cursor.fetchone())[0]
+        elif dialect == "postgresql":
+            import aiopg
+
+            assert isinstance(raw, aiopg.Connection)
+            async with raw.cursor() as cursor:
+                await cursor.execute("SELECT 40 + 2")
+                value = (await cursor.fetchone())[0]
         else:
             import aiomysql
 
@@ -193,14 +202,14 @@ async def test_force_rollback_database_rolls_back_at_disconnect(database_url: st
             await database.execute(notes.insert(), values={"text": "two", "completed": True})
         await database.execute_many(notes.insert(), values=[{"text": "three", "completed": False}])
         assert await database.fetch_val(count_query()) == 3
-        assert committed(database_url) == []
-    assert committed(database_url) == []
+        assert admin.committed_notes(database_url) == []
+    assert admin.committed_notes(database_url) == []
 
     # the next connect starts afresh
     async with database:
         assert await database.fetch_val(count_query()) == 0
         await database.execute(notes.insert(), values={"text": "four", "completed": False})
-    assert committed(database_url) == []
+    assert admin.committed_notes(database_url) == []
 
 
 @pytest.mark.asyncio
@@ -211,13 +220,13 @@ async def test_force_rollback_context_manager(database_url: str) -> None:
             await database.execute(notes.insert(), values={"text": "rolled", "completed": False})
             assert await database.fetch_val(count_query()) == 1
             assert await connection_of_new_task(database) is database.connection()
-    assert committed(database_url) == []
+    assert admin.committed_notes(database_url) == []
 
     # the previous setting (off) is restored
     async with database:
         await database.execute(notes.insert(), values={"text": "kept", "completed": False})
         assert await connection_of_new_task(database) is not database.connection()
-    assert committed(database_url) == ["kept"]
+    assert admin.committed_notes(database_url) == ["kept"]
 
     # and on a database created with force_rollback=True, it stays on afterwards
     forced = Database(database_url, force_rollback=True)
@@ -225,7 +234,7 @@ async def test_force_rollback_context_manager(database_url: str) -> None:
         pass
     async with forced:
         await forced.execute(notes.insert(), values={"text": "forced", "completed": False})
-    assert committed(database_url) == ["kept"]
+    assert admin.committed_notes(database_url) == ["kept"]
 
 
 # -- many concurrent queries -----------------------------------------------------------------
@@ -260,7 +269,7 @@ async def test_gather_many_queries(database_url: str, force_rollback: bool) -> N
         )
         assert iterated == [[f"g{i:02}" for i in range(50)]] * 10
     expected = [] if force_rollback else [f"g{i:02}" for i in range(50)]
-    assert sorted(committed(database_url)) == expected
+    assert sorted(admin.committed_notes(database_url)) == expected
 
 
 async def _collect(rows: typing.AsyncIterator[typing.Any]) -> list[str]:
@@ -279,4 +288,4 @@ async def test_gather_on_one_connection(database_url: str) -> None:
         )
         counts = await asyncio.gather(*(connection.fetch_val(count_query()) for _ in range(50)))
         assert counts == [50] * 50
-    assert len(committed(database_url)) == 50
+    assert len(admin.committed_notes(database_url)) == 50

@@ -2,10 +2,12 @@
 
 Generated Core statements (`tests/differential/`) run through `Database` and through
 `create_async_engine` with the same driver, on the same data, on every database of
-`TEST_DATABASE_URLS`. Rows must match in column names and their order, values, and the
-Python type of every value. Each shape runs with several seeds (the same structure with
-other literals, which is what statement caches must get right), and its first statement
-runs twice as one object and once more as a new, structurally equal object.
+`TEST_DATABASE_URLS`. aiopg, which SQLAlchemy has no dialect for, is compared with
+SQLAlchemy's sync `postgresql+psycopg2` engine: psycopg2 is the driver aiopg runs. Rows
+must match in column names and their order, values, and the Python type of every value.
+Each shape runs with several seeds (the same structure with other literals, which is what
+statement caches must get right), and its first statement runs twice as one object and
+once more as a new, structurally equal object.
 
 The seed is `DIFFERENTIAL_SEED` (default in `tests/differential/schema.py`); a failure
 prints it with the shape, the variant, the SQL and the values, so
@@ -26,11 +28,11 @@ import pytest_asyncio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from databases import Database
+from databases import Database, DatabaseURL
 from tests import admin
 from tests.differential import schema, selects, typed, writes
 from tests.differential.case import ROWS, Case
-from tests.settings import DATABASE_URLS
+from tests.differential.sync_engine import SyncEngine
 
 SELECT_SHAPES = {**selects.SHAPES, **typed.SHAPES}
 
@@ -45,11 +47,12 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Dialect sqlite\\+aiosqlite does \\*not\\* support Decimal"),
 ]
 
-# (shape, dialect), either "*" for any -> (strict, reason): differences known and not
+# (shape, backend), either "*" for any -> (strict, reason); a backend is a dialect (all its
+# drivers) or `dialect+driver` (see `backend_name`): differences known and not
 # fixed here. The interleaved test is the shape "interleaved" (it leaves out the shapes
 # known to differ).
 KNOWN: dict[tuple[str, str], tuple[bool, str]] = {
-    ("raw_string_without_casts", "postgresql"): (
+    ("raw_string_without_casts", "postgresql+asyncpg"): (
         True,
         "raw SQL goes to asyncpg without SQLAlchemy's bind casts, as in 0.9: PostgreSQL "
         "types a parameter from its context, so `SELECT :number` takes text, and an aware "
@@ -76,16 +79,30 @@ if MYSQL_BYTES_BROKEN:
         "gone), so neither can SQLAlchemy's aiomysql dialect: no oracle to compare with",
     )
 _DRIVERS = {
-    "postgresql": "postgresql+asyncpg",
-    "mysql": "mysql+aiomysql",
-    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "asyncpg",
+    "mysql": "aiomysql",
+    "sqlite": "aiosqlite",
 }
+# The driver SQLAlchemy compares with, where it is not the one `databases` uses.
+_ORACLE_DRIVERS = {"aiopg": "psycopg2"}
+
+
+def backend_name(url: str) -> str:
+    """`dialect+driver` of the backend `databases` runs the URL on."""
+    name = admin.dialect_name(url)
+    return f"{name}+{DatabaseURL(url).driver or _DRIVERS[name]}"
 
 
 def oracle_url(url: str) -> str:
     """The SQLAlchemy URL of the same database, with the driver `databases` uses."""
-    name = admin.dialect_name(url)
-    return _DRIVERS[name] + url[url.index(":") :]
+    name, driver = backend_name(url).split("+")
+    return f"{name}+{_ORACLE_DRIVERS.get(driver, driver)}" + url[url.index(":") :]
+
+
+def oracle_engine(url: str) -> AsyncEngine:
+    if DatabaseURL(url).driver in _ORACLE_DRIVERS:
+        return typing.cast(AsyncEngine, SyncEngine(oracle_url(url)))
+    return create_async_engine(oracle_url(url))
 
 
 @dataclasses.dataclass
@@ -94,20 +111,15 @@ class Pair:
 
     url: str
     dialect: str
+    backend: str
     database: Database
     engine: AsyncEngine
 
 
-@pytest.fixture(autouse=True)
-def empty_tables() -> None:
-    """This module works on its own tables only; the shared ones need no emptying."""
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module", params=DATABASE_URLS)
-async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def pair(database_url: str) -> AsyncIterator[Pair]:
     """The database with the differential tables filled from the seed, seen both ways."""
-    url: str = request.param
-    engine = create_async_engine(oracle_url(url))
+    engine = oracle_engine(database_url)
     rows = schema.seed_rows(SEED)
     async with engine.begin() as connection:
         await connection.run_sync(schema.metadata.drop_all)
@@ -120,12 +132,18 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
             await connection.execute(schema.blobs.insert(), rows[schema.blobs])
     except TypeError:
         # aiomysql cannot send bytes with PyMySQL 1.2 (see KNOWN): the binary shape fails.
-        if not (admin.dialect_name(url) == "mysql" and MYSQL_BYTES_BROKEN):
+        if not (admin.dialect_name(database_url) == "mysql" and MYSQL_BYTES_BROKEN):
             raise
-    database = Database(url)
+    database = Database(database_url)
     await database.connect()
     try:
-        yield Pair(url, admin.dialect_name(url), database, engine)
+        yield Pair(
+            database_url,
+            admin.dialect_name(database_url),
+            backend_name(database_url),
+            database,
+            engine,
+        )
     finally:
         await database.disconnect()
         async with engine.begin() as connection:
@@ -272,15 +290,16 @@ async def compare(pair: Pair, label: str, case: Case, answered: list[bool]) -> s
     return None
 
 
-def known(shape: str, dialect: str) -> tuple[bool, str] | None:
-    for key in ((shape, dialect), (shape, "*"), ("*", dialect)):
+def known(shape: str, backend: str) -> tuple[bool, str] | None:
+    dialect = backend.split("+")[0]
+    for key in ((shape, backend), (shape, dialect), (shape, "*"), ("*", backend), ("*", dialect)):
         if key in KNOWN:
             return KNOWN[key]
     return None
 
 
-def expect_known(request: pytest.FixtureRequest, shape: str, dialect: str) -> None:
-    known_here = known(shape, dialect)
+def expect_known(request: pytest.FixtureRequest, shape: str, backend: str) -> None:
+    known_here = known(shape, backend)
     if known_here is not None:
         strict, reason = known_here
         request.applymarker(pytest.mark.xfail(strict=strict, reason=reason))
@@ -303,7 +322,7 @@ def case_rng(shape: str, variant: int | str) -> random.Random:
 async def test_select_shape(request: pytest.FixtureRequest, pair: Pair, shape: str) -> None:
     """One shape with `VARIANTS` sets of literals; the first statement object runs twice,
     then a structurally equal new object."""
-    expect_known(request, shape, pair.dialect)
+    expect_known(request, shape, pair.backend)
     build = SELECT_SHAPES[shape]
     mismatches: list[str] = []
     first = build(case_rng(shape, 0))
@@ -333,7 +352,7 @@ async def _interleaved(pair: Pair, variants: range, salt: str) -> list[str]:
         (shape, variant)
         for shape in sorted(SELECT_SHAPES)
         for variant in variants
-        if (shape, "*") not in KNOWN and (shape, pair.dialect) not in KNOWN
+        if not any((shape, key) in KNOWN for key in (pair.backend, pair.dialect, "*"))
     ]
     random.Random(f"{SEED}:{salt}").shuffle(cases)
     mismatches: list[str] = []
@@ -346,7 +365,7 @@ async def _interleaved(pair: Pair, variants: range, salt: str) -> list[str]:
 
 
 async def test_shapes_interleaved(request: pytest.FixtureRequest, pair: Pair) -> None:
-    expect_known(request, "interleaved", pair.dialect)
+    expect_known(request, "interleaved", pair.backend)
     report(await _interleaved(pair, range(VARIANTS, VARIANTS + 3), "interleaved"))
 
 
@@ -355,7 +374,7 @@ async def test_shapes_interleaved_through_a_tiny_cache(
 ) -> None:
     """With a statement cache of four entries, compiled statements are evicted and
     compiled again all the time, and must still bind each statement's own values."""
-    expect_known(request, "interleaved", pair.dialect)
+    expect_known(request, "interleaved", pair.backend)
     database = Database(pair.url)
     compiler = database._backend._compiler  # type: ignore[attr-defined]
     compiler._max_size = 4
@@ -371,7 +390,7 @@ async def test_shapes_interleaved_with_force_rollback(
 ) -> None:
     """The same through the one connection and transaction of `force_rollback=True`
     (PostgreSQL's iterate() then declares its cursor inside that transaction)."""
-    expect_known(request, "interleaved", pair.dialect)
+    expect_known(request, "interleaved", pair.backend)
     async with Database(pair.url, force_rollback=True) as database:
         rolled_back = dataclasses.replace(pair, database=database)
         report(await _interleaved(rolled_back, range(2, 4), "force_rollback"))
@@ -399,7 +418,7 @@ async def _contents(engine: AsyncEngine, table: sa.Table) -> list[Snapshot]:
 async def test_write_shape(request: pytest.FixtureRequest, pair: Pair, shape: str) -> None:
     """A write statement changes `databases`' copy of a table exactly as SQLAlchemy's
     changes its own, and an INSERT returns the same primary key."""
-    expect_known(request, shape, pair.dialect)
+    expect_known(request, shape, pair.backend)
     build = writes.SHAPES[shape]
     await _reset_scratch(pair.engine)
     mismatches: list[str] = []

@@ -696,6 +696,9 @@ async def test_disconnect_does_not_wait_for_connections_in_use() -> None:
     task = asyncio.create_task(hold())
     await holding.wait()
     await asyncio.wait_for(database.disconnect(), timeout=10)
+    # disconnect() returned while the connection was still held, and disconnected.
+    assert not task.done()
+    assert not database.is_connected
     finish.set()
     await asyncio.wait_for(task, timeout=10)
 
@@ -727,8 +730,8 @@ def test_terminate_after_the_loop_closed() -> None:
     assert len(sockets) == 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        backend._terminate()
-        backend._terminate()  # again: nothing left, no error
+        backend.terminate()
+        backend.terminate()  # again: nothing left, no error
         assert backend._is_closed(raw)
         assert all(sock.fileno() == -1 for sock in sockets)
         del raw, pool, sockets

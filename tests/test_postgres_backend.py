@@ -33,10 +33,16 @@ from tests.settings import DATABASE_URLS
 
 asyncpg = pytest.importorskip("asyncpg", reason="the PostgreSQL backend needs asyncpg")
 
-# The first PostgreSQL URL of TEST_DATABASE_URLS, else the local server's `test` database.
-PG_URL = next(
-    (url for url in DATABASE_URLS if DatabaseURL(url).dialect in ("postgresql", "postgres")),
-    "postgresql://postgres@127.0.0.1:5432/test",
+# The first PostgreSQL URL of TEST_DATABASE_URLS (asyncpg's first, else another driver's
+# database through asyncpg), else the local server's `test` database. This module tests the
+# asyncpg backend; tests/test_libpq_backends.py tests psycopg's and aiopg's.
+_PG_URLS = [url for url in DATABASE_URLS if DatabaseURL(url).dialect in ("postgresql", "postgres")]
+PG_URL = (
+    next(
+        (url for url in _PG_URLS if DatabaseURL(url).driver in ("", "asyncpg")),
+        str(DatabaseURL(_PG_URLS[0]).replace(driver="")) if _PG_URLS else None,
+    )
+    or "postgresql://postgres@127.0.0.1:5432/test"
 )
 
 pytestmark = pytest.mark.timeout(60)

@@ -14,7 +14,6 @@ import decimal
 import gc
 import os
 import pickle
-import subprocess
 import sys
 import weakref
 from pathlib import Path
@@ -25,6 +24,7 @@ import sqlalchemy as sa
 from databases.backends.common import record_base
 from databases.backends.common.records import Record, RecordShape
 from databases.interfaces import Record as RecordInterface
+from tests.subprocesses import run_pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 metadata = sa.MetaData()
@@ -49,20 +49,13 @@ def person(pid: int = 7, name: str = "Ada") -> Record:
 def test_the_fallback_passes_this_module_too(tmp_path: Path) -> None:
     if os.environ.get("DATABASES_NO_SPEEDUPS"):
         pytest.skip("this is the fallback run")
-    # Its own database: the session fixtures of the inner run create and drop tables.
+    # A database of its own, so that the inner run could never touch the outer run's.
     env = {
         **os.environ,
         "DATABASES_NO_SPEEDUPS": "1",
         "TEST_DATABASE_URLS": f"sqlite:///{tmp_path / 'fallback.sqlite'}",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_pytest(__file__, ROOT, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout and "failed" not in result.stdout
 

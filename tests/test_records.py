@@ -12,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 
 from databases import Database, DatabaseURL
-from tests.settings import DATABASE_URLS
 from tests.tables import (
     Point,
     PointType,
@@ -30,7 +29,7 @@ from tests.tables import (
     switches,
 )
 
-pytestmark = pytest.mark.parametrize("database_url", DATABASE_URLS)
+pytestmark = pytest.mark.usefixtures("shared_tables")
 
 
 # -- Record access forms ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ from sqlalchemy import exc
 from databases import Database
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common.compiler import QueryCompiler, QueryValues
-from tests.settings import DATABASE_URLS, backend_dialects
+from tests.settings import backend_dialects
 from tests.tables import articles, documents, notes, prices
 
 ROOT = pathlib.Path(__file__).parent.parent
@@ -148,7 +148,7 @@ def test_the_public_api_binds_as_the_fast_paths(
     assert prepared() == fast
 
 
-@pytest.mark.parametrize("database_url", DATABASE_URLS)
+@pytest.mark.usefixtures("shared_tables")
 @pytest.mark.parametrize("fast", [True, False], ids=["fast paths", "public API"])
 @pytest.mark.asyncio
 async def test_rows_are_the_same_with_every_fast_path_off(
@@ -202,7 +202,7 @@ shouted_notes = sa.Table(
 )
 
 
-@pytest.mark.parametrize("database_url", DATABASE_URLS)
+@pytest.mark.usefixtures("shared_tables")
 @pytest.mark.asyncio
 async def test_a_type_decorator_without_cache_ok_runs_without_a_warning(
     database_url: str,

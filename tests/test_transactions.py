@@ -15,21 +15,16 @@ import sqlalchemy as sa
 from databases import Database, DatabaseURL
 from databases.core import Connection, Transaction
 from tests import admin
-from tests.settings import DATABASE_URLS
+from tests.settings import DATABASE_URLS, postgres_read_only_error
 from tests.tables import notes
 
-pytestmark = pytest.mark.parametrize("database_url", DATABASE_URLS)
+pytestmark = pytest.mark.usefixtures("shared_tables")
 
 QueryRunner = typing.Union[Database, Connection]
 
 
 class Boom(Exception):
     """Raised by tests to make a transaction roll back."""
-
-
-def committed(url: str) -> list[str]:
-    """The texts of all committed notes, read from outside the library."""
-    return [row[0] for row in admin.raw_fetch_all(url, "SELECT text FROM notes ORDER BY id")]
 
 
 async def insert(runner: QueryRunner, text: str) -> None:
@@ -69,7 +64,7 @@ async def test_module_level_decorator_commits(database_url: str) -> None:
     async with database:
         assert await write_note("module-1") == "module-1"
         assert await write_note("module-2") == "module-2"
-    assert committed(database_url) == ["module-1", "module-2"]
+    assert admin.committed_notes(database_url) == ["module-1", "module-2"]
 
 
 @pytest.mark.asyncio
@@ -82,7 +77,7 @@ async def test_module_level_decorator_rolls_back(database_url: str) -> None:
         assert await write_note("after") == "after"
         with pytest.raises(Boom):
             await write_note("rolled-back-too", fail=True)
-    assert committed(database_url) == ["after"]
+    assert admin.committed_notes(database_url) == ["after"]
 
 
 # -- async with database.transaction() ----------------------------------------------------------
@@ -96,8 +91,10 @@ async def test_context_manager_commits(database_url: str) -> None:
             await insert(database, "a")
             await insert(database, "b")
             assert await texts(database) == ["a", "b"]
-            assert committed(database_url) == []  # not visible outside before the commit
-        assert committed(database_url) == ["a", "b"]
+            assert (
+                admin.committed_notes(database_url) == []
+            )  # not visible outside before the commit
+        assert admin.committed_notes(database_url) == ["a", "b"]
 
 
 @pytest.mark.asyncio
@@ -114,8 +111,8 @@ async def test_context_manager_rolls_back_on_exception(
                 raise Boom("inside")
         assert await texts(database) == ["before"]
         if not force_rollback:
-            assert committed(database_url) == ["before"]
-    assert committed(database_url) == ([] if force_rollback else ["before"])
+            assert admin.committed_notes(database_url) == ["before"]
+    assert admin.committed_notes(database_url) == ([] if force_rollback else ["before"])
 
 
 @pytest.mark.asyncio
@@ -125,7 +122,7 @@ async def test_transaction_with_force_rollback(database_url: str) -> None:
             await insert(database, "temporary")
             assert await texts(database) == ["temporary"]
         assert await texts(database) == []
-        assert committed(database_url) == []
+        assert admin.committed_notes(database_url) == []
 
         # as a nested transaction: only its own part is undone
         async with database.transaction():
@@ -134,7 +131,7 @@ async def test_transaction_with_force_rollback(database_url: str) -> None:
                 await insert(database, "undone")
                 assert await texts(database) == ["kept", "undone"]
             assert await texts(database) == ["kept"]
-        assert committed(database_url) == ["kept"]
+        assert admin.committed_notes(database_url) == ["kept"]
 
 
 # -- explicit transactions ---------------------------------------------------------------------
@@ -149,7 +146,7 @@ async def test_explicit_commit_and_rollback(database_url: str, force_rollback: b
         await insert(database, "kept")
         await transaction.commit()
         if not force_rollback:
-            assert committed(database_url) == ["kept"]
+            assert admin.committed_notes(database_url) == ["kept"]
 
         transaction = await database.transaction()
         await insert(database, "dropped")
@@ -169,7 +166,7 @@ async def test_explicit_commit_and_rollback(database_url: str, force_rollback: b
         await insert(database, "started-then-dropped")
         await transaction.rollback()
         assert await texts(database) == ["kept", "started"]
-    assert committed(database_url) == ([] if force_rollback else ["kept", "started"])
+    assert admin.committed_notes(database_url) == ([] if force_rollback else ["kept", "started"])
 
 
 @pytest.mark.asyncio
@@ -187,15 +184,15 @@ async def test_decorator(database_url: str) -> None:
         with pytest.raises(Boom):
             await add("y", fail=True)
         assert await add("z") == "Z"  # the decorator can be used again after a rollback
-        assert committed(database_url) == ["x", "z"]
+        assert admin.committed_notes(database_url) == ["x", "z"]
 
         # the decorated function nests inside an open transaction
         with pytest.raises(Boom):
             async with database.transaction():
                 await add("nested")
-                assert committed(database_url) == ["x", "z"]
+                assert admin.committed_notes(database_url) == ["x", "z"]
                 raise Boom("outer")
-    assert committed(database_url) == ["x", "z"]
+    assert admin.committed_notes(database_url) == ["x", "z"]
 
 
 # -- nesting with savepoints -------------------------------------------------------------------
@@ -218,12 +215,12 @@ async def test_nested_context_managers(database_url: str, force_rollback: bool) 
             await insert(database, "outer-2")
             assert await texts(database) == ["outer-1", "inner-released", "outer-2"]
             if not force_rollback:
-                assert committed(database_url) == []
+                assert admin.committed_notes(database_url) == []
         expected = ["outer-1", "inner-released", "outer-2"]
         assert await texts(database) == expected
         if not force_rollback:
-            assert committed(database_url) == expected
-    assert committed(database_url) == ([] if force_rollback else expected)
+            assert admin.committed_notes(database_url) == expected
+    assert admin.committed_notes(database_url) == ([] if force_rollback else expected)
 
 
 @pytest.mark.asyncio
@@ -241,7 +238,7 @@ async def test_nested_explicit_transactions(database_url: str) -> None:
         assert await texts(database) == ["1"]
         await insert(database, "4")
         await outer.commit()
-        assert committed(database_url) == ["1", "4"]
+        assert admin.committed_notes(database_url) == ["1", "4"]
 
         # an outer rollback undoes committed inner transactions
         outer = await database.transaction()
@@ -249,7 +246,7 @@ async def test_nested_explicit_transactions(database_url: str) -> None:
         async with database.transaction():
             await insert(database, "6")
         await outer.rollback()
-        assert committed(database_url) == ["1", "4"]
+        assert admin.committed_notes(database_url) == ["1", "4"]
         assert await texts(database) == ["1", "4"]
 
 
@@ -261,8 +258,8 @@ async def test_connection_transaction(database_url: str) -> None:
     async with Database(database_url) as database, database.connection() as connection:
         async with connection.transaction():
             await insert(connection, "committed")
-            assert committed(database_url) == []
-        assert committed(database_url) == ["committed"]
+            assert admin.committed_notes(database_url) == []
+        assert admin.committed_notes(database_url) == ["committed"]
 
         with pytest.raises(Boom):
             async with connection.transaction():
@@ -275,12 +272,12 @@ async def test_connection_transaction(database_url: str) -> None:
             assert await texts(connection) == ["committed", "through-database"]
             async with database.transaction():
                 await insert(connection, "nested")
-            assert committed(database_url) == ["committed"]
+            assert admin.committed_notes(database_url) == ["committed"]
 
         transaction = await connection.transaction()
         await insert(connection, "explicit")
         await transaction.rollback()
-    assert committed(database_url) == ["committed", "through-database", "nested"]
+    assert admin.committed_notes(database_url) == ["committed", "through-database", "nested"]
 
 
 # -- transactions and tasks ------------------------------------------------------------------
@@ -311,7 +308,7 @@ async def test_child_tasks_share_the_parents_transaction(database_url: str) -> N
                 assert database.connection() is connection
                 # a sibling task on a separate connection does not see it
                 assert await asyncio.create_task(sibling()) == []
-                assert committed(database_url) == []
+                assert admin.committed_notes(database_url) == []
 
                 # a child's own transaction on the shared connection nests in the parent's
                 async def child_transaction(shared: Connection, fail: bool) -> None:
@@ -325,9 +322,9 @@ async def test_child_tasks_share_the_parents_transaction(database_url: str) -> N
                 assert await texts(connection) == ["uncommitted"]
                 await asyncio.create_task(child_transaction(connection, fail=False))
                 assert await texts(connection) == ["uncommitted", "from-child"]
-                assert committed(database_url) == []
+                assert admin.committed_notes(database_url) == []
             assert await asyncio.create_task(sibling()) == ["uncommitted", "from-child"]
-    assert committed(database_url) == ["uncommitted", "from-child"]
+    assert admin.committed_notes(database_url) == ["uncommitted", "from-child"]
 
 
 @pytest.mark.asyncio
@@ -363,7 +360,7 @@ async def test_sibling_tasks_are_isolated(database_url: str, fail: bool) -> None
         assert seen_while_open == []
         expected = [] if fail else ["writer"]
         assert await asyncio.create_task(texts(database)) == expected
-        assert committed(database_url) == expected
+        assert admin.committed_notes(database_url) == expected
 
 
 @pytest.mark.asyncio
@@ -389,8 +386,8 @@ async def test_concurrent_transactions_in_separate_tasks(
         expected = sorted(f"w{n}{suffix}" for n in (0, 2, 4) for suffix in ("", "-second"))
         assert sorted(await texts(database)) == expected
         if not force_rollback:
-            assert sorted(committed(database_url)) == expected
-    assert sorted(committed(database_url)) == ([] if force_rollback else expected)
+            assert sorted(admin.committed_notes(database_url)) == expected
+    assert sorted(admin.committed_notes(database_url)) == ([] if force_rollback else expected)
 
 
 @pytest.mark.asyncio
@@ -434,7 +431,7 @@ async def test_transaction_ended_from_another_task(database_url: str, end: str) 
 
         begin_task = asyncio.create_task(begin())
         transaction = await begin_task
-        assert committed(database_url) == []
+        assert admin.committed_notes(database_url) == []
         # this task has a connection of its own, outside that transaction
         assert await texts(database) == []
 
@@ -444,7 +441,7 @@ async def test_transaction_ended_from_another_task(database_url: str, end: str) 
         else:
             await transaction.rollback()
         expected = ["cross-task"] if end == "commit" else []
-        assert committed(database_url) == expected
+        assert admin.committed_notes(database_url) == expected
         assert await texts(database) == expected
         # the starting task's connection was released with the transaction
         assert begin_task not in database._connection_map
@@ -477,7 +474,7 @@ async def test_fixture_style_transaction_across_tasks_with_force_rollback(
         assert await texts(database) == ["before-fixture", "test-body"]
         await asyncio.create_task(teardown())
         assert await texts(database) == ["before-fixture"]
-    assert committed(database_url) == []
+    assert admin.committed_notes(database_url) == []
 
 
 @pytest.mark.asyncio
@@ -509,11 +506,11 @@ async def test_fixture_style_connection_transaction_across_tasks(
         connection = await setup_task
         await insert(connection, "from-test")
         assert await texts(connection) == ["from-test"]
-        assert committed(database_url) == []
+        assert admin.committed_notes(database_url) == []
         await asyncio.create_task(teardown())
-        assert committed(database_url) == ([] if force_rollback else ["from-test"])
+        assert admin.committed_notes(database_url) == ([] if force_rollback else ["from-test"])
         assert setup_task not in database._connection_map
-    assert committed(database_url) == ([] if force_rollback else ["from-test"])
+    assert admin.committed_notes(database_url) == ([] if force_rollback else ["from-test"])
 
 
 # -- driver-specific transaction options -----------------------------------------------------
@@ -523,7 +520,6 @@ async def test_fixture_style_connection_transaction_across_tasks(
 async def test_postgres_transaction_options(database_url: str) -> None:
     if DatabaseURL(database_url).dialect != "postgresql":
         pytest.skip("isolation/readonly/deferrable are PostgreSQL transaction options")
-    import asyncpg
 
     async with Database(database_url) as database, database.connection() as connection:
         default_isolation = await connection.fetch_val("SHOW transaction_isolation")
@@ -546,11 +542,11 @@ async def test_postgres_transaction_options(database_url: str) -> None:
             assert await connection.fetch_val("SHOW transaction_isolation") == (default_isolation)
             assert await connection.fetch_val("SHOW transaction_read_only") == "off"
 
-        with pytest.raises(asyncpg.exceptions.ReadOnlySQLTransactionError):
+        with pytest.raises(postgres_read_only_error(database_url)):
             async with connection.transaction(readonly=True):
                 await insert(connection, "not allowed")
         await insert(connection, "allowed")
-    assert committed(database_url) == ["allowed"]
+    assert admin.committed_notes(database_url) == ["allowed"]
 
 
 @pytest.mark.asyncio
@@ -577,4 +573,4 @@ async def test_mysql_transaction_isolation(database_url: str) -> None:
             assert await current_level(connection) == "SERIALIZABLE"
         async with connection.transaction():
             assert await current_level(connection) == default_level
-    assert committed(database_url) == ["probe"] * 3
+    assert admin.committed_notes(database_url) == ["probe"] * 3

@@ -13,18 +13,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import typing
 from collections.abc import AsyncGenerator, Sequence
 
 from sqlalchemy.dialects.mysql import pymysql as pymysql_dialect
 from sqlalchemy.engine.interfaces import Dialect
-from sqlalchemy.sql import ClauseElement
 
+from databases._logging import logger
 from databases.backends.common import _driver_compat as driver
-from databases.backends.common.base import SQLBackend, SQLConnection, SQLTransaction
+from databases.backends.common._driver import (
+    ITERATE_CHUNK,
+    require_driver,
+    running_loop,
+    tear_down,
+)
+from databases.backends.common._options import OptionRules, connection_kwargs
+from databases.backends.common.base import (
+    BackendSetup,
+    DriverResult,
+    DriverRow,
+    SQLBackend,
+    SQLConnection,
+    SQLTransaction,
+)
 from databases.backends.common.compiler import Args, CompiledStatement
-from databases.interfaces import Record
+from databases.interfaces import (
+    ConnectionCapabilities,
+    Record,
+    Statement,
+    StatementCancellation,
+)
 from databases.url import DatabaseURL
 
 try:
@@ -34,11 +52,14 @@ except ImportError:  # pragma: no cover - reported when the backend is used
 
 __all__ = ["MySQLBackend", "MySQLConnection", "MySQLTransaction"]
 
-logger = logging.getLogger("databases")
-
 DEFAULT_PORT = 3306
-# Rows read from an unbuffered stream per trip.
-ITERATE_CHUNK = 500
+# URL query options the driver takes; `ssl` is true or false only.
+OPTION_RULES = OptionRules(
+    ints=("min_size", "max_size", "pool_recycle"),
+    strings=("unix_socket",),
+    ssl_modes=(),
+    renames={"min_size": "minsize", "max_size": "maxsize"},
+)
 
 # Accepted spellings (lower case, underscores as spaces) and the SQL level they name.
 ISOLATION_LEVELS = {
@@ -53,20 +74,24 @@ TRANSACTION_OPTIONS = ("isolation",)
 _SERVER_STATUS_IN_TRANS = 1
 
 
+def _fetch_all(cursor: typing.Any) -> typing.Any:
+    return cursor.fetchall()
+
+
+def _fetch_one(cursor: typing.Any) -> typing.Any:
+    return cursor.fetchone()
+
+
+def _inserted_id_or_count(cursor: typing.Any) -> typing.Any:
+    """As in 0.9: the new row's id, or (none: UPDATE, DELETE) the affected row count."""
+    return cursor.lastrowid or cursor.rowcount
+
+
 async def _resolve(value: typing.Any) -> typing.Any:
     """Await driver results that may be awaitable (aiomysql mixes futures and values)."""
     if hasattr(value, "__await__"):  # futures and coroutines; plain values otherwise
         return await value
     return value
-
-
-def _bool_option(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered == "true":
-        return True
-    if lowered == "false":
-        return False
-    raise ValueError(f"Invalid value {value!r} for the {name!r} URL option: use true or false.")
 
 
 def _isolation_level(value: typing.Any) -> str:
@@ -95,13 +120,6 @@ def _check_transaction_options(options: typing.Mapping[typing.Any, typing.Any]) 
         _isolation_level(isolation)
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 def _drop_connection(connection: typing.Any) -> None:
     """Close a driver connection's socket without awaiting anything; never raises.
 
@@ -112,7 +130,7 @@ def _drop_connection(connection: typing.Any) -> None:
     """
     try:
         loop = driver.mysql_connection_loop(connection)
-        if loop is not None and loop.is_running() and _running_loop() is loop:
+        if loop is not None and loop.is_running() and running_loop() is loop:
             connection.close()
             return
         driver.mysql_cut(connection, loop)
@@ -123,11 +141,14 @@ def _drop_connection(connection: typing.Any) -> None:
 class MySQLBackend(SQLBackend):
     """MySQL/MariaDB: `mysql://user:password@host:3306/name` (also `mysql+aiomysql://`)."""
 
+    name = "MySQL"
     # How the driver is named in messages, and the extra that installs it.
     _driver_name = "aiomysql"
     _driver_extra = "mysql"
 
-    def __init__(self, database_url: DatabaseURL | str, **options: typing.Any) -> None:
+    def __init__(
+        self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
+    ) -> None:
         self._require_driver()
         super().__init__(database_url, **options)
         self._pool: typing.Any = None
@@ -138,12 +159,7 @@ class MySQLBackend(SQLBackend):
         return aiomysql
 
     def _require_driver(self) -> None:
-        if self._driver_module() is None:
-            raise ImportError(
-                f"The {self.__class__.__name__} needs the {self._driver_name!r} package: "
-                f"pip install 'databases[{self._driver_extra}]' (or pip install "
-                f"{self._driver_name})."
-            )
+        require_driver(self._driver_module(), self._driver_name, self._driver_extra, self.name)
 
     async def _create_pool(self, **kwargs: typing.Any) -> typing.Any:
         return await self._driver_module().create_pool(**kwargs)
@@ -191,25 +207,7 @@ class MySQLBackend(SQLBackend):
 
     def _get_connection_kwargs(self) -> dict[str, typing.Any]:
         """Pool and driver options from the URL query, overridden by keyword options."""
-        url_options = self._database_url.options
-        kwargs: dict[str, typing.Any] = {}
-        if "min_size" in url_options:
-            kwargs["minsize"] = int(url_options["min_size"])
-        if "max_size" in url_options:
-            kwargs["maxsize"] = int(url_options["max_size"])
-        if "pool_recycle" in url_options:
-            kwargs["pool_recycle"] = int(url_options["pool_recycle"])
-        if "ssl" in url_options:
-            kwargs["ssl"] = _bool_option("ssl", url_options["ssl"])
-        if "unix_socket" in url_options:
-            kwargs["unix_socket"] = url_options["unix_socket"]
-        for key, value in self._options.items():
-            if key == "min_size":
-                key = "minsize"
-            elif key == "max_size":
-                key = "maxsize"
-            kwargs[key] = value
-        return kwargs
+        return connection_kwargs(self._database_url, self._options, OPTION_RULES)
 
     def _pool_kwargs(self) -> dict[str, typing.Any]:
         """Everything `create_pool` gets: the URL's server and login, then the options."""
@@ -255,24 +253,11 @@ class MySQLBackend(SQLBackend):
     def connection(self) -> MySQLConnection:
         return MySQLConnection(self)
 
-    def _terminate(self) -> None:
+    def terminate(self) -> None:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        loop = driver.mysql_pool_loop(pool)
-        try:
-            if (
-                loop is not None
-                and loop.is_running()
-                and not loop.is_closed()
-                and _running_loop() is not loop
-            ):
-                # The loop runs in another thread: let it drop its own connections.
-                loop.call_soon_threadsafe(self._drop_pool, pool)
-            else:
-                self._drop_pool(pool)
-        except Exception:  # pragma: no cover - best effort by design
-            logger.debug("Could not terminate a MySQL pool", exc_info=True)
+        tear_down(driver.mysql_pool_loop(pool), lambda: self._drop_pool(pool))
 
     @staticmethod
     def _drop_pool(pool: typing.Any) -> None:
@@ -310,11 +295,13 @@ class MySQLTransaction(SQLTransaction):
 class MySQLConnection(SQLConnection):
     _backend: MySQLBackend
     # aiomysql closes a connection whose statement was cancelled mid-way.
-    _statement_cancellation = "breaks_connection"
+    capabilities = ConnectionCapabilities(
+        cancellation=StatementCancellation.BREAKS_CONNECTION, accepts_values=True
+    )
 
     def __init__(self, backend: MySQLBackend) -> None:
         super().__init__(backend)
-        self._connection: typing.Any = None
+        # The pool the connection came from (the backend forgets it on disconnect()).
         self._pool: typing.Any = None
         # The unbuffered stream currently occupying the connection, if any.
         self._stream: _Stream | None = None
@@ -332,9 +319,6 @@ class MySQLConnection(SQLConnection):
             lock = self._wire_lock = asyncio.Lock()
         return lock
 
-    def _driver_connection(self) -> typing.Any:
-        return self._connection
-
     def transaction(self) -> MySQLTransaction:
         return MySQLTransaction(self)
 
@@ -348,19 +332,16 @@ class MySQLConnection(SQLConnection):
 
     # -- acquire / release ----------------------------------------------------------------
 
-    async def acquire(self) -> None:
-        if self._connection is not None:
-            return
+    async def _take(self) -> typing.Any:
         pool = self._backend._pool
         if pool is None:
-            raise RuntimeError("The MySQL backend is not connected: call connect() first.")
-        self._connection = await self._backend._acquire_from(pool)
+            raise self._backend._not_connected()
+        connection = await self._backend._acquire_from(pool)
         self._pool = pool
+        return connection
 
-    async def release(self) -> None:
-        connection, pool = self._connection, self._pool
-        if connection is None:
-            return
+    async def _give_back(self, connection: typing.Any) -> None:
+        pool = self._pool
         backend = self._backend
         try:
             async with self._lock:
@@ -369,7 +350,7 @@ class MySQLConnection(SQLConnection):
                     if not backend._is_closed(connection) and backend._in_transaction(connection):
                         # Never hand the next user a connection inside someone else's
                         # transaction.
-                        await self._execute(connection, "ROLLBACK")
+                        await self._run_on(connection, "ROLLBACK")
                 except Exception:
                     logger.warning(
                         "Could not reset a MySQL connection on release; closing it",
@@ -386,12 +367,6 @@ class MySQLConnection(SQLConnection):
             await backend._release_to(pool, connection)
 
     # -- the wire ---------------------------------------------------------------------------
-
-    def _acquired(self) -> typing.Any:
-        connection = self._connection
-        if connection is None:
-            raise RuntimeError("The connection is not acquired: use `async with connection:`.")
-        return connection
 
     async def _settle(self) -> None:
         """Free the wire: read the rest of an open stream into its buffer. Lock held."""
@@ -425,7 +400,7 @@ class MySQLConnection(SQLConnection):
                 _drop_connection(connection)
             raise
 
-    async def _execute(self, connection: typing.Any, sql: str, args: typing.Any = ()) -> None:
+    async def _run_on(self, connection: typing.Any, sql: str, args: typing.Any = ()) -> None:
         cursor = await self._backend._cursor(connection)
         try:
             await cursor.execute(sql, args)
@@ -439,7 +414,7 @@ class MySQLConnection(SQLConnection):
     ) -> tuple[typing.Any, typing.Any]:
         """Run one statement on a fresh cursor; `read(cursor)` and the column description."""
         async with self._lock:
-            connection = self._acquired()
+            connection = self._live()
             await self._settle()
             cursor = await self._backend._cursor(connection)
             try:
@@ -448,27 +423,20 @@ class MySQLConnection(SQLConnection):
             finally:
                 await _resolve(cursor.close())
 
-    async def fetch_all(self, query: ClauseElement) -> list[Record]:
-        statement, sql, args = self._compiler.prepare(query)
-        rows, description = await self._query(sql, args, lambda cursor: cursor.fetchall())
-        return statement.shape_of(description).make_all(rows)
+    def _fetch_rows(self, sql: str, args: Args) -> typing.Awaitable[DriverResult]:
+        return self._query(sql, args, _fetch_all)
 
-    async def fetch_one(self, query: ClauseElement) -> Record | None:
-        statement, sql, args = self._compiler.prepare(query)
-        row, description = await self._query(sql, args, lambda cursor: cursor.fetchone())
-        if row is None:
-            return None
-        return statement.shape_of(description).make(row)
+    def _fetch_row(self, sql: str, args: Args) -> typing.Awaitable[DriverRow]:
+        return self._query(sql, args, _fetch_one)
 
-    async def execute(self, query: ClauseElement) -> typing.Any:
-        _, sql, args = self._compiler.prepare(query)
-        # As in 0.9: the new row's id, or (none: UPDATE, DELETE) the affected row count.
-        result, _ = await self._query(sql, args, lambda cursor: cursor.lastrowid or cursor.rowcount)
+    async def _execute(self, statement: CompiledStatement, sql: str, args: Args) -> typing.Any:
+        result, _ = await self._query(sql, args, _inserted_id_or_count)
         return result
 
     async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
+        # One cursor for all groups, under one turn of the wire lock.
         async with self._lock:
-            connection = self._acquired()
+            connection = self._live()
             await self._settle()
             cursor = await self._backend._cursor(connection)
             try:
@@ -477,10 +445,10 @@ class MySQLConnection(SQLConnection):
             finally:
                 await _resolve(cursor.close())
 
-    async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:
+    async def _iterate_batches(self, query: Statement) -> AsyncGenerator[list[Record], None]:
         statement, sql, args = self._compiler.prepare(query)
         async with self._lock:
-            connection = self._acquired()
+            connection = self._live()
             await self._settle()
             cursor = await self._backend._cursor(connection, unbuffered=True)
             try:
@@ -550,6 +518,6 @@ class MySQLConnection(SQLConnection):
 
     async def _run(self, sql: str) -> None:
         async with self._lock:
-            connection = self._acquired()
+            connection = self._live()
             await self._settle()
-            await self._execute(connection, sql)
+            await self._run_on(connection, sql)

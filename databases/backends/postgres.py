@@ -18,15 +18,24 @@ from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import processors
 from sqlalchemy.engine.interfaces import Dialect
-from sqlalchemy.sql import ClauseElement, sqltypes
+from sqlalchemy.sql import sqltypes
 
 from databases._logging import logger
 from databases.backends.common import _driver_compat as driver
 from databases.backends.common import _sqlalchemy_compat as compat
-from databases.backends.common.base import SQLBackend, SQLConnection
+from databases.backends.common._driver import ITERATE_CHUNK, require_driver
+from databases.backends.common._options import OptionRules, connection_kwargs
+from databases.backends.common.base import (
+    BackendSetup,
+    DriverResult,
+    DriverRow,
+    SQLBackend,
+    SQLConnection,
+)
 from databases.backends.common.compiler import Args, CompiledStatement
+from databases.backends.common.records import RecordShape
 from databases.backends.common.transports import close_now
-from databases.interfaces import Record, TransactionBackend
+from databases.interfaces import Record, Statement, TransactionBackend
 from databases.url import DatabaseURL
 
 try:
@@ -40,13 +49,14 @@ __all__ = ["PostgresBackend", "PostgresConnection", "PostgresTransaction"]
 # connections at once; with a pool per event loop that multiplies by the loops in use.
 DEFAULT_MIN_SIZE = 1
 DEFAULT_MAX_SIZE = 10
-# Rows fetched from a server-side cursor per round trip.
-ITERATE_CHUNK = 500
 # How long disconnect() waits for connections still in use before terminating them.
 CLOSE_TIMEOUT = 5.0
-# URL query options that are numbers for asyncpg.
-INT_OPTIONS = ("min_size", "max_size", "statement_cache_size")
-FLOAT_OPTIONS = ("command_timeout",)
+# URL query options asyncpg takes, and the `ssl` modes besides true and false (libpq's).
+OPTION_RULES = OptionRules(
+    ints=("min_size", "max_size", "statement_cache_size"),
+    floats=("command_timeout",),
+    ssl_modes=("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+)
 
 
 class _ByValue:
@@ -109,19 +119,15 @@ class PostgresDialect(PGDialect_asyncpg):
         compat.assume_standard_conforming_strings(self)
 
 
-def _require_driver() -> None:
-    if asyncpg is None:
-        raise ImportError(
-            "The PostgreSQL backend needs the 'asyncpg' package: "
-            "pip install 'databases[postgresql]'"
-        )
-
-
 class PostgresBackend(SQLBackend):
     """`postgresql://user:password@host:5432/name?min_size=1&max_size=10&ssl=true`."""
 
-    def __init__(self, database_url: DatabaseURL | str, **options: typing.Any) -> None:
-        _require_driver()
+    name = "PostgreSQL"
+
+    def __init__(
+        self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
+    ) -> None:
+        require_driver(asyncpg, "asyncpg", "postgresql", self.name)
         super().__init__(database_url, **options)
         self._pool: typing.Any = None
 
@@ -131,19 +137,7 @@ class PostgresBackend(SQLBackend):
 
     def _get_connection_kwargs(self) -> dict[str, typing.Any]:
         """asyncpg pool arguments from the URL query, overridden by keyword options."""
-        url_options = self._database_url.options
-        kwargs: dict[str, typing.Any] = {}
-        for name in INT_OPTIONS:
-            if name in url_options:
-                kwargs[name] = int(url_options[name])
-        for name in FLOAT_OPTIONS:
-            if name in url_options:
-                kwargs[name] = float(url_options[name])
-        ssl = url_options.get("ssl")
-        if ssl is not None:
-            kwargs["ssl"] = {"true": True, "false": False}.get(ssl.lower(), ssl.lower())
-        kwargs.update(self._options)
-        return kwargs
+        return connection_kwargs(self._database_url, self._options, OPTION_RULES)
 
     async def connect(self) -> None:
         if self._pool is not None:
@@ -178,10 +172,11 @@ class PostgresBackend(SQLBackend):
     def connection(self) -> PostgresConnection:
         return PostgresConnection(self)
 
-    def _terminate(self) -> None:
+    def terminate(self) -> None:
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        # Sockets are closed from this thread: asyncpg's transports need no loop for that.
         loop, connections = driver.asyncpg_pool_connections(pool)
         # First mark the pool terminated (asyncpg's own terminate(), which also fails half
         # way on a closed loop): otherwise, when this loop runs again, the connections'
@@ -221,60 +216,41 @@ class PostgresConnection(SQLConnection):
 
     def __init__(self, backend: PostgresBackend) -> None:
         super().__init__(backend)
-        self._connection: typing.Any = None
         # Cursor names free for reuse, so DECLARE/FETCH texts repeat and hit asyncpg's
         # statement cache.
         self._cursor_names: dict[str, list[str]] = {}
         self._cursor_count = 0
 
-    def _driver_connection(self) -> typing.Any:
-        return self._connection
-
     def transaction(self) -> PostgresTransaction:
         return PostgresTransaction(self)
 
-    async def acquire(self) -> None:
-        if self._connection is not None:
-            return
+    async def _take(self) -> typing.Any:
         pool = self._backend._pool
         if pool is None:
-            raise RuntimeError("The PostgreSQL backend is not connected.")
-        self._connection = await pool.acquire()
+            raise self._backend._not_connected()
+        return await pool.acquire()
 
-    async def release(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await self._backend._pool.release(connection)
+    async def _give_back(self, connection: typing.Any) -> None:
+        await self._backend._pool.release(connection)
 
-    def _live(self) -> typing.Any:
-        if self._connection is None:
-            raise RuntimeError("The connection is not acquired: use `async with connection:`.")
-        return self._connection
+    def _shape(self, statement: CompiledStatement, columns: typing.Any) -> RecordShape:
+        return statement.shape(columns)
 
-    async def fetch_all(self, query: ClauseElement) -> list[Record]:
-        statement, sql, args = self._compiler.prepare(query)
+    async def _fetch_rows(self, sql: str, args: Args) -> DriverResult:
         rows = await self._live().fetch(sql, *args)
-        if not rows:
-            return []
-        return statement.shape(tuple(rows[0].keys())).make_all(rows)
+        return rows, tuple(rows[0].keys()) if rows else ()
 
-    async def fetch_one(self, query: ClauseElement) -> Record | None:
-        statement, sql, args = self._compiler.prepare(query)
+    async def _fetch_row(self, sql: str, args: Args) -> DriverRow:
         row = await self._live().fetchrow(sql, *args)
-        if row is None:
-            return None
-        return statement.shape(tuple(row.keys())).make(row)
+        return row, None if row is None else tuple(row.keys())
 
-    async def execute(self, query: ClauseElement) -> typing.Any:
-        _, sql, args = self._compiler.prepare(query)
-        return await self._live().fetchval(sql, *args)
+    def _execute(self, statement: CompiledStatement, sql: str, args: Args) -> typing.Any:
+        return self._live().fetchval(sql, *args)
 
-    async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
-        connection = self._live()
-        for _, sql, rows in groups:
-            await connection.executemany(sql, rows)
+    def _execute_group(self, sql: str, rows: list[Args]) -> typing.Any:
+        return self._live().executemany(sql, rows)
 
-    async def _iterate_batches(self, query: ClauseElement) -> AsyncGenerator[list[Record], None]:
+    async def _iterate_batches(self, query: Statement) -> AsyncGenerator[list[Record], None]:
         """Stream through a server-side cursor declared in SQL, `ITERATE_CHUNK` rows a trip.
 
         Outside a transaction the cursor is WITH HOLD, so it needs no transaction of its

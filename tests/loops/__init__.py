@@ -5,9 +5,10 @@ function-scoped loops (with and without a wider-scoped loop that connected first
 `asyncio.run()` per job or per thread, and loops running in background threads that connect
 and disconnect independently.
 
-This module holds the helpers they share. Every table is created and checked through
-connections of their own, never through the `Database` under test: "nothing was committed"
-is read from a separate plain `Database` (or, for SQLite, straight through `sqlite3`).
+This module holds the helpers they share. Every table is created, emptied and dropped
+through `tests.admin`, and checked through connections of its own, never through the
+`Database` under test: "nothing was committed" is read from a separate plain `Database` (or,
+for SQLite, straight through `sqlite3`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import sqlalchemy
-from sqlalchemy.schema import CreateTable, DropTable
 
 from databases import Database, DatabaseURL
 
@@ -34,11 +34,6 @@ def run_in_bare_loop(coro: Coroutine[Any, Any, T]) -> T:
         return loop.run_until_complete(coro)
     finally:
         loop.close()
-
-
-def url_id(url: str) -> str:
-    """A short test id for a database URL: its dialect."""
-    return DatabaseURL(url).dialect
 
 
 def is_sqlite(url: str) -> bool:
@@ -75,35 +70,6 @@ def count_tag(table: sqlalchemy.Table, tag: str) -> Any:
 
 def values_of(table: sqlalchemy.Table, tag: str) -> Any:
     return sqlalchemy.select(table.c.value).where(table.c.tag == tag)
-
-
-def create_table(url: str, table: sqlalchemy.Table) -> None:
-    """Create `table` if needed and empty it, through a plain `Database` of its own."""
-
-    async def create() -> None:
-        async with Database(url) as database:
-            await database.execute(CreateTable(table, if_not_exists=True))
-            await database.execute(table.delete())
-
-    asyncio.run(create())
-
-
-def clear_table(url: str, table: sqlalchemy.Table) -> None:
-    """Delete every row of `table`, through a plain `Database` of its own."""
-
-    async def clear() -> None:
-        async with Database(url) as database:
-            await database.execute(table.delete())
-
-    asyncio.run(clear())
-
-
-def drop_table(url: str, table: sqlalchemy.Table) -> None:
-    async def drop() -> None:
-        async with Database(url) as database:
-            await database.execute(DropTable(table, if_exists=True))
-
-    asyncio.run(drop())
 
 
 def sqlite_committed_rows(url: str, table: sqlalchemy.Table) -> list[tuple[str, int]]:

@@ -26,7 +26,8 @@ import starlette
 from starlette.applications import Starlette
 
 from databases import Database
-from tests.loops import clear_table, create_table, drop_table, make_table, webapp
+from tests import admin
+from tests.loops import make_table, webapp
 
 URL = os.environ["LEGACY_APP_DATABASE_URL"]
 
@@ -55,7 +56,7 @@ def run(scenario: str, force_rollback: bool) -> None:
         else:
             asyncio.run(webapp.run_async_scenario(scenario, case))
     finally:
-        clear_table(URL, items)
+        admin.clear_tables(URL, items)
 
 
 def main(scenarios: list[str]) -> int:
@@ -68,7 +69,7 @@ def main(scenarios: list[str]) -> int:
     if not scenarios or unknown:
         print(f"usage: {__doc__}\nunknown scenarios: {sorted(unknown)}", file=sys.stderr)
         return 2
-    create_table(URL, items)
+    admin.create_tables(URL, items)
     try:
         for scenario in scenarios:
             for force_rollback in (False, True):
@@ -80,7 +81,7 @@ def main(scenarios: list[str]) -> int:
     finally:
         # Connections a failure left behind are garbage; they must not block the drop.
         gc.collect()
-        drop_table(URL, items)
+        admin.drop_tables(URL, items)
     return 0
 
 

@@ -3,8 +3,9 @@
 They are kept out of `tests.loops` itself, which the scripts under `scripts/` import in
 subprocesses of their own.
 
-- Fixture factories: a module-scoped `url` fixture per test table, and the `case` fixture of
-  the web-framework modules.
+- Fixture factories: a module's `database_url` that also creates the module's table, a
+  fixture keeping that table empty around each test, and the `case` fixtures (of the
+  web-framework modules, and of the modules that use one database from several loops).
 - One `Database` per URL and force_rollback setting (`CASES`), used from loops of several
   scopes (the pytest-asyncio and anyio modules): what the loops wrote and so what every
   loop sees (`Ledger`: with force_rollback, all of the current session's writes), what the
@@ -30,16 +31,8 @@ from databases import Database, DatabaseURL
 from databases._force_rollback import SessionConnection
 from databases.core import Connection
 from tests import admin
-from tests.loops import (
-    clear_table,
-    committed_rows,
-    create_table,
-    drop_table,
-    insert_and_select,
-    is_sqlite,
-    url_id,
-)
-from tests.settings import DATABASE_URLS
+from tests.loops import committed_rows, insert_and_select, is_sqlite
+from tests.settings import DATABASE_URL_IDS, DATABASE_URLS
 
 if TYPE_CHECKING:
     from tests.loops import webapp
@@ -47,27 +40,39 @@ if TYPE_CHECKING:
 # -- fixtures ------------------------------------------------------------------------------
 
 
-def url_fixture(table: sqlalchemy.Table) -> Any:
-    """A module-scoped fixture `url`, once per URL: `table` is created (and emptied) on that
-    database first and dropped at the end."""
+def database_url_with_table(table: sqlalchemy.Table) -> Any:
+    """The module's `database_url` fixture: the suite's, with `table` created (and emptied)
+    on that database first and dropped at the end of the module."""
 
-    @pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
-    def url(request: pytest.FixtureRequest) -> Iterator[str]:
-        create_table(request.param, table)
-        yield request.param
-        drop_table(request.param, table)
+    @pytest.fixture(scope="module")
+    def database_url(database_url: str) -> Iterator[str]:
+        admin.create_tables(database_url, table)
+        yield database_url
+        admin.drop_tables(database_url, table)
 
-    return url
+    return database_url
+
+
+def empty_table_fixture(table: sqlalchemy.Table) -> Any:
+    """A fixture `empty_table`: `table` is empty at the start of the test and after it."""
+
+    @pytest.fixture
+    def empty_table(database_url: str) -> Iterator[None]:
+        admin.clear_tables(database_url, table)
+        yield
+        admin.clear_tables(database_url, table)
+
+    return empty_table
 
 
 def web_case_fixture(make_app: Callable[[Database], Any], table: sqlalchemy.Table) -> Any:
     """The fixture `case` of the web-framework modules: an app over a module-global
-    `Database`, per URL (the module's `url` fixture) with force_rollback off and on.
+    `Database`, per URL (the module's `database_url` fixture) with force_rollback off and on.
 
     The databases and apps are created when this is called, at import time, outside any
     event loop, as applications do.
     """
-    # Imported here, after the calling module registered it for assertion rewriting.
+    # Imported here: only the web-framework modules need Starlette, which it imports.
     from tests.loops import webapp
 
     databases = {
@@ -78,12 +83,12 @@ def web_case_fixture(make_app: Callable[[Database], Any], table: sqlalchemy.Tabl
     apps = {key: make_app(database) for key, database in databases.items()}
 
     @pytest.fixture(params=[False, True], ids=["commit", "force_rollback"])
-    def case(url: str, request: pytest.FixtureRequest) -> Iterator[webapp.Case]:
-        key = (url, request.param)
-        yield webapp.Case(apps[key], databases[key], url, table, request.param)
+    def case(database_url: str, request: pytest.FixtureRequest) -> Iterator[webapp.Case]:
+        key = (database_url, request.param)
+        yield webapp.Case(apps[key], databases[key], database_url, table, request.param)
         # Cleanup only (the tests check): connections a failed test left behind are garbage.
         gc.collect()
-        clear_table(url, table)
+        admin.clear_tables(database_url, table)
 
     return case
 
@@ -99,8 +104,9 @@ SMALL_POOL = {"min_size": 1, "max_size": 4}
 
 
 def case_id(case: Case) -> str:
+    """`case`'s test id, as the `case` fixtures give it: `<url id>-plain|rollback`."""
     url, rollback = case
-    return f"{url_id(url)}-{'rollback' if rollback else 'plain'}"
+    return f"{DATABASE_URL_IDS[DATABASE_URLS.index(url)]}-{'rollback' if rollback else 'plain'}"
 
 
 def make_databases(**options: Any) -> dict[Case, Database]:
@@ -306,35 +312,6 @@ def check_ended(url: str, table: sqlalchemy.Table, ledger: Ledger, at_least: int
     assert_unlocked(url, table)
 
 
-def drop_tables(url: str, *tables: sqlalchemy.Table) -> None:
-    """Drop tables through `tests.admin` (which waits at most 20 s for a lock). On PostgreSQL,
-    first end any server connection still holding a lock on them: one a failed test left
-    behind must not keep them (their names are unique to the module and process)."""
-    for table in tables:
-        if DatabaseURL(url).dialect == "postgresql":
-            admin.raw_fetch_all(
-                url,
-                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
-                "JOIN pg_class c ON c.oid = l.relation "
-                f"WHERE c.relname = '{table.name}' AND l.pid <> pg_backend_pid()",
-            )
-        admin.raw_execute(url, f"DROP TABLE IF EXISTS {table.name}")
-
-
-def shared_tables_left_alone_fixture() -> Any:
-    """An autouse fixture `empty_tables` that replaces the suite's autouse fixture of this
-    name and does nothing: the module leaves the shared tables alone, and on SQLite a
-    force-rollback session that outlives a test (connected in a module or session loop, or
-    by a module-scoped fixture) holds the file's write lock once it wrote, which would keep
-    that fixture's cleanup from committing while it lasts."""
-
-    @pytest.fixture(autouse=True)
-    def empty_tables() -> Iterator[None]:
-        yield
-
-    return empty_tables
-
-
 def drop_at_module_end_fixture(name: str, *tables: sqlalchemy.Table) -> Any:
     """A module-scoped autouse fixture `name` that drops `tables` on every database at the
     end of the module. Set up before the module loop, so torn down after it closed (which
@@ -344,7 +321,7 @@ def drop_at_module_end_fixture(name: str, *tables: sqlalchemy.Table) -> Any:
     def drop_at_module_end() -> Iterator[None]:
         yield
         for url in DATABASE_URLS:
-            drop_tables(url, *tables)
+            admin.drop_tables(url, *tables)
 
     return drop_at_module_end
 
@@ -355,15 +332,15 @@ def case_fixture(
     scope: Literal["module", "session"] = "module",
     name: str = "case",
 ) -> Any:
-    """A fixture `name` of `scope`, once per item of `CASES`: `tables` are created (and
-    emptied) first; afterwards the case's database of each of `databases` is disconnected
-    (only after a failure is any of them still connected)."""
+    """A fixture `name` of `scope`, per URL (`database_url`, which must be of `scope` or
+    wider) without and with force_rollback: the case `(url, force_rollback)`. `tables` are
+    created (and emptied) first; afterwards the case's database of each of `databases` is
+    disconnected (only after a failure is any of them still connected)."""
 
-    @pytest.fixture(scope=scope, params=CASES, ids=case_id, name=name)
-    def case(request: pytest.FixtureRequest) -> Iterator[Case]:
-        case: Case = request.param
-        for table in tables:
-            create_table(case[0], table)  # created if need be, and emptied
+    @pytest.fixture(scope=scope, params=[False, True], ids=["plain", "rollback"], name=name)
+    def case(database_url: str, request: pytest.FixtureRequest) -> Iterator[Case]:
+        case: Case = (database_url, request.param)
+        admin.create_tables(database_url, *tables)  # created if need be, and emptied
         yield case
         for by_case in databases:
             if by_case[case].is_connected:

@@ -43,7 +43,6 @@ from tests.loops.support import (
     drop_at_module_end_fixture,
     make_databases,
     seen,
-    shared_tables_left_alone_fixture,
 )
 
 per_test_items = make_table("loops_anyio_per_test")
@@ -105,7 +104,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-empty_tables = shared_tables_left_alone_fixture()
 drop_tables_at_module_end = drop_at_module_end_fixture("drop_tables_at_module_end", *TABLES)
 case = case_fixture(TABLES, PER_TEST, FIXTURE_PER_TEST, FIXTURE_PER_MODULE)
 

@@ -16,8 +16,8 @@ import pytest
 import uvloop
 
 from databases import Database
+from tests import admin
 from tests.loops import (
-    clear_table,
     committed_rows,
     count_all,
     count_tag,
@@ -26,7 +26,7 @@ from tests.loops import (
     values_of,
     write_probe,
 )
-from tests.loops.support import url_fixture
+from tests.loops.support import database_url_with_table
 from tests.settings import DATABASE_URLS
 
 items = make_table("loops_run_items")
@@ -42,38 +42,38 @@ THREADED_PLAIN = {url: Database(url, **SMALL_POOL) for url in DATABASE_URLS}
 THREADED_ROLLBACK = {url: Database(url, force_rollback=True, **SMALL_POOL) for url in DATABASE_URLS}
 
 
-url = url_fixture(items)
+database_url = database_url_with_table(items)
 
 
-def prepared(url: str, databases: dict[str, Database]):
+def prepared(database_url: str, databases: dict[str, Database]):
     """One of the module-global databases, on an empty table; disconnected afterwards."""
-    clear_table(url, items)
-    database = databases[url]
+    admin.clear_tables(database_url, items)
+    database = databases[database_url]
     assert not database.is_connected
     yield database
     if database.is_connected:
         asyncio.run(database.disconnect())
-    clear_table(url, items)
+    admin.clear_tables(database_url, items)
 
 
 @pytest.fixture
-def plain(url: str):
-    yield from prepared(url, PLAIN)
+def plain(database_url: str):
+    yield from prepared(database_url, PLAIN)
 
 
 @pytest.fixture
-def rollback(url: str):
-    yield from prepared(url, ROLLBACK)
+def rollback(database_url: str):
+    yield from prepared(database_url, ROLLBACK)
 
 
 @pytest.fixture
-def threaded_plain(url: str):
-    yield from prepared(url, THREADED_PLAIN)
+def threaded_plain(database_url: str):
+    yield from prepared(database_url, THREADED_PLAIN)
 
 
 @pytest.fixture
-def threaded_rollback(url: str):
-    yield from prepared(url, THREADED_ROLLBACK)
+def threaded_rollback(database_url: str):
+    yield from prepared(database_url, THREADED_ROLLBACK)
 
 
 def assert_not_connected_error(database: Database) -> None:
@@ -81,7 +81,7 @@ def assert_not_connected_error(database: Database) -> None:
         asyncio.run(database.fetch_all(values_of(items, "any")))
 
 
-def test_connect_once_then_use_from_new_loops(url: str, plain: Database) -> None:
+def test_connect_once_then_use_from_new_loops(database_url: str, plain: Database) -> None:
     database = plain
     asyncio.run(database.connect())
     assert database.is_connected
@@ -104,7 +104,7 @@ def test_connect_once_then_use_from_new_loops(url: str, plain: Database) -> None
 
     assert len({id(loop) for loop in loops}) == 4
     assert all(loop.is_closed() for loop in loops)
-    assert committed_rows(url, items) == sorted(
+    assert committed_rows(database_url, items) == sorted(
         (f"run-{n}", value) for n in range(4) for value in range(10)
     )
 
@@ -120,10 +120,12 @@ def test_connect_once_then_use_from_new_loops(url: str, plain: Database) -> None
     asyncio.run(database.disconnect())
     assert not database.is_connected
     assert_not_connected_error(database)
-    write_probe(url, items)
+    write_probe(database_url, items)
 
 
-def test_force_rollback_session_spans_asyncio_run_loops(url: str, rollback: Database) -> None:
+def test_force_rollback_session_spans_asyncio_run_loops(
+    database_url: str, rollback: Database
+) -> None:
     """One force-rollback session for every `asyncio.run()`: each loop sees what the earlier
     ones wrote, nothing is committed, and the last disconnect rolls it all back."""
     database = rollback
@@ -135,19 +137,19 @@ def test_force_rollback_session_spans_asyncio_run_loops(url: str, rollback: Data
         assert await insert_and_select(database, items, f"rollback-{n}", 30) == list(range(30))
         assert await database.fetch_val(count_all(items)) == 30 * (n + 1)
         # A separate connection sees none of it.
-        async with Database(url) as other:
+        async with Database(database_url) as other:
             assert await other.fetch_val(count_all(items)) == 0
 
     for n in range(4):
         asyncio.run(job(n))
         assert database.is_connected
-        assert committed_rows(url, items) == []
+        assert committed_rows(database_url, items) == []
 
     asyncio.run(database.disconnect())
     assert not database.is_connected
     assert_not_connected_error(database)
-    assert committed_rows(url, items) == []
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == []
+    write_probe(database_url, items)
 
 
 def run_in_threads(job) -> list:
@@ -175,7 +177,7 @@ def run_in_threads(job) -> list:
     return [results[k] for k in range(THREADS)]
 
 
-def test_asyncio_run_in_threads(url: str, threaded_plain: Database) -> None:
+def test_asyncio_run_in_threads(database_url: str, threaded_plain: Database) -> None:
     database = threaded_plain
     asyncio.run(database.connect())
     assert database.is_connected
@@ -196,17 +198,19 @@ def test_asyncio_run_in_threads(url: str, threaded_plain: Database) -> None:
         assert values == list(range(25))
         assert counts == [25] * 25
     assert database.is_connected
-    assert committed_rows(url, items) == sorted(
+    assert committed_rows(database_url, items) == sorted(
         (f"thread-{k}", value) for k in range(THREADS) for value in range(25)
     )
 
     asyncio.run(database.disconnect())
     assert not database.is_connected
     assert_not_connected_error(database)
-    write_probe(url, items)
+    write_probe(database_url, items)
 
 
-def test_force_rollback_asyncio_run_in_threads(url: str, threaded_rollback: Database) -> None:
+def test_force_rollback_asyncio_run_in_threads(
+    database_url: str, threaded_rollback: Database
+) -> None:
     """Threads each running `asyncio.run()` at the same time share the one session: every
     loop writes (SQLite too: one connection), each sees the others' rows as they land, and
     transactions of loops running at once nest in each other and end in order."""
@@ -230,14 +234,14 @@ def test_force_rollback_asyncio_run_in_threads(url: str, threaded_rollback: Data
     assert database.is_connected
     # Every loop's rows, from yet another loop: the session, uncommitted.
     assert asyncio.run(database.fetch_val(count_all(items))) == 26 * THREADS
-    assert committed_rows(url, items) == []
+    assert committed_rows(database_url, items) == []
 
     asyncio.run(database.disconnect())
     assert not database.is_connected
-    assert committed_rows(url, items) == []
+    assert committed_rows(database_url, items) == []
 
 
-def test_asyncio_uvloop_and_anyio_loops(url: str, plain: Database) -> None:
+def test_asyncio_uvloop_and_anyio_loops(database_url: str, plain: Database) -> None:
     database = plain
     uvloop.run(database.connect())
     assert database.is_connected
@@ -264,7 +268,7 @@ def test_asyncio_uvloop_and_anyio_loops(url: str, plain: Database) -> None:
     assert not thread.is_alive()
     assert outcome == [100]
     assert anyio.run(job, 4) == 125
-    assert len(committed_rows(url, items)) == 125
+    assert len(committed_rows(database_url, items)) == 125
 
     asyncio.run(database.disconnect())
     assert not database.is_connected

@@ -29,13 +29,12 @@ import sqlalchemy
 
 from databases import Database, DatabaseURL
 from tests.loops import (
-    clear_table,
     committed_rows,
     count_tag,
     make_table,
     values_of,
 )
-from tests.loops.support import url_fixture
+from tests.loops.support import database_url_with_table, empty_table_fixture
 
 items = make_table("loops_cancel_items")
 
@@ -55,9 +54,9 @@ SQLITE_SLOW_COUNT = 2_500_000
 FORCE_ROLLBACK = pytest.mark.parametrize("force_rollback", [False, True], ids=["plain", "rollback"])
 
 
-def slow_query(url: str) -> tuple[str, int]:
+def slow_query(database_url: str) -> tuple[str, int]:
     """A statement that runs for about SLOW_SECONDS, and the value it returns."""
-    dialect = DatabaseURL(url).dialect
+    dialect = DatabaseURL(database_url).dialect
     if dialect == "postgresql":
         return "SELECT 42 FROM pg_sleep(0.5)", 42
     if dialect == "mysql":
@@ -70,27 +69,24 @@ def slow_query(url: str) -> tuple[str, int]:
     )
 
 
-url = url_fixture(items)
+database_url = database_url_with_table(items)
 
 
-@pytest.fixture
-def clean_url(url: str):
-    """The table is empty at the start (`create_table()` empties it, every test after)."""
-    yield url
-    clear_table(url, items)
+empty_table = empty_table_fixture(items)
+pytestmark = pytest.mark.usefixtures("empty_table")
 
 
-async def committed(url: str) -> list[tuple[str, int]]:
+async def committed(database_url: str) -> list[tuple[str, int]]:
     """`committed_rows()` from inside a running loop (it runs a loop of its own)."""
-    return await asyncio.to_thread(committed_rows, url, items)
+    return await asyncio.to_thread(committed_rows, database_url, items)
 
 
 @pytest_asyncio.fixture
-async def database(clean_url: str, force_rollback: bool) -> AsyncIterator[Database]:
+async def database(database_url: str, force_rollback: bool) -> AsyncIterator[Database]:
     """A connected database (force_rollback per the test's parameter) with the "before"
     rows inserted through it; afterwards disconnecting must not hang, and with force_rollback
     nothing may be committed."""
-    database = Database(clean_url, force_rollback=force_rollback)
+    database = Database(database_url, force_rollback=force_rollback)
     await database.connect()
     try:
         await database.execute_many(
@@ -102,7 +98,7 @@ async def database(clean_url: str, force_rollback: bool) -> AsyncIterator[Databa
         await asyncio.wait_for(database.disconnect(), TIMEOUT)
         assert time.perf_counter() - started < CANCEL_LIMIT
     assert not database.is_connected
-    rows = await committed(clean_url)
+    rows = await committed(database_url)
     if force_rollback:
         assert rows == []
     else:
@@ -294,12 +290,12 @@ async def test_cancel_during_iterate(database: Database, force_rollback: bool) -
 @pytest.mark.asyncio
 @pytest.mark.parametrize("mode", ["rollback", "connection"])
 async def test_cancel_a_query_waiting_for_the_query_lock(
-    clean_url: str, mode: str, request: pytest.FixtureRequest
+    database_url: str, mode: str, request: pytest.FixtureRequest
 ) -> None:
     """On a shared connection, task B waits for the query lock behind A's slow statement
     and is cancelled: B ends at once, A gets its full answer, and the lock is free after."""
-    slow, slow_value = slow_query(clean_url)
-    database = Database(clean_url, force_rollback=mode == "rollback")
+    slow, slow_value = slow_query(database_url)
+    database = Database(database_url, force_rollback=mode == "rollback")
     async with database, database.connection() as connection:
         await connection.execute_many(
             items.insert(), [{"tag": "before", "value": v} for v in range(BEFORE)]
@@ -324,7 +320,7 @@ async def test_cancel_a_query_waiting_for_the_query_lock(
         assert sorted(row[0] for row in rows) == list(range(BEFORE))
         await check_usable(database, connection)
     assert not database.is_connected
-    rows = await committed(clean_url)
+    rows = await committed(database_url)
     assert rows == (
         []
         if mode == "rollback"
@@ -334,10 +330,10 @@ async def test_cancel_a_query_waiting_for_the_query_lock(
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("mode", ["rollback", "connection"])
-async def test_cancel_a_task_waiting_for_its_transaction_turn(clean_url: str, mode: str) -> None:
+async def test_cancel_a_task_waiting_for_its_transaction_turn(database_url: str, mode: str) -> None:
     """On a shared connection, B waits to start a transaction while A's is open, and is
     cancelled: A's transaction is unaffected, and C's later transaction begins normally."""
-    database = Database(clean_url, force_rollback=mode == "rollback")
+    database = Database(database_url, force_rollback=mode == "rollback")
     async with database, database.connection() as connection:
         a_inside = asyncio.Event()
         release_a = asyncio.Event()
@@ -378,20 +374,20 @@ async def test_cancel_a_task_waiting_for_its_transaction_turn(clean_url: str, mo
         assert await values(connection, "c") == [1]
         # Only the force-rollback connection's own transaction is left open.
         assert len(connection._transaction_stack) == (1 if mode == "rollback" else 0)
-    rows = await committed(clean_url)
+    rows = await committed(database_url)
     assert rows == ([] if mode == "rollback" else [("a", 1), ("a", 2), ("c", 1)])
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("how", ["cancel", "wait_for"])
 async def test_cancel_a_task_waiting_for_a_pool_connection(
-    clean_url: str, how: str, request: pytest.FixtureRequest
+    database_url: str, how: str, request: pytest.FixtureRequest
 ) -> None:
     """With a pool of one connection held by A (inside a transaction, so SQLite's
     one-statement calls cannot share a connection either), B waits for a connection and is
     cancelled (or times out): B ends at once, and the pool still has its one working
     connection."""
-    database = Database(clean_url, min_size=1, max_size=1)
+    database = Database(database_url, min_size=1, max_size=1)
     async with database:
         await database.execute_many(
             items.insert(), [{"tag": "before", "value": v} for v in range(BEFORE)]

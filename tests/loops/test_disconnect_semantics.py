@@ -21,8 +21,8 @@ from typing import Any, Callable
 import pytest
 
 from databases import Database
+from tests import admin
 from tests.loops import (
-    clear_table,
     committed_rows,
     count_all,
     count_tag,
@@ -33,7 +33,7 @@ from tests.loops import (
     values_of,
     write_probe,
 )
-from tests.loops.support import make_databases, url_fixture
+from tests.loops.support import database_url_with_table, make_databases
 
 items = make_table("loops_disc_items")
 
@@ -56,7 +56,7 @@ class LoopThread(support.LoopThread):
         assert self.loop.is_closed()
 
 
-url = url_fixture(items)
+database_url = database_url_with_table(items)
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "force_rollback"])
@@ -81,9 +81,9 @@ def loop_threads():
 
 
 @pytest.fixture
-def database(url: str, force_rollback: bool, loop_threads: Callable[[], LoopThread]):
-    clear_table(url, items)
-    database = DATABASES[(url, force_rollback)]
+def database(database_url: str, force_rollback: bool, loop_threads: Callable[[], LoopThread]):
+    admin.clear_tables(database_url, items)
+    database = DATABASES[(database_url, force_rollback)]
     assert not database.is_connected
     yield database
     # Leave the module-global database disconnected even when the test failed half-way.
@@ -93,7 +93,7 @@ def database(url: str, force_rollback: bool, loop_threads: Callable[[], LoopThre
                 loop_thread.run(database.disconnect())
     if database.is_connected:
         asyncio.run(database.disconnect())
-    clear_table(url, items)
+    admin.clear_tables(database_url, items)
 
 
 def insert(database: Database, tag: str, value: int = 1) -> Coroutine[Any, Any, Any]:
@@ -111,7 +111,7 @@ def assert_not_connected_error_in(database: Database, loop_thread: LoopThread | 
 
 @pytest.mark.parametrize("b_connects", [True, False], ids=["b_connects", "b_only_queries"])
 def test_disconnect_in_other_loop_keeps_connected_loop_working(
-    url: str,
+    database_url: str,
     database: Database,
     force_rollback: bool,
     loop_threads: Callable[[], LoopThread],
@@ -153,17 +153,17 @@ def test_disconnect_in_other_loop_keeps_connected_loop_working(
     assert_not_connected_error_in(database, None)
 
     if force_rollback:
-        assert committed_rows(url, items) == []
+        assert committed_rows(database_url, items) == []
     else:
-        assert committed_rows(url, items) == sorted(
+        assert committed_rows(database_url, items) == sorted(
             [("A", 1), ("B", 1)] + [("A-more", value) for value in range(25)]
         )
-    write_probe(url, items)
+    write_probe(database_url, items)
 
 
 @pytest.mark.parametrize("graceful", [True, False], ids=["shutdown_asyncgens", "bare_close"])
 def test_disconnect_after_the_connected_loop_closed(
-    url: str,
+    database_url: str,
     database: Database,
     force_rollback: bool,
     loop_threads: Callable[[], LoopThread],
@@ -192,12 +192,15 @@ def test_disconnect_after_the_connected_loop_closed(
 
     assert not database.is_connected
     assert_not_connected_error_in(database, None)
-    assert committed_rows(url, items) == ([] if force_rollback else [("A", 1)])
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == ([] if force_rollback else [("A", 1)])
+    write_probe(database_url, items)
 
 
 def test_stays_connected_while_any_live_loop_is_connected(
-    url: str, database: Database, force_rollback: bool, loop_threads: Callable[[], LoopThread]
+    database_url: str,
+    database: Database,
+    force_rollback: bool,
+    loop_threads: Callable[[], LoopThread],
 ) -> None:
     a, c, d = loop_threads(), loop_threads(), loop_threads()
     for loop_thread in (a, c, d):
@@ -228,12 +231,15 @@ def test_stays_connected_while_any_live_loop_is_connected(
     assert_not_connected_error_in(database, a)
     assert_not_connected_error_in(database, c)
     assert_not_connected_error_in(database, None)
-    assert committed_rows(url, items) == ([] if force_rollback else [("A", 1)])
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == ([] if force_rollback else [("A", 1)])
+    write_probe(database_url, items)
 
 
 def test_disconnect_closes_live_loops_that_never_connected(
-    url: str, database: Database, force_rollback: bool, loop_threads: Callable[[], LoopThread]
+    database_url: str,
+    database: Database,
+    force_rollback: bool,
+    loop_threads: Callable[[], LoopThread],
 ) -> None:
     a = loop_threads()
 
@@ -255,12 +261,12 @@ def test_disconnect_closes_live_loops_that_never_connected(
     a.run(database.disconnect())  # a no-op
     assert not database.is_connected
     assert_not_connected_error_in(database, a)
-    assert committed_rows(url, items) == ([] if force_rollback else [("A", 1)])
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == ([] if force_rollback else [("A", 1)])
+    write_probe(database_url, items)
 
 
 def test_connect_twice_and_disconnect_twice_in_one_loop(
-    url: str, database: Database, force_rollback: bool
+    database_url: str, database: Database, force_rollback: bool
 ) -> None:
     async def main() -> None:
         await database.connect()
@@ -275,11 +281,11 @@ def test_connect_twice_and_disconnect_twice_in_one_loop(
 
     asyncio.run(main())
     assert_not_connected_error_in(database, None)
-    assert committed_rows(url, items) == ([] if force_rollback else [("twice", 1)])
+    assert committed_rows(database_url, items) == ([] if force_rollback else [("twice", 1)])
 
 
 def test_not_connected_error_before_connect(
-    url: str, database: Database, loop_threads: Callable[[], LoopThread]
+    database_url: str, database: Database, loop_threads: Callable[[], LoopThread]
 ) -> None:
     a = loop_threads()
     assert_not_connected_error_in(database, None)
@@ -292,7 +298,7 @@ def test_not_connected_error_before_connect(
 
 
 def test_loops_closed_without_shutdown_asyncgens(
-    url: str, database: Database, force_rollback: bool
+    database_url: str, database: Database, force_rollback: bool
 ) -> None:
     """Loops closed by a bare `loop.close()`: their states are released without awaiting
     anything on them, when the next loop comes along or at the final disconnect."""
@@ -322,5 +328,5 @@ def test_loops_closed_without_shutdown_asyncgens(
         if force_rollback
         else sorted((f"bare-{n}", value) for n in range(4) for value in range(20))
     )
-    assert committed_rows(url, items) == expected
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == expected
+    write_probe(database_url, items)

@@ -13,15 +13,12 @@ import warnings
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
 
-pytest.register_assert_rewrite("tests.loops.webapp")
-
-from fastapi import FastAPI  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
-
-from databases import Database  # noqa: E402
-from tests.loops import make_table, webapp  # noqa: E402
-from tests.loops.support import url_fixture, web_case_fixture  # noqa: E402
+from databases import Database
+from tests.loops import make_table, webapp
+from tests.loops.support import database_url_with_table, web_case_fixture
 
 items = make_table("loops_web_fastapi")
 
@@ -74,7 +71,7 @@ def make_app(database: Database) -> FastAPI:
     return app
 
 
-url = url_fixture(items)
+database_url = database_url_with_table(items)
 # The databases and apps are created here, at import time.
 case = web_case_fixture(make_app, items)
 

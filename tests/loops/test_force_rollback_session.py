@@ -15,9 +15,6 @@ import asyncio
 import logging
 import os
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,65 +23,55 @@ import sqlalchemy
 from databases import Database, DatabaseURL
 from tests import admin
 from tests.loops import (
-    clear_table,
     committed_rows,
     count_all,
     count_tag,
-    create_table,
-    drop_table,
     is_sqlite,
     make_table,
     run_in_bare_loop,
-    url_id,
     write_probe,
 )
-from tests.loops.support import shared_tables_left_alone_fixture
-from tests.settings import DATABASE_URLS
+from tests.loops.support import database_url_with_table
+from tests.subprocesses import run_pytest
 
 items = make_table("loops_session_items")
 SUITE = Path(__file__).parent / "scripts" / "session_suite"
 
-empty_tables = shared_tables_left_alone_fixture()
 
-
-def absolute(url: str) -> str:
+def absolute(database_url: str) -> str:
     """A SQLite file URL made absolute, so that a subprocess elsewhere finds the file."""
-    if not is_sqlite(url):
-        return url
-    return "sqlite:///" + os.path.abspath(DatabaseURL(url).database)
+    if not is_sqlite(database_url):
+        return database_url
+    return "sqlite:///" + os.path.abspath(DatabaseURL(database_url).database)
 
 
-@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
-def url(request: pytest.FixtureRequest) -> Iterator[str]:
-    create_table(request.param, items)
-    yield request.param
-    drop_table(request.param, items)
+database_url = database_url_with_table(items)
 
 
-def table_exists(url: str, name: str) -> bool:
-    dialect = DatabaseURL(url).dialect
+def table_exists(database_url: str, name: str) -> bool:
+    dialect = DatabaseURL(database_url).dialect
     if dialect == "sqlite":
         sql = f"SELECT name FROM sqlite_master WHERE name = '{name}'"
     else:
         sql = f"SELECT table_name FROM information_schema.tables WHERE table_name = '{name}'"
-    return bool(admin.raw_fetch_all(url, sql))
+    return bool(admin.raw_fetch_all(database_url, sql))
 
 
 @pytest.mark.parametrize("memory", [False, True], ids=["file_or_server", "sqlite_memory"])
 def test_session_fixture_with_ddl_and_function_loop_tests(
-    url: str, memory: bool, tmp_path: Path
+    database_url: str, memory: bool, tmp_path: Path
 ) -> None:
     """The suite in `scripts/session_suite`, in a pytest of its own. The table is created
     inside the force-rollback transaction (MySQL commits DDL at once, so there it is created
     beforehand and only its rows are checked); afterwards nothing of it is left."""
-    if memory and not is_sqlite(url):
+    if memory and not is_sqlite(database_url):
         pytest.skip("the in-memory variant is SQLite's ('sqlite://', as the client suite has)")
-    session_url = "sqlite://" if memory else absolute(url)
+    session_url = "sqlite://" if memory else absolute(database_url)
     table = f"session_rules_{os.getpid()}"
-    ddl_in_session = DatabaseURL(url).dialect != "mysql"
+    ddl_in_session = DatabaseURL(database_url).dialect != "mysql"
     if not ddl_in_session:
         admin.raw_execute(
-            url,
+            database_url,
             f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, ptype VARCHAR(255), "
             "v0 VARCHAR(255), v1 VARCHAR(255))",
         )
@@ -99,30 +86,23 @@ def test_session_fixture_with_ddl_and_function_loop_tests(
         SESSION_DDL="1" if ddl_in_session else "0",
     )
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."],
-            cwd=suite,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = run_pytest(".", suite, env)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "3 passed" in result.stdout, result.stdout
         if not memory:
             if ddl_in_session:
-                assert not table_exists(url, table)  # the CREATE TABLE was rolled back
+                assert not table_exists(database_url, table)  # the CREATE TABLE was rolled back
             else:
-                assert admin.raw_fetch_all(url, f"SELECT * FROM {table}") == []
+                assert admin.raw_fetch_all(database_url, f"SELECT * FROM {table}") == []
     finally:
         if not ddl_in_session:
-            admin.raw_execute(url, f"DROP TABLE {table}")
+            admin.raw_execute(database_url, f"DROP TABLE {table}")
 
 
-def test_forked_child_gets_a_fresh_session(url: str) -> None:
+def test_forked_child_gets_a_fresh_session(database_url: str) -> None:
     """The child must not use the parent's connection (its socket is the parent's too): it
     opens a session of its own, which does not see the parent's uncommitted row."""
-    database = Database(url, force_rollback=True)
+    database = Database(database_url, force_rollback=True)
     loop = asyncio.new_event_loop()
     loop.run_until_complete(database.connect())
     loop.run_until_complete(database.execute(items.insert(), {"tag": "parent", "value": 1}))
@@ -134,7 +114,7 @@ def test_forked_child_gets_a_fresh_session(url: str) -> None:
 
             async def child() -> int:
                 seen = await database.fetch_val(count_tag(items, "parent"))
-                if not is_sqlite(url):  # SQLite: the parent's session holds the write lock
+                if not is_sqlite(database_url):  # SQLite: the parent's session holds the write lock
                     await database.execute(items.insert(), {"tag": "child", "value": 2})
                     assert await database.fetch_val(count_tag(items, "child")) == 1
                 await database.disconnect()
@@ -150,13 +130,15 @@ def test_forked_child_gets_a_fresh_session(url: str) -> None:
     assert loop.run_until_complete(database.fetch_val(count_all(items))) == 1
     loop.run_until_complete(database.disconnect())
     loop.close()
-    assert committed_rows(url, items) == []
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == []
+    write_probe(database_url, items)
 
 
 @pytest.mark.parametrize("graceful", [True, False], ids=["asyncio_run", "bare_close"])
-def test_loop_ending_mid_transaction_rolls_back_its_savepoint(url: str, graceful: bool) -> None:
-    database = Database(url, force_rollback=True)
+def test_loop_ending_mid_transaction_rolls_back_its_savepoint(
+    database_url: str, graceful: bool
+) -> None:
+    database = Database(database_url, force_rollback=True)
     asyncio.run(database.connect())
     asyncio.run(database.execute(items.insert(), {"tag": "kept", "value": 1}))
 
@@ -180,14 +162,14 @@ def test_loop_ending_mid_transaction_rolls_back_its_savepoint(url: str, graceful
 
     assert asyncio.run(next_loop()) == (0, 2)
     asyncio.run(database.disconnect())
-    assert committed_rows(url, items) == []
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == []
+    write_probe(database_url, items)
 
 
 def test_disconnect_in_a_loop_that_never_connected(
-    url: str, caplog: pytest.LogCaptureFixture
+    database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    database = Database(url, force_rollback=True)
+    database = Database(database_url, force_rollback=True)
     connected_in = asyncio.new_event_loop()
     connected_in.run_until_complete(database.connect())
     connected_in.run_until_complete(database.execute(items.insert(), {"tag": "a", "value": 1}))
@@ -199,27 +181,27 @@ def test_disconnect_in_a_loop_that_never_connected(
     connected_in.run_until_complete(database.disconnect())
     connected_in.close()
     assert not database.is_connected
-    assert committed_rows(url, items) == []
+    assert committed_rows(database_url, items) == []
 
 
-def test_outside_connection_sees_nothing_while_connected(url: str) -> None:
-    database = Database(url, force_rollback=True)
+def test_outside_connection_sees_nothing_while_connected(database_url: str) -> None:
+    database = Database(database_url, force_rollback=True)
     asyncio.run(database.connect())
     asyncio.run(database.execute_many(items.insert(), [{"tag": "x", "value": v} for v in range(5)]))
     assert (
         asyncio.run(database.fetch_val(sqlalchemy.select(sqlalchemy.func.sum(items.c.value)))) == 10
     )
-    assert committed_rows(url, items) == []
+    assert committed_rows(database_url, items) == []
     asyncio.run(database.disconnect())
-    assert committed_rows(url, items) == []
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == []
+    write_probe(database_url, items)
 
 
-def test_force_rollback_block_on_a_pooled_database(url: str) -> None:
+def test_force_rollback_block_on_a_pooled_database(database_url: str) -> None:
     """`database.force_rollback()` on a database connected without it: the session starts
     on first use inside the block, every loop sees it there, the pooled connections outside
     the block do not, and the last disconnect rolls it back."""
-    database = Database(url)
+    database = Database(database_url)
     connected_in = asyncio.new_event_loop()
     connected_in.run_until_complete(database.connect())
     with database.force_rollback():
@@ -227,7 +209,7 @@ def test_force_rollback_block_on_a_pooled_database(url: str) -> None:
             database.execute(items.insert(), {"tag": "session", "value": 1})
         )
         assert asyncio.run(database.fetch_val(count_tag(items, "session"))) == 1
-    if not is_sqlite(url):  # SQLite: the session holds the file's write lock
+    if not is_sqlite(database_url):  # SQLite: the session holds the file's write lock
         connected_in.run_until_complete(
             database.execute(items.insert(), {"tag": "pooled", "value": 2})
         )
@@ -235,6 +217,8 @@ def test_force_rollback_block_on_a_pooled_database(url: str) -> None:
     assert connected_in.run_until_complete(database.fetch_val(count_tag(items, "session"))) == 0
     connected_in.run_until_complete(database.disconnect())
     connected_in.close()
-    assert committed_rows(url, items) == ([] if is_sqlite(url) else [("pooled", 2)])
-    clear_table(url, items)
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == (
+        [] if is_sqlite(database_url) else [("pooled", 2)]
+    )
+    admin.clear_tables(database_url, items)
+    write_probe(database_url, items)

@@ -17,29 +17,25 @@ ever committed (checked from a separate connection).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 import pytest_asyncio
 
 from databases import Database
+from tests import admin
 from tests.loops import (
     committed_rows,
     count_all,
-    create_table,
-    drop_table,
     insert_and_select,
     make_table,
-    url_id,
     values_of,
     write_probe,
 )
-from tests.loops.support import shared_tables_left_alone_fixture
 from tests.settings import DATABASE_URLS
 
 items = make_table("loops_fn_items")
 
-# On SQLite the module loop's session holds the file's write lock between tests.
-empty_tables = shared_tables_left_alone_fixture()
 
 # Created at import time, outside any event loop, as applications do.
 DATABASES = {url: Database(url, force_rollback=True) for url in DATABASE_URLS}
@@ -49,24 +45,24 @@ DATABASES = {url: Database(url, force_rollback=True) for url in DATABASE_URLS}
 SEEN_LOOPS: dict[str, list[asyncio.AbstractEventLoop]] = {url: [] for url in DATABASE_URLS}
 
 
-@pytest.fixture(scope="module", params=DATABASE_URLS, ids=url_id)
-def url(request: pytest.FixtureRequest):
-    url = request.param
-    create_table(url, items)
-    yield url
+@pytest.fixture(scope="module")
+def database_url(database_url: str) -> Iterator[str]:
+    """The suite's, with the module's table created first, checked and dropped at the end."""
+    admin.create_tables(database_url, items)
+    yield database_url
     # Runs after the module-loop fixture below has disconnected.
-    assert not DATABASES[url].is_connected
-    assert committed_rows(url, items) == []
-    write_probe(url, items)
-    drop_table(url, items)
+    assert not DATABASES[database_url].is_connected
+    assert committed_rows(database_url, items) == []
+    write_probe(database_url, items)
+    admin.drop_tables(database_url, items)
 
 
-def remember_loop(url: str) -> asyncio.AbstractEventLoop:
+def remember_loop(database_url: str) -> asyncio.AbstractEventLoop:
     """Record the running loop, checking that no earlier test ran in it."""
     loop = asyncio.get_running_loop()
-    assert all(loop is not seen for seen in SEEN_LOOPS[url])
-    assert all(seen.is_closed() for seen in SEEN_LOOPS[url])
-    SEEN_LOOPS[url].append(loop)
+    assert all(loop is not seen for seen in SEEN_LOOPS[database_url])
+    assert all(seen.is_closed() for seen in SEEN_LOOPS[database_url])
+    SEEN_LOOPS[database_url].append(loop)
     return loop
 
 
@@ -74,9 +70,9 @@ def remember_loop(url: str) -> asyncio.AbstractEventLoop:
 
 
 @pytest.mark.asyncio
-async def test_first_loop_sees_its_inserts(url: str) -> None:
-    database = DATABASES[url]
-    remember_loop(url)
+async def test_first_loop_sees_its_inserts(database_url: str) -> None:
+    database = DATABASES[database_url]
+    remember_loop(database_url)
     assert not database.is_connected
     async with database as entered:
         assert entered is database
@@ -88,9 +84,9 @@ async def test_first_loop_sees_its_inserts(url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_second_loop_sees_none_of_the_first(url: str) -> None:
-    database = DATABASES[url]
-    remember_loop(url)
+async def test_second_loop_sees_none_of_the_first(database_url: str) -> None:
+    database = DATABASES[database_url]
+    remember_loop(database_url)
     assert not database.is_connected
     async with database:
         assert await database.fetch_all(values_of(items, "first")) == []
@@ -101,9 +97,9 @@ async def test_second_loop_sees_none_of_the_first(url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_third_loop_execute_many_and_iterate(url: str) -> None:
-    database = DATABASES[url]
-    remember_loop(url)
+async def test_third_loop_execute_many_and_iterate(database_url: str) -> None:
+    database = DATABASES[database_url]
+    remember_loop(database_url)
     async with database:
         assert await database.fetch_val(count_all(items)) == 0
         batches = [[{"tag": "third", "value": 10 * b + i} for i in range(10)] for b in range(5)]
@@ -119,9 +115,9 @@ async def test_third_loop_execute_many_and_iterate(url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_fourth_loop_one_connection_and_nested_transactions(url: str) -> None:
-    database = DATABASES[url]
-    remember_loop(url)
+async def test_fourth_loop_one_connection_and_nested_transactions(database_url: str) -> None:
+    database = DATABASES[database_url]
+    remember_loop(database_url)
     async with database:
         assert await database.fetch_val(count_all(items)) == 0
 
@@ -149,9 +145,9 @@ async def test_fourth_loop_one_connection_and_nested_transactions(url: str) -> N
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("round_", range(3))
-async def test_more_loops(url: str, round_: int) -> None:
-    database = DATABASES[url]
-    remember_loop(url)
+async def test_more_loops(database_url: str, round_: int) -> None:
+    database = DATABASES[database_url]
+    remember_loop(database_url)
     async with database:
         assert await database.fetch_val(count_all(items)) == 0
         tag = f"more-{round_}"
@@ -160,18 +156,18 @@ async def test_more_loops(url: str, round_: int) -> None:
     assert not database.is_connected
 
 
-def test_nothing_committed_by_the_function_loops(url: str) -> None:
-    assert not DATABASES[url].is_connected
-    assert len(SEEN_LOOPS[url]) >= 7
-    assert committed_rows(url, items) == []
+def test_nothing_committed_by_the_function_loops(database_url: str) -> None:
+    assert not DATABASES[database_url].is_connected
+    assert len(SEEN_LOOPS[database_url]) >= 7
+    assert committed_rows(database_url, items) == []
 
 
 # 2. Connected once in the module-scoped loop; the function-loop tests do not connect.
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def module_loop_database(url: str):
-    database = DATABASES[url]
+async def module_loop_database(database_url: str):
+    database = DATABASES[database_url]
     assert not database.is_connected
     await database.connect()
     assert database.is_connected
@@ -192,10 +188,10 @@ async def module_loop_database(url: str):
 @pytest.mark.asyncio
 @pytest.mark.parametrize("round_", range(4))
 async def test_module_loop_database_in_function_loop(
-    url: str, module_loop_database: tuple[Database, asyncio.AbstractEventLoop], round_: int
+    database_url: str, module_loop_database: tuple[Database, asyncio.AbstractEventLoop], round_: int
 ) -> None:
     database, module_loop = module_loop_database
-    loop = remember_loop(url)
+    loop = remember_loop(database_url)
     assert loop is not module_loop
     assert database.is_connected
 
@@ -209,10 +205,10 @@ async def test_module_loop_database_in_function_loop(
 
 @pytest.mark.asyncio
 async def test_connect_and_disconnect_in_function_loop_keeps_module_loop_connected(
-    url: str, module_loop_database: tuple[Database, asyncio.AbstractEventLoop]
+    database_url: str, module_loop_database: tuple[Database, asyncio.AbstractEventLoop]
 ) -> None:
     database, _module_loop = module_loop_database
-    remember_loop(url)
+    remember_loop(database_url)
     assert database.is_connected
 
     async with database:
@@ -230,20 +226,20 @@ MODULE_LOOP_ROWS = 170  # what the function loops above wrote into the module lo
 
 
 def test_closed_function_loops_rows_stay_in_the_session(
-    url: str, module_loop_database: tuple[Database, asyncio.AbstractEventLoop]
+    database_url: str, module_loop_database: tuple[Database, asyncio.AbstractEventLoop]
 ) -> None:
     """The function loops above closed (pytest-asyncio ran `shutdown_asyncgens()` first):
     their rows stay in the session, which yet another loop sees, uncommitted."""
     database, _module_loop = module_loop_database
     assert database.is_connected
     assert asyncio.run(database.fetch_val(count_all(items))) == MODULE_LOOP_ROWS
-    assert committed_rows(url, items) == []
+    assert committed_rows(database_url, items) == []
 
 
 def test_nothing_committed_while_module_loop_connected(
-    url: str, module_loop_database: tuple[Database, asyncio.AbstractEventLoop]
+    database_url: str, module_loop_database: tuple[Database, asyncio.AbstractEventLoop]
 ) -> None:
     database, module_loop = module_loop_database
     assert not module_loop.is_closed()
     assert database.is_connected
-    assert committed_rows(url, items) == []
+    assert committed_rows(database_url, items) == []

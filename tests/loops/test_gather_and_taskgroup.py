@@ -28,14 +28,13 @@ import sqlalchemy
 
 from databases import Database, DatabaseURL
 from tests.loops import (
-    clear_table,
     committed_rows,
     count_all,
     count_tag,
     make_table,
     values_of,
 )
-from tests.loops.support import url_fixture
+from tests.loops.support import database_url_with_table, empty_table_fixture
 
 items = make_table("loops_gather_items")
 
@@ -54,18 +53,15 @@ class Boom(Exception):
     """Raised on purpose by one task of a group."""
 
 
-url = url_fixture(items)
+database_url = database_url_with_table(items)
 
 
-@pytest.fixture
-def clean_url(url: str):
-    clear_table(url, items)
-    yield url
-    clear_table(url, items)
+empty_table = empty_table_fixture(items)
+pytestmark = pytest.mark.usefixtures("empty_table")
 
 
 @pytest_asyncio.fixture
-async def target(clean_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+async def target(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     """What the test sends its queries to, per mode, with the base rows in place.
 
     A `Database` (modes "plain" and "rollback") or a shared `Connection` ("connection").
@@ -73,7 +69,7 @@ async def target(clean_url: str, request: pytest.FixtureRequest) -> AsyncIterato
     committed (otherwise at least the base rows are).
     """
     mode = request.param
-    database = Database(clean_url, force_rollback=mode == "rollback")
+    database = Database(database_url, force_rollback=mode == "rollback")
     await database.connect()
     try:
         if mode == "connection":
@@ -86,26 +82,26 @@ async def target(clean_url: str, request: pytest.FixtureRequest) -> AsyncIterato
     finally:
         await asyncio.wait_for(database.disconnect(), 30)
     assert not database.is_connected
-    rows = await committed(clean_url)
+    rows = await committed(database_url)
     if mode == "rollback":
         assert rows == []
     else:
         assert [row for row in rows if row[0] == "base"] == base_rows()
 
 
-async def committed(url: str) -> list[tuple[str, int]]:
+async def committed(database_url: str) -> list[tuple[str, int]]:
     """`committed_rows()`, from inside a running loop (it runs a loop of its own)."""
-    return await asyncio.to_thread(committed_rows, url, items)
+    return await asyncio.to_thread(committed_rows, database_url, items)
 
 
-async def expect_committed(url: str, mode: str, rows: list[tuple[str, int]]) -> None:
+async def expect_committed(database_url: str, mode: str, rows: list[tuple[str, int]]) -> None:
     """After disconnecting: force-rollback mode committed nothing, the others `rows`."""
     expected = [] if mode == "rollback" else sorted(rows)
-    assert await committed(url) == expected
+    assert await committed(database_url) == expected
 
 
-def is_mysql(url: str) -> bool:
-    return DatabaseURL(url).dialect == "mysql"
+def is_mysql(database_url: str) -> bool:
+    return DatabaseURL(database_url).dialect == "mysql"
 
 
 def base_rows() -> list[tuple[str, int]]:
@@ -178,6 +174,7 @@ def mixed_queries(target: Any, rounds: int) -> list[tuple[str, int, Any]]:
 def check_mixed(kinds: list[tuple[str, int]], results: list[Any], rounds: int) -> dict[int, int]:
     """Check every read's result exactly (or, for the rows being inserted meanwhile, for
     consistency); return the id each insert returned, by value."""
+    assert len(results) == len(kinds)
     ids_by_value: dict[int, int] = {}
     for (kind, i), result in zip(kinds, results):
         if kind == "insert":
@@ -230,10 +227,10 @@ async def test_gather_mixed_queries(target: Any) -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("mode", MODES)
-async def test_gather_commits_in_plain_modes_only(clean_url: str, mode: str) -> None:
+async def test_gather_commits_in_plain_modes_only(database_url: str, mode: str) -> None:
     """What gathered inserts leave behind once disconnected: everything, or with
     force_rollback nothing."""
-    database = Database(clean_url, force_rollback=mode == "rollback")
+    database = Database(database_url, force_rollback=mode == "rollback")
     async with database:
         if mode == "connection":
             async with database.connection() as connection:
@@ -254,7 +251,7 @@ async def test_gather_commits_in_plain_modes_only(clean_url: str, mode: str) -> 
         assert results[60:] == [BASE] * 60
         assert len(set(results[:60])) == 60
         assert await database.fetch_val(count_tag(items, "g")) == 60
-    await expect_committed(clean_url, mode, base_rows() + [("g", v) for v in range(60)])
+    await expect_committed(database_url, mode, base_rows() + [("g", v) for v in range(60)])
 
 
 @pytest.mark.asyncio
@@ -321,7 +318,7 @@ async def test_taskgroup_mixed_queries(target: Any) -> None:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("target", MODES, indirect=True)
 async def test_taskgroup_failure_cancels_the_rest(
-    clean_url: str, target: Any, request: pytest.FixtureRequest
+    database_url: str, target: Any, request: pytest.FixtureRequest
 ) -> None:
     """One task of a TaskGroup fails while 100 others are queued or running queries: the
     group cancels them, and the connection (shared or pooled) keeps working with exactly

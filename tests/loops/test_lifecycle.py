@@ -37,7 +37,6 @@ from databases import Database
 from databases.backends._sqlite_worker import THREAD_NAME as SQLITE_WORKER
 from tests import admin
 from tests.loops import (
-    clear_table,
     committed_rows,
     count_all,
     count_tag,
@@ -47,7 +46,8 @@ from tests.loops import (
     support,
     write_probe,
 )
-from tests.loops.support import url_fixture
+from tests.loops.support import database_url_with_table
+from tests.settings import application_name_options
 
 items = make_table("loops_life_items")
 
@@ -69,13 +69,13 @@ def new_app_name() -> str:
     return f"dbl_life_{uuid.uuid4().hex[:12]}"
 
 
-def pool_options(url: str, app: str) -> dict[str, Any]:
+def pool_options(database_url: str, app: str) -> dict[str, Any]:
     """Small pools; on PostgreSQL every connection carries `app` as its application name."""
-    if is_sqlite(url):
+    if is_sqlite(database_url):
         return {"max_size": POOL}
     options: dict[str, Any] = {"min_size": 1, "max_size": POOL}
-    if admin.dialect_name(url) == "postgresql":
-        options["server_settings"] = {"application_name": app}
+    if admin.dialect_name(database_url) == "postgresql":
+        options.update(application_name_options(database_url, app))
     return options
 
 
@@ -83,18 +83,18 @@ def sqlite_workers() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if SQLITE_WORKER in thread.name]
 
 
-def mysql_connections(url: str) -> int:
+def mysql_connections(database_url: str) -> int:
     rows = admin.raw_fetch_all(
-        url,
+        database_url,
         "SELECT COUNT(*) FROM information_schema.processlist "
         "WHERE db = DATABASE() AND id <> CONNECTION_ID()",
     )
     return int(rows[0][0])
 
 
-def postgres_connections(url: str, app: str) -> int:
+def postgres_connections(database_url: str, app: str) -> int:
     rows = admin.raw_fetch_all(
-        url,
+        database_url,
         "SELECT count(*) FROM pg_stat_activity "
         f"WHERE datname = current_database() AND application_name = '{app}'",
     )
@@ -110,10 +110,10 @@ class Census:
     when the census started.
     """
 
-    def __init__(self, url: str, app: str = "") -> None:
-        self.url = url
+    def __init__(self, database_url: str, app: str = "") -> None:
+        self.url = database_url
         self.app = app
-        self.dialect = admin.dialect_name(url)
+        self.dialect = admin.dialect_name(database_url)
         self._threads_before = set(sqlite_workers())
         self._mysql_before = self._mysql_baseline() if self.dialect == "mysql" else 0
 
@@ -200,7 +200,7 @@ def assert_held_between_loops(census: Census, force_rollback: bool, where: str) 
 # -- fixtures ------------------------------------------------------------------------------
 
 
-url = url_fixture(items)
+database_url = database_url_with_table(items)
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "force_rollback"])
@@ -212,14 +212,16 @@ def force_rollback(request: pytest.FixtureRequest) -> bool:
 MADE: list[Database] = []
 
 
-def new_database(url: str, force_rollback: bool, app: str) -> Database:
-    database = Database(url, force_rollback=force_rollback, **pool_options(url, app))
+def new_database(database_url: str, force_rollback: bool, app: str) -> Database:
+    database = Database(
+        database_url, force_rollback=force_rollback, **pool_options(database_url, app)
+    )
     MADE.append(database)
     return database
 
 
 @pytest.fixture
-def fresh(url: str):
+def fresh(database_url: str):
     """An empty table, and no garbage collection during the test.
 
     Releasing connections must not depend on the garbage collector (a driver object that is
@@ -228,7 +230,7 @@ def fresh(url: str):
     A database a failing test left connected is disconnected: with force_rollback its
     session would otherwise live (and on SQLite hold the write lock) until the process ends.
     """
-    clear_table(url, items)
+    admin.clear_tables(database_url, items)
     gc.collect()
     gc.disable()
     try:
@@ -242,7 +244,7 @@ def fresh(url: str):
                     asyncio.run(database.disconnect())
         gc.enable()
         gc.collect()
-    clear_table(url, items)
+    admin.clear_tables(database_url, items)
 
 
 # -- 200 short-lived loops ------------------------------------------------------------------
@@ -252,11 +254,11 @@ CHECK_EVERY = 20
 
 
 def test_asyncio_run_loops_let_go_of_their_connections(
-    url: str, force_rollback: bool, fresh: None
+    database_url: str, force_rollback: bool, fresh: None
 ) -> None:
     app = new_app_name()
-    database = new_database(url, force_rollback, app)
-    census = Census(url, app)
+    database = new_database(database_url, force_rollback, app)
+    census = Census(database_url, app)
     asyncio.run(database.connect())
     # The connecting loop closed its own state when asyncio.run() ended it; the
     # force-rollback session (started by connect()) lives on.
@@ -284,13 +286,13 @@ def test_asyncio_run_loops_let_go_of_their_connections(
     asyncio.run(database.disconnect())
     assert not database.is_connected
     assert census.settle(0) == 0
-    rows = committed_rows(url, items)
+    rows = committed_rows(database_url, items)
     assert len(rows) == (0 if force_rollback else 2 * LOOPS)
-    write_probe(url, items)
+    write_probe(database_url, items)
 
 
 def test_loops_closed_without_shutdown_are_released(
-    url: str, force_rollback: bool, fresh: None
+    database_url: str, force_rollback: bool, fresh: None
 ) -> None:
     """A loop closed with a bare `loop.close()` keeps its connections until the next loop
     appears (or `disconnect()`); their transactions are rolled back by the server.
@@ -301,8 +303,8 @@ def test_loops_closed_without_shutdown_are_released(
     so its rows are gone for the loops after it, as they are without force_rollback.
     """
     app = new_app_name()
-    database = new_database(url, force_rollback, app)
-    census = Census(url, app)
+    database = new_database(database_url, force_rollback, app)
+    census = Census(database_url, app)
     asyncio.run(database.connect())
 
     async def abandoning_job(n: int) -> None:
@@ -348,11 +350,11 @@ def test_loops_closed_without_shutdown_are_released(
     assert census.settle(0) == 0
     assert database.loop_states() == []
 
-    rows = committed_rows(url, items)
+    rows = committed_rows(database_url, items)
     assert ("abandoned", 0) not in rows
     assert all(tag != "abandoned" for tag, _ in rows), rows
     assert len(rows) == (0 if force_rollback else 2 * 14)
-    write_probe(url, items)
+    write_probe(database_url, items)
 
 
 # -- disconnect() ---------------------------------------------------------------------------
@@ -362,7 +364,7 @@ OTHER_LOOPS = ["thread_loop", "idle_loop", "bare_closed"]
 
 @pytest.mark.parametrize("other", OTHER_LOOPS)
 def test_disconnect_releases_every_other_loop(
-    url: str, force_rollback: bool, fresh: None, other: str
+    database_url: str, force_rollback: bool, fresh: None, other: str
 ) -> None:
     """Connected in a loop that is closed by now, used in one other loop, disconnected in
     a third: whatever the other loop is, nothing is left afterwards.
@@ -374,8 +376,8 @@ def test_disconnect_releases_every_other_loop(
     session, seen from the disconnecting loop, and rolled back by its `disconnect()`.
     """
     app = new_app_name()
-    database = new_database(url, force_rollback, app)
-    census = Census(url, app)
+    database = new_database(database_url, force_rollback, app)
+    census = Census(database_url, app)
 
     runner = asyncio.Runner()
     loop_thread = LoopThread(TIMEOUT)
@@ -414,19 +416,19 @@ def test_disconnect_releases_every_other_loop(
         runner.close()
 
     assert census.settle(0) == 0
-    assert len(committed_rows(url, items)) == (0 if force_rollback else 2)
-    write_probe(url, items)
+    assert len(committed_rows(database_url, items)) == (0 if force_rollback else 2)
+    write_probe(database_url, items)
 
 
 def test_disconnect_in_connecting_loop_releases_every_loop(
-    url: str, force_rollback: bool, fresh: None
+    database_url: str, force_rollback: bool, fresh: None
 ) -> None:
     """The connecting loop lives on (an `asyncio.Runner`) and disconnects after the database
     was used in asyncio.run() loops, in a loop running in a thread and in a loop closed by a
     bare `loop.close()`."""
     app = new_app_name()
-    database = new_database(url, force_rollback, app)
-    census = Census(url, app)
+    database = new_database(database_url, force_rollback, app)
+    census = Census(database_url, app)
 
     runner = asyncio.Runner()
     loop_thread = LoopThread(TIMEOUT)
@@ -467,8 +469,8 @@ def test_disconnect_in_connecting_loop_releases_every_loop(
         runner.close()
 
     assert census.settle(0) == 0
-    assert len(committed_rows(url, items)) == (0 if force_rollback else 2 * 6)
-    write_probe(url, items)
+    assert len(committed_rows(database_url, items)) == (0 if force_rollback else 2 * 6)
+    write_probe(database_url, items)
 
 
 # -- a process that disconnects exits promptly ----------------------------------------------
@@ -535,13 +537,13 @@ class Script:
 
 @pytest.mark.parametrize("bare_loop", [False, True], ids=["", "bare_loop"])
 def test_script_that_disconnects_exits_promptly(
-    url: str, force_rollback: bool, fresh: None, bare_loop: bool
+    database_url: str, force_rollback: bool, fresh: None, bare_loop: bool
 ) -> None:
     app = new_app_name()
-    census = Census(url, app)
+    census = Census(database_url, app)
     script = Script(
         str(SCRIPTS / "disconnect_and_exit.py"),
-        url,
+        database_url,
         "1" if force_rollback else "0",
         "1" if bare_loop else "0",
         app,
@@ -552,7 +554,7 @@ def test_script_that_disconnects_exits_promptly(
         assert live == "live"
         # The script's connections are seen while it is connected (with force_rollback
         # the session's one only)...
-        held = int(workers) if is_sqlite(url) else census.count()
+        held = int(workers) if is_sqlite(database_url) else census.count()
         if force_rollback:
             assert held == 1
         else:
@@ -581,7 +583,7 @@ def test_script_that_disconnects_exits_promptly(
     assert script.proc.returncode == 0, script.stderr
     assert elapsed < EXIT_WITHIN
     assert census.settle(0) == 0
-    rows = committed_rows(url, items)
+    rows = committed_rows(database_url, items)
     if force_rollback:
         assert rows == []
     else:
@@ -589,12 +591,12 @@ def test_script_that_disconnects_exits_promptly(
         assert sorted({tag for tag, _ in rows}) == sorted(expected)
 
 
-def test_census_counts_connections(url: str, fresh: None) -> None:
+def test_census_counts_connections(database_url: str, fresh: None) -> None:
     """The census itself: it sees a connection the moment one is open, and the moment it
     closes it is gone, so the tests above can fail."""
     app = new_app_name()
-    census = Census(url, app)
-    database = new_database(url, False, app)
+    census = Census(database_url, app)
+    database = new_database(database_url, False, app)
 
     async def check() -> None:
         async with database:

@@ -30,7 +30,6 @@ from databases.core import Connection, Transaction
 from databases.errors import ConnectionLoopError, DatabaseNotConnectedError, TransactionOpenError
 from tests import admin
 from tests.loops import (
-    clear_table,
     committed_rows,
     count_all,
     count_tag,
@@ -39,7 +38,8 @@ from tests.loops import (
     values_of,
     write_probe,
 )
-from tests.loops.support import LoopThread, make_databases, url_fixture
+from tests.loops.support import LoopThread, database_url_with_table, make_databases
+from tests.settings import application_name_options
 
 items = make_table("loops_misuse_items")
 
@@ -48,7 +48,7 @@ DATABASES = make_databases()
 TIMEOUT = 30
 
 
-url = url_fixture(items)
+database_url = database_url_with_table(items)
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "force_rollback"])
@@ -64,10 +64,10 @@ def loop_thread():
 
 
 @pytest.fixture
-def database(url: str, force_rollback: bool, loop_thread: LoopThread):
+def database(database_url: str, force_rollback: bool, loop_thread: LoopThread):
     """A module-global database on an empty table; left disconnected however the test ends."""
-    clear_table(url, items)
-    database = DATABASES[(url, force_rollback)]
+    admin.clear_tables(database_url, items)
+    database = DATABASES[(database_url, force_rollback)]
     assert not database.is_connected
     yield database
     if database.is_connected and loop_thread.thread.is_alive():
@@ -75,7 +75,7 @@ def database(url: str, force_rollback: bool, loop_thread: LoopThread):
             loop_thread.run(database.disconnect())
     if database.is_connected:
         asyncio.run(database.disconnect())
-    clear_table(url, items)
+    admin.clear_tables(database_url, items)
 
 
 async def consume(rows: AsyncIterator[Any]) -> list[Any]:
@@ -164,7 +164,7 @@ SESSION = pytest.mark.parametrize("force_rollback", [True], ids=["force_rollback
 
 @PLAIN
 def test_connection_of_a_closed_loop_is_refused(
-    url: str, database: Database, force_rollback: bool
+    database_url: str, database: Database, force_rollback: bool
 ) -> None:
     async def first() -> Connection:
         await database.connect()
@@ -186,12 +186,12 @@ def test_connection_of_a_closed_loop_is_refused(
 
     asyncio.run(second())
     asyncio.run(database.disconnect())
-    assert committed_rows(url, items) == [("fixed", 1)]
+    assert committed_rows(database_url, items) == [("fixed", 1)]
 
 
 @SESSION
 def test_session_connection_of_a_closed_loop_works_here(
-    url: str, database: Database, force_rollback: bool
+    database_url: str, database: Database, force_rollback: bool
 ) -> None:
     """With force_rollback, `database.connection()` is the session's connection, the same
     object in every loop: made in a loop that is closed by now, it works in the next one,
@@ -217,13 +217,13 @@ def test_session_connection_of_a_closed_loop_works_here(
     asyncio.run(second())
     asyncio.run(database.disconnect())
     assert not database.is_connected
-    assert committed_rows(url, items) == []
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == []
+    write_probe(database_url, items)
 
 
 @PLAIN
 def test_connection_of_a_running_loop_is_refused_and_keeps_working_there(
-    url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
+    database_url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
 ) -> None:
     async def first() -> Connection:
         await database.connect()
@@ -252,13 +252,13 @@ def test_connection_of_a_running_loop_is_refused_and_keeps_working_there(
     assert loop_thread.run(first_again()) == 2
     loop_thread.run(database.disconnect())
     assert not database.is_connected
-    assert committed_rows(url, items) == [("first", 1), ("first", 2)]
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == [("first", 1), ("first", 2)]
+    write_probe(database_url, items)
 
 
 @SESSION
 def test_session_connection_of_a_running_loop_works_here_and_there(
-    url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
+    database_url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
 ) -> None:
     """With force_rollback the session's connection, made in a loop that still runs (in
     another thread), works in this loop too; each loop sees the other's rows, and the
@@ -290,13 +290,13 @@ def test_session_connection_of_a_running_loop_works_here_and_there(
     assert loop_thread.run(first_again()) == 2 + 4
     loop_thread.run(database.disconnect())
     assert not database.is_connected
-    assert committed_rows(url, items) == []
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == []
+    write_probe(database_url, items)
 
 
 @PLAIN
 def test_transaction_of_another_loop_is_not_ended_here(
-    url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
+    database_url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
 ) -> None:
     """Ending a transaction runs on the connection it started on: from another loop that is
     a connection used in another loop, refused the same way, and the transaction stays
@@ -326,12 +326,12 @@ def test_transaction_of_another_loop_is_not_ended_here(
         await database.disconnect()
 
     loop_thread.run(first_again())
-    assert committed_rows(url, items) == []
+    assert committed_rows(database_url, items) == []
 
 
 @SESSION
 def test_session_transaction_of_another_loop_is_ended_here(
-    url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
+    database_url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
 ) -> None:
     """With force_rollback a transaction on the session's connection, begun in one loop, is
     ended from another loop: the connection is the same in every loop. Committed, its rows
@@ -374,21 +374,21 @@ def test_session_transaction_of_another_loop_is_ended_here(
 
     loop_thread.run(first_again())
     assert not database.is_connected
-    assert committed_rows(url, items) == []
-    write_probe(url, items)
+    assert committed_rows(database_url, items) == []
+    write_probe(database_url, items)
 
 
 # -- querying before connect() -------------------------------------------------------------
 
 
-def assert_names_the_connect_fix(error: BaseException, url: str) -> None:
+def assert_names_the_connect_fix(error: BaseException, database_url: str) -> None:
     assert isinstance(error, DatabaseNotConnectedError)
     assert isinstance(error, RuntimeError)
     message = str(error)
     assert "not connected" in message
     assert "await database.connect()" in message
     assert "async with database:" in message
-    assert DatabaseURL(url).obscure_password in message
+    assert DatabaseURL(database_url).obscure_password in message
 
 
 async def refused_until_connected(database: Database) -> None:
@@ -398,12 +398,12 @@ async def refused_until_connected(database: Database) -> None:
         assert_names_the_connect_fix(error, str(database.url))
 
 
-def server_connections(url: str, app: str) -> int | None:
+def server_connections(database_url: str, app: str) -> int | None:
     """PostgreSQL connections with application name `app`, seen from outside."""
-    if admin.dialect_name(url) != "postgresql":
+    if admin.dialect_name(database_url) != "postgresql":
         return None
     rows = admin.raw_fetch_all(
-        url,
+        database_url,
         "SELECT count(*) FROM pg_stat_activity "
         f"WHERE datname = current_database() AND application_name = '{app}'",
     )
@@ -415,19 +415,19 @@ def sqlite_workers() -> set[threading.Thread]:
 
 
 @pytest.mark.parametrize("force_rollback", [False, True], ids=["plain", "force_rollback"])
-def test_query_before_connect_says_to_connect(url: str, force_rollback: bool) -> None:
-    clear_table(url, items)
+def test_query_before_connect_says_to_connect(database_url: str, force_rollback: bool) -> None:
+    admin.clear_tables(database_url, items)
     app = f"dbl_misuse_{uuid.uuid4().hex[:12]}"
     options: dict[str, Any] = {}
-    if admin.dialect_name(url) == "postgresql":
-        options["server_settings"] = {"application_name": app}
-    database = Database(url, force_rollback=force_rollback, **options)
+    if admin.dialect_name(database_url) == "postgresql":
+        options.update(application_name_options(database_url, app))
+    database = Database(database_url, force_rollback=force_rollback, **options)
     workers_before = sqlite_workers()
 
     asyncio.run(refused_until_connected(database))
     assert not database.is_connected
     # A refused query opened nothing.
-    assert server_connections(url, app) in (None, 0)
+    assert server_connections(database_url, app) in (None, 0)
     assert sqlite_workers() <= workers_before
 
     async def connected() -> None:
@@ -442,16 +442,16 @@ def test_query_before_connect_says_to_connect(url: str, force_rollback: bool) ->
     asyncio.run(connected())
     # ...and in another one.
     asyncio.run(refused_until_connected(database))
-    assert committed_rows(url, items) == (
+    assert committed_rows(database_url, items) == (
         [] if force_rollback else [("refused", value) for value in (1, 2, 3, 4)]
     )
-    clear_table(url, items)
+    admin.clear_tables(database_url, items)
 
 
-def test_not_connected_error_hides_the_password(url: str) -> None:
-    if is_sqlite(url):
+def test_not_connected_error_hides_the_password(database_url: str) -> None:
+    if is_sqlite(database_url):
         pytest.skip("a SQLite URL has no password")
-    secret_url = DatabaseURL(url).replace(username="someone", password="s3cret-Pa55")
+    secret_url = DatabaseURL(database_url).replace(username="someone", password="s3cret-Pa55")
     database = Database(secret_url)
 
     async def refused() -> str:
@@ -477,7 +477,7 @@ def assert_names_the_transaction_fix(error: BaseException) -> None:
 
 
 def test_disconnect_with_open_transaction_says_to_end_it(
-    url: str, database: Database, force_rollback: bool
+    database_url: str, database: Database, force_rollback: bool
 ) -> None:
     async def main() -> None:
         await database.connect()
@@ -496,11 +496,11 @@ def test_disconnect_with_open_transaction_says_to_end_it(
         assert not database.is_connected
 
     asyncio.run(main())
-    assert committed_rows(url, items) == []
+    assert committed_rows(database_url, items) == []
 
 
 def test_disconnect_inside_transaction_blocks(
-    url: str, database: Database, force_rollback: bool
+    database_url: str, database: Database, force_rollback: bool
 ) -> None:
     async def main() -> None:
         await database.connect()
@@ -523,11 +523,11 @@ def test_disconnect_inside_transaction_blocks(
 
     asyncio.run(main())
     expected = [] if force_rollback else [("inner", 2), ("outer", 1)]
-    assert committed_rows(url, items) == expected
+    assert committed_rows(database_url, items) == expected
 
 
 def test_disconnect_after_connection_block_with_transaction(
-    url: str, database: Database, force_rollback: bool
+    database_url: str, database: Database, force_rollback: bool
 ) -> None:
     """A transaction on an explicitly held connection counts as well; once it is committed,
     `async with database:` disconnects as usual."""
@@ -544,4 +544,4 @@ def test_disconnect_after_connection_block_with_transaction(
         assert not database.is_connected
 
     asyncio.run(main())
-    assert committed_rows(url, items) == ([] if force_rollback else [("held", 1)])
+    assert committed_rows(database_url, items) == ([] if force_rollback else [("held", 1)])

@@ -36,7 +36,6 @@ from tests.loops.support import (
     drop_at_module_end_fixture,
     make_databases,
     seen,
-    shared_tables_left_alone_fixture,
 )
 
 items = make_table("loops_mod_items")
@@ -60,7 +59,6 @@ class ModuleLoop(ConnectedInWideLoop):
         return self.module_loop
 
 
-empty_tables = shared_tables_left_alone_fixture()
 drop_items_at_module_end = drop_at_module_end_fixture("drop_items_at_module_end", items)
 case = case_fixture((items,))
 

@@ -45,7 +45,6 @@ from tests.loops.support import (
     drop_at_module_end_fixture,
     make_databases,
     seen,
-    shared_tables_left_alone_fixture,
     write_and_check,
 )
 
@@ -90,7 +89,6 @@ def check_ended(case: Case, table: sqlalchemy.Table, ledger: Ledger) -> None:
     support.check_ended(case[0], table, ledger, at_least=60)
 
 
-empty_tables = shared_tables_left_alone_fixture()
 drop_tables_at_module_end = drop_at_module_end_fixture("drop_tables_at_module_end", *TABLES)
 case = case_fixture(TABLES, PER_TEST, SYNC_PER_TEST, SYNC_PER_CLASS, MIXED)
 

@@ -49,8 +49,8 @@ from tests.loops.support import (
     case_id,
     drop_at_module_end_fixture,
     seen,
-    shared_tables_left_alone_fixture,
 )
+from tests.settings import application_name_options
 
 items = make_table("loops_sess_items")
 
@@ -77,7 +77,7 @@ def server_connections(case: Case) -> int:
 def make_database(case: Case) -> Database:
     options: dict[str, typing.Any] = dict(SMALL_POOL)
     if DatabaseURL(case[0]).dialect == "postgresql":
-        options["server_settings"] = {"application_name": application_name(case)}
+        options.update(application_name_options(case[0], application_name(case)))
     return Database(case[0], force_rollback=case[1], **options)
 
 
@@ -102,7 +102,12 @@ class Session(ConnectedInWideLoop):
         return self.session_loop
 
 
-empty_tables = shared_tables_left_alone_fixture()
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The suite's, session-scoped here: the session-scoped `session_case` builds on it."""
+    return str(request.param)
+
+
 drop_items_at_module_end = drop_at_module_end_fixture("drop_items_at_module_end", items)
 session_case = case_fixture((items,), scope="session", name="session_case")
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from tests import admin
 from tests.loops import (
-    clear_table,
     committed_rows,
     make_table,
 )
-from tests.loops.support import url_fixture
+from tests.loops.support import database_url_with_table
 
 items = make_table("loops_quiet_items")
 
@@ -30,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60
 
 
-url = url_fixture(items)
+database_url = database_url_with_table(items)
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "force_rollback"])
@@ -57,16 +57,16 @@ def run_script(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_twenty_loops_then_disconnect_print_nothing_to_stderr(
-    request: pytest.FixtureRequest, url: str, force_rollback: bool
+    request: pytest.FixtureRequest, database_url: str, force_rollback: bool
 ) -> None:
-    clear_table(url, items)
+    admin.clear_tables(database_url, items)
     try:
-        result = run_script(str(SCRIPT), url, "1" if force_rollback else "0", items.name)
+        result = run_script(str(SCRIPT), database_url, "1" if force_rollback else "0", items.name)
         assert result.stderr == "", f"stderr of the script:\n{result.stderr}"
         assert result.returncode == 0
         assert result.stdout.split() == ["ok"], result.stdout
 
-        rows = committed_rows(url, items)
+        rows = committed_rows(database_url, items)
         if force_rollback:
             assert rows == []
         else:
@@ -78,7 +78,7 @@ def test_twenty_loops_then_disconnect_print_nothing_to_stderr(
             assert len(rows) == 5 * len(expected)
             assert all(value != 12 for _, value in rows)
     finally:
-        clear_table(url, items)
+        admin.clear_tables(database_url, items)
 
 
 def test_the_harness_shows_what_a_script_leaks() -> None:

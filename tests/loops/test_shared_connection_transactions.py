@@ -30,14 +30,14 @@ import sqlalchemy
 
 from databases import Database
 from databases.core import Transaction
+from tests import admin
 from tests.loops import (
-    clear_table,
     committed_rows,
     count_tag,
     make_table,
     values_of,
 )
-from tests.loops.support import url_fixture
+from tests.loops.support import database_url_with_table
 
 items = make_table("loops_sharedtx_items")
 
@@ -94,38 +94,38 @@ class Shared:
         assert row is not None and row[0] == BASE - 1
 
 
-async def committed(url: str) -> list[tuple[str, int]]:
+async def committed(database_url: str) -> list[tuple[str, int]]:
     """`committed_rows()` from inside a running loop (it runs a loop of its own)."""
-    return await asyncio.to_thread(committed_rows, url, items)
+    return await asyncio.to_thread(committed_rows, database_url, items)
 
 
-url = url_fixture(items)
+database_url = database_url_with_table(items)
 
 
 @pytest_asyncio.fixture
-async def shared(url: str, request: pytest.FixtureRequest) -> AsyncIterator[Shared]:
+async def shared(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Shared]:
     """A connected database for the mode, base rows committed; afterwards disconnecting
     must not hang, and with force_rollback nothing but the base rows is committed."""
     mode = request.param
-    await asyncio.to_thread(clear_table, url, items)
-    async with Database(url) as setup:
+    await asyncio.to_thread(admin.clear_tables, database_url, items)
+    async with Database(database_url) as setup:
         await setup.execute_many(items.insert(), [{"tag": "base", "value": v} for v in range(BASE)])
-    database = Database(url, force_rollback=mode == "rollback")
+    database = Database(database_url, force_rollback=mode == "rollback")
     await database.connect()
     try:
         if mode == "connection":
             async with database.connection() as connection:
-                yield Shared(url, mode, database, connection)
+                yield Shared(database_url, mode, database, connection)
         else:
-            yield Shared(url, mode, database, database)
+            yield Shared(database_url, mode, database, database)
     finally:
         await asyncio.wait_for(database.disconnect(), TIMEOUT)
     assert not database.is_connected
-    rows = await committed(url)
+    rows = await committed(database_url)
     assert [row for row in rows if row[0] == "base"] == [("base", v) for v in range(BASE)]
     if mode == "rollback":
         assert len(rows) == BASE
-    await asyncio.to_thread(clear_table, url, items)
+    await asyncio.to_thread(admin.clear_tables, database_url, items)
 
 
 async def expect_committed(shared: Shared, prefix: str, rows: list[tuple[str, int]]) -> None:

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.loops import url_id, webapp
-from tests.settings import DATABASE_URLS
+from tests.loops import webapp
 
 ROOT = Path(__file__).resolve().parents[2]
 # scripts/install puts it inside the virtualenv of the stack that runs the tests.
@@ -35,13 +34,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.mark.parametrize("url", DATABASE_URLS, ids=url_id)
-def test_add_event_handler_app(url: str) -> None:
+def test_add_event_handler_app(database_url: str) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         path for path in (str(COMPAT_DIR), env.get("PYTHONPATH", "")) if path
     )
-    env["LEGACY_APP_DATABASE_URL"] = url
+    env["LEGACY_APP_DATABASE_URL"] = database_url
     result = subprocess.run(
         [sys.executable, "-m", "tests.loops._starlette_legacy_app", *SCENARIOS],
         cwd=ROOT,

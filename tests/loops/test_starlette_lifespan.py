@@ -13,14 +13,11 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+from starlette.applications import Starlette
 
-pytest.register_assert_rewrite("tests.loops.webapp")
-
-from starlette.applications import Starlette  # noqa: E402
-
-from databases import Database  # noqa: E402
-from tests.loops import make_table, webapp  # noqa: E402
-from tests.loops.support import url_fixture, web_case_fixture  # noqa: E402
+from databases import Database
+from tests.loops import make_table, webapp
+from tests.loops.support import database_url_with_table, web_case_fixture
 
 items = make_table("loops_web_lifespan")
 
@@ -36,7 +33,7 @@ def make_app(database: Database) -> Starlette:
     return Starlette(routes=webapp.starlette_routes(database, items), lifespan=lifespan)
 
 
-url = url_fixture(items)
+database_url = database_url_with_table(items)
 # The databases and apps are created here, at import time.
 case = web_case_fixture(make_app, items)
 

@@ -43,8 +43,7 @@ from sqlalchemy.sql.selectable import Select
 from sqlalchemy.types import TypeEngine
 
 from databases._logging import logger
-
-Converter = typing.Callable[[typing.Any], typing.Any]
+from databases.backends.common._driver import Converter
 
 # name -> None when the fast path is on, else why it is off.
 FAST_PATHS: dict[str, str | None] = {}

@@ -20,10 +20,12 @@ from sqlalchemy.sql.compiler import Compiled, ResultColumnsEntry, SQLCompiler
 
 from databases._logging import LOG_EXTRA, logger
 from databases.backends.common import _sqlalchemy_compat as compat
+from databases.backends.common._driver import Converter
 from databases.backends.common.records import RecordShape
 from databases.backends.common.simple_select import Key, simple_select_key
+from databases.interfaces import QueryValues as QueryValues  # re-exported: its 0.9-era home
+from databases.interfaces import Statement
 
-Converter = typing.Callable[[typing.Any], typing.Any]
 Args = tuple[typing.Any, ...]
 Values = typing.Mapping[str, typing.Any]
 
@@ -38,18 +40,6 @@ def with_column_bind(
     once (`bind_column`), which is faster when one C-level `map()` can do it."""
     bind.bind_column = bind_column  # type: ignore[attr-defined]
     return bind
-
-
-class QueryValues(typing.NamedTuple):
-    """A query (raw SQL with `:name` parameters, or a clause) and the values to run it with.
-
-    Bundled backends take it in place of `text(sql).bindparams(**values)` or
-    `clause.values(**values)`: the statement is compiled once per query and set of
-    value names, and no new clause (with its cache key) is built on every call.
-    """
-
-    query: ClauseElement | str
-    values: Values
 
 
 def _starts_insert(sql: str) -> bool:
@@ -440,12 +430,12 @@ class QueryCompiler:
             return
         self._store(self._simple, key, (statement, anchors))
 
-    def prepare(self, query: ClauseElement | QueryValues) -> tuple[CompiledStatement, str, Args]:
+    def prepare(self, query: Statement) -> tuple[CompiledStatement, str, Args]:
         """Compile (or reuse) and bind: what a driver needs to run `query`."""
-        if type(query) is QueryValues:
+        if isinstance(query, QueryValues):
             statement, sql, args = self._prepare_values(query.query, query.values)
         else:
-            statement, extracted, params = self.compile(query)  # type: ignore[arg-type]
+            statement, extracted, params = self.compile(query)
             sql, args = statement.bind(extracted, params)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("Query: %s Args: %s", sql, args, extra=LOG_EXTRA)

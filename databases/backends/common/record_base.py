@@ -12,6 +12,8 @@ import os
 import types
 import typing
 
+from databases.backends.common._driver import Converter
+
 Values = tuple[typing.Any, ...]
 R = typing.TypeVar("R", bound="PyRecordBase")
 
@@ -48,7 +50,7 @@ class PyRecordBase:
         raise KeyError(key)
 
 
-Converters = tuple[tuple[int, typing.Callable[[typing.Any], typing.Any]], ...]
+Converters = tuple[tuple[int, Converter], ...]
 
 
 def _converted(values: typing.Iterable[typing.Any], converters: Converters) -> Values:

@@ -13,6 +13,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql.compiler import ResultColumnsEntry
 
 from databases.backends.common import _sqlalchemy_compat as compat
+from databases.backends.common._driver import Converter
 from databases.backends.common.record_base import RecordBase, make_record, make_records
 from databases.backends.common.record_mapping import (
     RecordItems,
@@ -21,8 +22,6 @@ from databases.backends.common.record_mapping import (
     RecordValues,
 )
 from databases.interfaces import Record as RecordInterface
-
-Converter = typing.Callable[[typing.Any], typing.Any]
 
 
 class RecordShape:

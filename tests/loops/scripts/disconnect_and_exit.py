@@ -31,6 +31,7 @@ import sqlalchemy
 from databases import Database, DatabaseURL
 from databases.backends._sqlite_worker import THREAD_NAME as SQLITE_WORKER
 from tests.loops import count_all, table_named
+from tests.settings import application_name_options
 
 POOL = 2
 
@@ -45,7 +46,7 @@ def main() -> None:
     if dialect != "sqlite":
         options["min_size"] = 1
     if dialect == "postgresql":
-        options["server_settings"] = {"application_name": app}
+        options.update(application_name_options(url, app))
     database = Database(url, force_rollback=rollback, **options)
 
     async def job(tag: str) -> None:

@@ -1,0 +1,62 @@
+"""Driver keyword arguments from the URL query and the `Database(...)` keyword options.
+
+One parser for every bundled backend, so an option means the same thing everywhere:
+numbers are converted, `ssl` follows one rule (`ssl_option`), keyword options override
+the URL's and pass through to the driver unchanged.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from databases.url import DatabaseURL
+
+TRUE_FALSE = {"true": True, "false": False}
+
+
+def ssl_option(value: str, modes: typing.Collection[str] = ()) -> bool | str:
+    """`true`/`false` (any case) as a bool; else one of the driver's `modes`, lower-cased.
+
+    A driver without modes (aiomysql) takes only true or false.
+    """
+    lowered = value.strip().lower()
+    if lowered in TRUE_FALSE:
+        return TRUE_FALSE[lowered]
+    if lowered in modes:
+        return lowered
+    accepted = "true or false" + (f", or one of {', '.join(modes)}" if modes else "")
+    raise ValueError(f"Invalid value {value!r} for the 'ssl' URL option: use {accepted}.")
+
+
+class OptionRules(typing.NamedTuple):
+    """Which URL query options a driver reads, how they convert, and the driver's names."""
+
+    ints: tuple[str, ...] = ()
+    floats: tuple[str, ...] = ()
+    strings: tuple[str, ...] = ()
+    # The values `ssl` takes besides true and false; `None`: no `ssl` option.
+    ssl_modes: tuple[str, ...] | None = None
+    # Our option name -> the driver's (for URL and keyword options alike).
+    renames: typing.Mapping[str, str] = {}
+
+
+def connection_kwargs(
+    url: DatabaseURL, options: typing.Mapping[str, typing.Any], rules: OptionRules
+) -> dict[str, typing.Any]:
+    """The driver's keyword arguments: URL query options converted, then keyword options."""
+    query = url.options
+    kwargs: dict[str, typing.Any] = {}
+    for name in rules.ints:
+        if name in query:
+            kwargs[name] = int(query[name])
+    for name in rules.floats:
+        if name in query:
+            kwargs[name] = float(query[name])
+    for name in rules.strings:
+        if name in query:
+            kwargs[name] = query[name]
+    if rules.ssl_modes is not None and "ssl" in query:
+        kwargs["ssl"] = ssl_option(query["ssl"], rules.ssl_modes)
+    kwargs.update(options)
+    renames = rules.renames
+    return {renames.get(name, name): value for name, value in kwargs.items()}

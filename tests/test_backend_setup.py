@@ -1,0 +1,94 @@
+"""The bundled backends' shared setup: URL options with one `ssl` rule, per-loop instances.
+
+Pure unit tests: nothing here connects.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from databases import Database, DatabaseURL
+from databases.backends.common._options import OptionRules, connection_kwargs, ssl_option
+from databases.backends.common.base import SQLBackend
+from databases.backends.mysql import MySQLBackend
+from databases.backends.postgres import PostgresBackend
+from databases.backends.sqlite import SQLiteBackend
+
+
+@pytest.mark.parametrize("value", ["true", "TRUE", " True "])
+def test_ssl_true_in_any_case(value: str) -> None:
+    assert ssl_option(value) is True
+    assert ssl_option(value, ("require",)) is True
+
+
+def test_ssl_false() -> None:
+    assert ssl_option("False") is False
+
+
+def test_ssl_mode_only_where_the_driver_has_modes() -> None:
+    assert ssl_option("Verify-Full", ("require", "verify-full")) == "verify-full"
+    with pytest.raises(ValueError, match=r"use true or false\.$"):
+        ssl_option("require")
+
+
+def test_unknown_postgresql_ssl_mode_is_refused_with_the_accepted_ones() -> None:
+    backend = Database("postgresql://localhost/db?ssl=sometimes")._backend
+    assert isinstance(backend, PostgresBackend)
+    with pytest.raises(ValueError, match="true or false, or one of disable, allow"):
+        backend._get_connection_kwargs()
+
+
+def test_options_convert_then_keyword_options_override_and_rename() -> None:
+    rules = OptionRules(
+        ints=("size",), floats=("timeout",), strings=("socket",), renames={"size": "n"}
+    )
+    url = DatabaseURL("x://h/d?size=2&timeout=1.5&socket=/s&other=kept-out")
+    assert connection_kwargs(url, {}, rules) == {"n": 2, "timeout": 1.5, "socket": "/s"}
+    assert connection_kwargs(url, {"size": 7, "echo": True}, rules) == {
+        "n": 7,
+        "timeout": 1.5,
+        "socket": "/s",
+        "echo": True,
+    }
+
+
+def test_ssl_is_read_only_by_drivers_that_take_it() -> None:
+    url = DatabaseURL("x://h/d?ssl=true")
+    assert connection_kwargs(url, {}, OptionRules()) == {}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///:memory:",
+        "postgresql://localhost/db?min_size=2",
+        "mysql://localhost/db?ssl=true",
+    ],
+)
+def test_another_loops_instance_is_constructed_sharing_the_setup(url: str) -> None:
+    backend = Database(url, statement_cache_size=0)._backend
+    assert isinstance(backend, SQLBackend)
+    other = backend.for_new_loop()
+    assert type(other) is type(backend)
+    assert other is not backend
+    assert other._setup is backend._setup
+    assert other._compiler is backend._compiler
+    assert other._dialect is backend._dialect
+    assert other._options == {"statement_cache_size": 0}
+    assert other._database_url == url
+
+
+def test_another_loops_sqlite_pool_opens_the_same_memory_database() -> None:
+    backend = Database("sqlite:///:memory:")._backend
+    assert isinstance(backend, SQLiteBackend)
+    other = backend.for_new_loop()
+    assert other._pool is not backend._pool
+    assert other._pool.target is backend._pool.target
+    assert other._pool.target.is_memory
+    assert other._memory_keeper is backend._memory_keeper
+
+
+def test_another_loops_mysql_instance_keeps_the_driver_option_names() -> None:
+    backend = Database("mysql://localhost/db?min_size=1")._backend
+    assert isinstance(backend, MySQLBackend)
+    assert backend.for_new_loop()._get_connection_kwargs() == {"minsize": 1}

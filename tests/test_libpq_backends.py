@@ -1,0 +1,195 @@
+"""The psycopg 3 (`postgresql+psycopg://`) and aiopg (`postgresql+aiopg://`) backends: what
+they do apart from the shared suite, which runs on them when TEST_DATABASE_URLS lists them.
+
+Both run here on the PostgreSQL server of TEST_DATABASE_URLS (whatever its driver there),
+else the local server's `test` database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import subprocess
+import sys
+import uuid
+import warnings
+
+import pytest
+import sqlalchemy as sa
+
+from databases import Database, DatabaseURL
+from databases.backends._libpq_common import STATUS_IDLE, begin_statement
+from databases.backends.aiopg import AiopgBackend
+from databases.backends.psycopg import PsycopgBackend
+from databases.errors import UnsupportedDatabaseURLError
+from tests import admin
+from tests.loops import run_in_bare_loop
+from tests.settings import DATABASE_URLS, application_name_options
+
+_PG_URL = next(
+    (url for url in DATABASE_URLS if DatabaseURL(url).dialect in ("postgresql", "postgres")),
+    "postgresql://postgres@127.0.0.1:5432/test",
+)
+DRIVERS = {"psycopg": PsycopgBackend, "aiopg": AiopgBackend}
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+def driver(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+def url_for(driver: str, query: str = "") -> str:
+    url = DatabaseURL(_PG_URL).replace(driver=driver, query=query)
+    return str(url.replace(dialect="postgresql"))
+
+
+def server_connections(app: str) -> int:
+    [(count,)] = admin.raw_fetch_all(
+        _PG_URL, f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'"
+    )
+    return int(count)
+
+
+def test_schemes_choose_their_driver(driver: str) -> None:
+    database = Database(url_for(driver))
+    assert type(database._backend) is DRIVERS[driver]
+    assert database._backend._dialect.name == "postgresql"
+    assert database._backend._dialect.driver == {"psycopg": "psycopg", "aiopg": "psycopg2"}[driver]
+
+
+def test_an_unknown_driver_is_an_error_not_another_driver() -> None:
+    with pytest.raises(UnsupportedDatabaseURLError) as raised:
+        Database("postgresql+nosuch://localhost/db")
+    message = str(raised.value)
+    assert "'nosuch'" in message
+    assert "postgresql+psycopg" in message and "postgresql+aiopg" in message
+
+
+@pytest.mark.parametrize(
+    ("query", "options", "expected"),
+    [
+        ("min_size=1&max_size=20", {}, {"min_size": 1, "max_size": 20}),
+        ("max_size=20", {"max_size": 3}, {"max_size": 3}),
+        ("ssl=true", {}, {"sslmode": "require"}),
+        ("ssl=false", {}, {"sslmode": "disable"}),
+        ("ssl=verify-full", {}, {"sslmode": "verify-full"}),
+    ],
+)
+def test_url_options_become_pool_sizes_and_libpq_options(
+    driver: str, query: str, options: dict[str, object], expected: dict[str, object]
+) -> None:
+    backend = DRIVERS[driver](url_for(driver, query), **options)
+    assert backend._get_connection_kwargs() == expected
+
+
+def test_begin_statement_takes_asyncpg_options() -> None:
+    assert begin_statement({}) == "BEGIN"
+    assert (
+        begin_statement({"isolation": "serializable", "readonly": True, "deferrable": True})
+        == "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE"
+    )
+    with pytest.raises(ValueError, match="isolation"):
+        begin_statement({"isolation": "chaos"})
+    with pytest.raises(TypeError, match="nosuch"):
+        begin_statement({"nosuch": 1})
+
+
+@pytest.mark.asyncio
+async def test_pool_opens_min_size_and_never_more_than_max_size(driver: str) -> None:
+    app = f"dbl_libpq_{uuid.uuid4().hex[:12]}"
+    url = url_for(driver)
+    database = Database(url, min_size=2, max_size=2, **application_name_options(url, app))
+    async with database:
+        assert server_connections(app) == 2
+        held = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with database.connection() as connection:
+                await connection.fetch_val("SELECT 1")
+                held.set()
+                await release.wait()
+
+        holders = [asyncio.create_task(hold()) for _ in range(2)]
+        await held.wait()
+        await asyncio.sleep(0.05)
+        third = asyncio.create_task(database.fetch_val("SELECT 3"))
+        await asyncio.sleep(0.2)
+        assert not third.done(), "a third connection was opened past max_size"
+        release.set()
+        assert await third == 3
+        await asyncio.gather(*holders)
+        assert server_connections(app) == 2
+    assert server_connections(app) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_connection_comes_back_to_the_pool_out_of_any_transaction(driver: str) -> None:
+    backend = DRIVERS[driver](url_for(driver), min_size=1, max_size=1)
+    await backend.connect()
+    try:
+        connection = backend.connection()
+        await connection.acquire()
+        raw = connection.raw_connection
+        await connection._run("BEGIN")
+        await connection.release()
+        await connection.acquire()
+        assert connection.raw_connection is raw
+        assert backend._transaction_status(raw) == STATUS_IDLE
+        await connection.release()
+    finally:
+        await backend.disconnect()
+
+
+def test_a_closed_loops_connections_are_closed_without_it(driver: str) -> None:
+    """A loop closed without disconnect(): disconnect() from another loop drops its
+    connections at once, on the server too, and nothing warns about unclosed ones."""
+    app = f"dbl_libpq_{uuid.uuid4().hex[:12]}"
+    url = url_for(driver)
+    database = Database(url, min_size=1, max_size=2, **application_name_options(url, app))
+
+    async def query() -> None:
+        await database.connect()
+        assert await database.fetch_val(sa.select(sa.literal(1))) == 1
+
+    run_in_bare_loop(query())
+    assert server_connections(app) >= 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        asyncio.run(database.disconnect())
+        gc.collect()
+    assert database.loop_states() == []
+    for _ in range(50):
+        if server_connections(app) == 0:
+            break
+        run_in_bare_loop(asyncio.sleep(0.05))
+    assert server_connections(app) == 0
+
+
+@pytest.mark.asyncio
+async def test_percent_signs_in_sql_and_values(driver: str) -> None:
+    async with Database(url_for(driver)) as database:
+        assert await database.fetch_val("SELECT '100%'") == "100%"
+        assert await database.fetch_val("SELECT :v || '%'", {"v": "5%"}) == "5%%"
+        assert await database.fetch_val(sa.select(sa.literal("a%b"))) == "a%b"
+
+
+def test_modules_import_without_their_driver_and_say_what_to_install() -> None:
+    """Existing suites import `databases.backends.aiopg` where aiopg is not installed."""
+    script = (
+        "import sys\n"
+        "sys.modules['aiopg'] = sys.modules['psycopg'] = None\n"
+        "from databases import Database\n"
+        "import databases.backends.aiopg, databases.backends.psycopg\n"
+        "for scheme, extra in [('aiopg', 'aiopg'), ('psycopg', 'psycopg')]:\n"
+        "    try:\n"
+        "        Database(f'postgresql+{scheme}://localhost/db')\n"
+        "    except ImportError as error:\n"
+        "        assert f'databases[{extra}]' in str(error), error\n"
+        "    else:\n"
+        "        raise AssertionError(scheme)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

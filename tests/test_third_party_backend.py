@@ -1,0 +1,131 @@
+"""A backend written against the 0.9 contract, registered by a third party, keeps working.
+
+The backend is the example of docs/writing-a-backend.md, run as written: it implements
+only the 0.9 methods, so everything else comes from the contract's defaults.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import sys
+import typing
+
+import pytest
+import sqlalchemy as sa
+
+from databases import Database
+from databases.interfaces import (
+    DEFAULT_CAPABILITIES,
+    ConnectionBackend,
+    DatabaseBackend,
+    capabilities_of,
+)
+
+DOC = pathlib.Path(__file__).parent.parent / "docs" / "writing-a-backend.md"
+
+metadata = sa.MetaData()
+notes = sa.Table(
+    "notes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("text", sa.String(100)),
+)
+
+
+@pytest.fixture
+def mini_backend(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> typing.Iterator[type[DatabaseBackend]]:
+    """The documented example as module `mini_backend`, registered for `mini://`."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+    assert len(blocks) == 1, "the page has one Python example"
+    (tmp_path / "mini_backend.py").write_text(blocks[0])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(Database.SUPPORTED_BACKENDS, "mini", "mini_backend:MiniBackend")
+    import mini_backend
+
+    yield mini_backend.MiniBackend
+    sys.modules.pop("mini_backend", None)
+
+
+@pytest.fixture
+def url(tmp_path: pathlib.Path) -> str:
+    path = tmp_path / "mini.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)
+    engine.dispose()
+    return f"mini:///{path}"
+
+
+@pytest.mark.asyncio
+async def test_queries_run_through_a_0_9_style_backend(
+    mini_backend: type[DatabaseBackend], url: str
+) -> None:
+    async with Database(url) as database:
+        assert isinstance(database._backend, mini_backend)
+        await database.execute(notes.insert(), {"text": "one"})
+        await database.execute_many(notes.insert(), [{"text": "two"}, {"text": "three"}])
+        await database.execute("UPDATE notes SET text = :text WHERE id = 3", {"text": "3"})
+        rows = await database.fetch_all(sa.select(notes).order_by(notes.c.id))
+        assert [(row["id"], row["text"]) for row in rows] == [(1, "one"), (2, "two"), (3, "3")]
+        row = await database.fetch_one("SELECT text FROM notes WHERE id = :id", {"id": 2})
+        assert row is not None and row[0] == "two"
+        assert await database.fetch_val(sa.select(sa.func.count()).select_from(notes)) == 3
+        assert [row["text"] async for row in database.iterate(sa.select(notes))] == [
+            "one",
+            "two",
+            "3",
+        ]
+
+
+@pytest.mark.asyncio
+async def test_transactions_run_through_a_0_9_style_backend(
+    mini_backend: type[DatabaseBackend], url: str
+) -> None:
+    async with Database(url) as database:
+        async with database.connection() as connection:
+            async with connection.transaction():
+                await connection.execute(notes.insert(), {"text": "kept"})
+                with pytest.raises(RuntimeError, match="inner"):
+                    async with connection.transaction():
+                        await connection.execute(notes.insert(), {"text": "undone"})
+                        raise RuntimeError("inner")
+            transaction = await connection.transaction()
+            await connection.execute(notes.insert(), {"text": "rolled back"})
+            await transaction.rollback()
+        texts = [row["text"] for row in await database.fetch_all(sa.select(notes))]
+        assert texts == ["kept"]
+
+
+@pytest.mark.asyncio
+async def test_force_rollback_through_a_0_9_style_backend(
+    mini_backend: type[DatabaseBackend], url: str
+) -> None:
+    async with Database(url, force_rollback=True) as database:
+        await database.execute(notes.insert(), {"text": "gone"})
+        assert await database.fetch_val(sa.select(sa.func.count()).select_from(notes)) == 1
+    async with Database(url) as database:
+        assert await database.fetch_all(sa.select(notes)) == []
+
+
+@pytest.mark.asyncio
+async def test_a_0_9_style_backend_gets_the_default_hooks_and_capabilities(
+    mini_backend: type[DatabaseBackend], url: str
+) -> None:
+    async with Database(url) as database:
+        backend = database._backend
+        assert backend.for_new_loop() is None
+        connection = backend.statement_connection()
+        assert type(connection) is type(backend.connection())
+        assert capabilities_of(connection) is DEFAULT_CAPABILITIES
+        backend.terminate()
+        backend.release_shared()
+
+
+def test_a_connection_not_derived_from_ours_gets_the_default_capabilities() -> None:
+    class Bare:
+        capabilities = "not ours"
+
+    assert capabilities_of(Bare()) is DEFAULT_CAPABILITIES
+    assert ConnectionBackend.capabilities is DEFAULT_CAPABILITIES
