@@ -11,6 +11,9 @@ from databases.url import DatabaseURL
 
 BackendClass = typing.Callable[..., DatabaseBackend]
 
+# Other names a URL may give a dialect by: `postgres://` as 0.9 accepted it.
+DIALECT_ALIASES = {"postgres": "postgresql"}
+
 
 def find_backend_class(url: DatabaseURL, registered: typing.Mapping[str, str]) -> BackendClass:
     """The class `registered` names for `url`: its whole scheme first, then its dialect."""
@@ -21,14 +24,17 @@ def find_backend_class(url: DatabaseURL, registered: typing.Mapping[str, str]) -
             "or 'sqlite:///file.db'."
         )
     import_string = registered.get(url.scheme)
-    if import_string is None and url.driver and url.dialect in registered:
-        # Never another driver than the one asked for.
-        drivers = sorted(s for s in registered if s.startswith(url.dialect + "+"))
-        raise UnsupportedDatabaseURLError(
-            f"Unsupported driver {url.driver!r} for {url.dialect!r} in database URL "
-            f"scheme {url.scheme!r}. Supported: {', '.join([url.dialect, *drivers])}. "
-            "Register another backend in Database.SUPPORTED_BACKENDS."
-        )
+    if import_string is None and url.driver:
+        # Never another driver than the one asked for; 0.9's `postgres` names PostgreSQL.
+        dialect = DIALECT_ALIASES.get(url.dialect, url.dialect)
+        import_string = registered.get(f"{dialect}+{url.driver}")
+        if import_string is None and url.dialect in registered:
+            drivers = sorted(s for s in registered if s.startswith(dialect + "+"))
+            raise UnsupportedDatabaseURLError(
+                f"Unsupported driver {url.driver!r} for {url.dialect!r} in database URL "
+                f"scheme {url.scheme!r}. Supported: {', '.join([dialect, *drivers])}. "
+                "Register another backend in Database.SUPPORTED_BACKENDS."
+            )
     if import_string is None:
         import_string = registered.get(url.dialect)
     if import_string is None:
