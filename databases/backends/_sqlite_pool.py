@@ -146,7 +146,7 @@ class SQLitePool:
     def raw_connection(self, connection: Worker) -> SQLiteRawConnection:
         """The object `connection.raw_connection` returns, one per connection."""
         raw = connection.raw
-        if raw is None:
+        if not isinstance(raw, SQLiteRawConnection):
             raw = connection.raw = SQLiteRawConnection(connection, self._iter_chunk_size)
         return raw
 

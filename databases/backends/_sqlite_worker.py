@@ -20,9 +20,6 @@ import typing
 
 from databases.backends._sqlite_gate import FileGate
 
-if typing.TYPE_CHECKING:
-    from databases.backends._sqlite_raw import SQLiteRawConnection
-
 T = typing.TypeVar("T")
 Args = tuple[typing.Any, ...]
 Connector = typing.Callable[[], sqlite3.Connection]
@@ -79,8 +76,9 @@ class Worker:
         self.gate = gate
         # Set by the thread once connected; None again once `stop()` was called.
         self.db: sqlite3.Connection | None = None
-        # The `raw_connection` users get, made on first use (see _sqlite_raw).
-        self.raw: SQLiteRawConnection | None = None
+        # The `raw_connection` users get, made and kept here by the pool on first use
+        # (an `_sqlite_raw.SQLiteRawConnection`).
+        self.raw: object = None
         jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._put = jobs.put
         self.thread = threading.Thread(

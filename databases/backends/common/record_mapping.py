@@ -11,8 +11,14 @@ from __future__ import annotations
 import typing
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 
-if typing.TYPE_CHECKING:
-    from databases.backends.common.records import Record
+
+class Row(typing.Protocol):
+    """What the views read of a row (`records.Record`): its shape's names and its values."""
+
+    _shape: typing.Any
+    _values: tuple[typing.Any, ...]
+
+    def __getitem__(self, key: typing.Any) -> typing.Any: ...
 
 
 class RecordMapping(Mapping[typing.Any, typing.Any]):
@@ -23,7 +29,7 @@ class RecordMapping(Mapping[typing.Any, typing.Any]):
 
     __slots__ = ("_record",)
 
-    def __init__(self, record: Record) -> None:
+    def __init__(self, record: Row) -> None:
         self._record = record
 
     def __getitem__(self, key: typing.Any) -> typing.Any:
