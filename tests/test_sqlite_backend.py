@@ -44,7 +44,7 @@ async def create_items(database: Database) -> None:
 @pytest.mark.asyncio
 async def test_connections_are_reused(file_url: str) -> None:
     """Queries reuse connections: no new connection (and thread) per query. One-statement
-    calls share the loop's lane, a task's own connection comes from the pool."""
+    calls share the loop's statement connection, a task's own connection comes from the pool."""
     before = len(worker_threads())
     async with Database(file_url) as database:
         await create_items(database)
@@ -61,7 +61,7 @@ async def test_connections_are_reused(file_url: str) -> None:
 @pytest.mark.asyncio
 async def test_pool_is_bounded_per_loop(file_url: str) -> None:
     """gather() of many tasks, each holding a connection, opens at most `max_size` pooled
-    connections in the loop (plus the lane, which `create_items` opened)."""
+    connections in the loop (plus the statement connection, which `create_items` opened)."""
     before = len(worker_threads())
     async with Database(file_url, max_size=3) as database:
         await create_items(database)
@@ -83,7 +83,7 @@ async def test_pool_is_bounded_per_loop(file_url: str) -> None:
 
 @pytest.mark.asyncio
 async def test_one_statement_calls_share_one_connection(file_url: str) -> None:
-    """Concurrent `Database` calls of tasks holding no connection queue on one lane
+    """Concurrent `Database` calls of tasks holding no connection queue on one statement connection
     connection (one worker thread), as tasks sharing one aiosqlite connection did."""
     before = len(worker_threads())
     async with Database(file_url, max_size=5) as database:
@@ -102,9 +102,10 @@ async def test_one_statement_calls_share_one_connection(file_url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_raw_begin_on_the_lane_leaves_no_transaction(file_url: str) -> None:
+async def test_raw_begin_on_the_statement_connection_leaves_no_transaction(file_url: str) -> None:
     """A one-statement call that opens a transaction (raw BEGIN) has it rolled back at once,
-    as releasing a pooled connection does: later calls sharing the lane autocommit."""
+    as releasing a pooled connection does: later calls sharing the statement connection
+    autocommit."""
     async with Database(file_url) as database:
         await create_items(database)
         await database.execute("BEGIN")
@@ -217,7 +218,7 @@ async def test_connection_options_reach_sqlite3(file_url: str) -> None:
             # detect_types reached sqlite3: the declared TIMESTAMP comes back converted.
             rows = await raw.execute_fetchall("SELECT at FROM stamps")
             assert rows == [(datetime.datetime(2024, 1, 2, 3, 4, 5),)]
-    # The lane (create_items) and the pooled connection of `database.connection()`.
+    # The statement connection (create_items) and the pooled connection of `database.connection()`.
     assert len(created) == 2
     for _, kwargs in created:
         assert {key: kwargs[key] for key in options} == options
@@ -332,7 +333,8 @@ def test_next_loop_writes_after_a_closed_loop_left_a_busy_write_transaction(
 
 
 def test_a_transaction_of_a_closed_loop_stops_counting_once_swept(file_url: str) -> None:
-    """One-statement calls share the lane only while no transaction is open on the file.
+    """One-statement calls share the statement connection only while no transaction is open
+    on the file.
     A transaction that a closed loop's connection took with it must stop counting, or
     every later call in the process takes a pooled connection (and thread) of its own."""
     database = Database(file_url, max_size=5)
@@ -351,7 +353,7 @@ def test_a_transaction_of_a_closed_loop_stops_counting_once_swept(file_url: str)
 
     run_in_bare_loop(leave_a_transaction_open())
     before = set(worker_threads())  # the threads themselves: idents are reused
-    assert run_in_bare_loop(concurrent_inserts()) == 1  # the lane's worker only
+    assert run_in_bare_loop(concurrent_inserts()) == 1  # the statement connection's worker only
     run_in_bare_loop(database.disconnect())
     with sqlite3.connect(file_url.removeprefix("sqlite:///")) as plain:
         assert plain.execute("SELECT count(*) FROM pool_items").fetchone() == (30,)

@@ -106,7 +106,8 @@ async def test_raw_connection_offers_aiosqlite_public_api(file_url: str) -> None
 @pytest.mark.asyncio
 async def test_raw_transaction_counts_for_the_file_gate(file_url: str) -> None:
     """A transaction opened through the raw connection counts as open on the file, so
-    one-statement calls stop sharing the lane (which would wait for its lock) meanwhile,
+    one-statement calls stop sharing the statement connection (which would wait for its lock)
+    meanwhile,
     and share it again once it is committed."""
     async with Database(file_url, timeout=5) as database:
         await create_notes(database)
@@ -114,9 +115,9 @@ async def test_raw_transaction_counts_for_the_file_gate(file_url: str) -> None:
         async with database.connection() as connection:
             raw = connection.raw_connection
             await raw.execute("BEGIN IMMEDIATE")
-            assert not pool.lane_is_free()
+            assert not pool.statement_connection_is_free()
             await raw.commit()
-            assert pool.lane_is_free()
+            assert pool.statement_connection_is_free()
 
 
 def test_shared_memory_uri_as_documented_by_0_9() -> None:
@@ -192,7 +193,8 @@ def run_script(code: str, timeout: float) -> tuple[subprocess.CompletedProcess[s
 
 
 def test_process_exits_promptly_without_disconnect(tmp_path: Path) -> None:
-    """Connections never disconnected (pooled, the lane, an iteration, a raw cursor, in
+    """Connections never disconnected (pooled, the statement connection, an iteration, a raw
+    cursor, in
     several loops, one closed bare) must not keep the process alive at exit."""
     code = f"""
         import asyncio

@@ -121,9 +121,10 @@ class SQLitePool:
         self._waiters: deque[asyncio.Future[Worker]] = deque()
         self._size = 0  # connections open or opening
         self._closed = False
-        # The connection one-statement calls share (see `lane()`), outside the pool's size.
-        self._lane: Worker | None = None
-        self._lane_lock: asyncio.Lock | None = None
+        # The connection one-statement calls share (see `statement_connection()`), outside
+        # the pool's size.
+        self._statement_connection: Worker | None = None
+        self._statement_connection_lock: asyncio.Lock | None = None
 
     def clone(self) -> SQLitePool:
         """A new pool like this one, on the same database, for another loop."""
@@ -175,8 +176,8 @@ class SQLitePool:
         self._in_use.add(connection)
         return connection
 
-    def lane_is_free(self) -> bool:
-        """Whether one-statement calls may share the lane now.
+    def statement_connection_is_free(self) -> bool:
+        """Whether one-statement calls may share the statement connection now.
 
         While none of our connections holds a transaction on the file, the file gate runs
         statements one at a time anyway, so queueing them on one connection loses
@@ -187,11 +188,11 @@ class SQLitePool:
         return not self._gate.has_open_transactions()
 
     @property
-    def open_lane(self) -> Worker | None:
-        """The lane, if it is open already (`lane()` opens it)."""
-        return None if self._closed else self._lane
+    def open_statement_connection(self) -> Worker | None:
+        """The statement connection, if it is open already (`statement_connection()` opens it)."""
+        return None if self._closed else self._statement_connection
 
-    async def lane(self) -> Worker:
+    async def statement_connection(self) -> Worker:
         """The loop's connection for one-statement calls, opened on first use.
 
         Its worker thread runs their statements in the order they were submitted, as
@@ -199,15 +200,15 @@ class SQLitePool:
         """
         if self._closed:
             raise RuntimeError("The SQLite pool is closed.")
-        lane = self._lane
-        if lane is None:
-            if self._lane_lock is None:
-                self._lane_lock = asyncio.Lock()
-            async with self._lane_lock:
-                if self._lane is None:
-                    self._lane = await self._open()
-                lane = self._lane
-        return lane
+        shared = self._statement_connection
+        if shared is None:
+            if self._statement_connection_lock is None:
+                self._statement_connection_lock = asyncio.Lock()
+            async with self._statement_connection_lock:
+                if self._statement_connection is None:
+                    self._statement_connection = await self._open()
+                shared = self._statement_connection
+        return shared
 
     async def release(self, connection: Worker) -> None:
         if connection not in self._in_use:
@@ -239,9 +240,9 @@ class SQLitePool:
     def _take_all(self) -> list[Worker]:
         self._closed = True
         connections = [*self._idle, *self._in_use]
-        if self._lane is not None:
-            connections.append(self._lane)
-            self._lane = None
+        if self._statement_connection is not None:
+            connections.append(self._statement_connection)
+            self._statement_connection = None
         self._idle.clear()
         self._in_use.clear()
         self._size = 0

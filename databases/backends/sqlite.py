@@ -204,9 +204,9 @@ class SQLiteConnection(SQLConnection):
     def __init__(self, backend: SQLiteBackend, one_statement: bool = False) -> None:
         super().__init__(backend)
         self._pool = backend._pool
-        # Runs one statement per acquire, so it may use the pool's shared lane.
+        # Runs one statement per acquire, so it may use the pool's shared statement connection.
         self._one_statement = one_statement
-        self._on_lane = False
+        self._on_statement_connection = False
 
     def _driver_connection(self) -> SQLiteRawConnection | None:
         connection = self._connection
@@ -216,22 +216,23 @@ class SQLiteConnection(SQLConnection):
         return SQLiteTransaction(self)
 
     async def _take(self) -> Worker:
-        if self._one_statement and self._pool.lane_is_free():
-            lane = self._pool.open_lane or await self._pool.lane()
-            self._on_lane = True
-            return lane
+        if self._one_statement and self._pool.statement_connection_is_free():
+            pool = self._pool
+            shared = pool.open_statement_connection or await pool.statement_connection()
+            self._on_statement_connection = True
+            return shared
         return await self._pool.acquire()
 
     async def _give_back(self, connection: Worker) -> None:
         self._connection = None
-        on_lane, self._on_lane = self._on_lane, False
-        if not on_lane:
+        shared, self._on_statement_connection = self._on_statement_connection, False
+        if not shared:
             await self._pool.release(connection)
 
     def _call(self, function: typing.Callable[..., T], *args: typing.Any) -> asyncio.Future[T]:
         """Run `function(sqlite3_connection, gate, *args)` on the connection's thread."""
         connection: Worker = self._live()
-        if self._on_lane:
+        if self._on_statement_connection:
             return connection.call(worker.alone, function, self._pool._gate, *args)
         return connection.call(function, self._pool._gate, *args)
 
