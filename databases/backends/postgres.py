@@ -24,7 +24,7 @@ from databases._logging import logger
 from databases.backends.common import _driver_compat as driver
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common._driver import ITERATE_CHUNK, require_driver
-from databases.backends.common._options import OptionRules, connection_kwargs
+from databases.backends.common._options import LIBPQ_SSL_MODES, OptionRules, connection_kwargs
 from databases.backends.common.base import (
     BackendSetup,
     DriverResult,
@@ -55,7 +55,7 @@ CLOSE_TIMEOUT = 5.0
 OPTION_RULES = OptionRules(
     ints=("min_size", "max_size", "statement_cache_size"),
     floats=("command_timeout",),
-    ssl_modes=("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    ssl_modes=LIBPQ_SSL_MODES,
 )
 
 

@@ -12,6 +12,8 @@ import typing
 from databases.url import DatabaseURL
 
 TRUE_FALSE = {"true": True, "false": False}
+# libpq's `sslmode` values: the `ssl` modes of every PostgreSQL driver.
+LIBPQ_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 def ssl_option(value: str, modes: typing.Collection[str] = ()) -> bool | str:
@@ -36,6 +38,9 @@ class OptionRules(typing.NamedTuple):
     strings: tuple[str, ...] = ()
     # The values `ssl` takes besides true and false; `None`: no `ssl` option.
     ssl_modes: tuple[str, ...] | None = None
+    # What `true` and `false` become for a driver that takes only a mode (libpq's
+    # `sslmode`: require, disable); empty: the bools themselves.
+    ssl_booleans: typing.Mapping[bool, str] = {}
     # Our option name -> the driver's (for URL and keyword options alike).
     renames: typing.Mapping[str, str] = {}
 
@@ -56,7 +61,8 @@ def connection_kwargs(
         if name in query:
             kwargs[name] = query[name]
     if rules.ssl_modes is not None and "ssl" in query:
-        kwargs["ssl"] = ssl_option(query["ssl"], rules.ssl_modes)
+        ssl = ssl_option(query["ssl"], rules.ssl_modes)
+        kwargs["ssl"] = rules.ssl_booleans.get(ssl, ssl) if isinstance(ssl, bool) else ssl
     kwargs.update(options)
     renames = rules.renames
     return {renames.get(name, name): value for name, value in kwargs.items()}
