@@ -110,6 +110,29 @@ def test_unknown_scheme_names_the_supported_ones() -> None:
     assert "SUPPORTED_BACKENDS" in message
 
 
+@pytest.mark.parametrize(
+    ("url", "backend"),
+    [
+        ("postgres+asyncpg://localhost/db", "databases.backends.postgres.PostgresBackend"),
+        ("postgres+psycopg://localhost/db", "databases.backends.psycopg.PsycopgBackend"),
+        ("postgres+aiopg://localhost/db", "databases.backends.aiopg.AiopgBackend"),
+    ],
+)
+def test_postgres_alias_takes_an_explicit_driver(url: str, backend: str) -> None:
+    """0.9's `postgres` dialect name with a driver runs on that driver, not an error."""
+    backend_class = type(Database(url)._backend)
+    assert f"{backend_class.__module__}.{backend_class.__name__}" == backend
+
+
+@pytest.mark.parametrize("url", ["postgres+nosuch://localhost/db", "postgresql+nosuch://h/db"])
+def test_unknown_driver_of_a_known_dialect_is_an_error(url: str) -> None:
+    with pytest.raises(UnsupportedDatabaseURLError) as raised:
+        Database(url)
+    message = str(raised.value)
+    assert "'nosuch'" in message
+    assert "postgresql+asyncpg" in message and "postgresql+psycopg" in message
+
+
 @pytest.mark.parametrize("bad", ["localhost/db", "postgres//localhost/db", ""])
 def test_malformed_url_says_what_a_url_looks_like(bad: str) -> None:
     with pytest.raises(UnsupportedDatabaseURLError, match="expected '<dialect>"):
