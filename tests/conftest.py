@@ -27,6 +27,7 @@ from tests import admin  # noqa: E402
 from tests.settings import DATABASE_URL_IDS, DATABASE_URLS  # noqa: E402
 from tests.tables import PointType, metadata  # noqa: E402
 
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",

@@ -81,7 +81,9 @@ def test_a_closed_loops_connections_are_released_through_them(
     database_url: str, unchecked: None
 ) -> None:
     if DatabaseURL(database_url).driver in ("psycopg", "aiopg"):
-        pytest.skip("psycopg and aiopg close without private attributes: tests/test_libpq_backends.py")
+        pytest.skip(
+            "psycopg and aiopg close without private attributes: tests/test_libpq_backends.py"
+        )
     database = Database(database_url)
     asyncio.run(database.connect())
 
