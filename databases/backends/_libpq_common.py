@@ -25,7 +25,13 @@ from databases.backends._libpq_pool import (
 )
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common._driver import ITERATE_CHUNK
-from databases.backends.common._options import LIBPQ_SSL_MODES, OptionRules, connection_kwargs
+from databases.backends.common._options import (
+    LIBPQ_SSL_MODES,
+    OptionRules,
+    connection_kwargs,
+    pool_sizes,
+    server_kwargs,
+)
 from databases.backends.common.base import (
     BackendSetup,
     DriverResult,
@@ -39,8 +45,6 @@ from databases.url import DatabaseURL
 
 __all__ = ["STATUS_IDLE", "LibpqBackend", "LibpqConnection", "begin_statement", "make_dialect"]
 
-DEFAULT_MIN_SIZE = 1
-DEFAULT_MAX_SIZE = 10
 CLOSE_TIMEOUT = 5.0
 # Pool sizes, and `ssl` as libpq's `sslmode` (`true` is `require`); keyword options are
 # libpq connection keywords.
@@ -112,18 +116,14 @@ class LibpqBackend(SQLBackend):
     async def connect(self) -> None:
         if self._pool is not None:
             return
-        url = self._database_url
-        kwargs: dict[str, typing.Any] = {
-            "host": url.hostname,
-            "port": url.port,
-            "user": url.username,
-            "password": url.password,
-            "dbname": url.database,
-        }
+        kwargs = server_kwargs(self._database_url, "dbname")
         kwargs.update(self._get_connection_kwargs())
-        max_size = kwargs.pop("max_size", max(DEFAULT_MAX_SIZE, kwargs.get("min_size", 0)))
-        min_size = kwargs.pop("min_size", min(DEFAULT_MIN_SIZE, max_size))
-        kwargs = {key: value for key, value in kwargs.items() if value is not None}
+        min_size, max_size = pool_sizes(kwargs)
+        kwargs = {
+            key: value
+            for key, value in kwargs.items()
+            if value is not None and key not in ("min_size", "max_size")
+        }
         pool = ConnectionPool(self, kwargs, min_size, max_size)
         await pool.open()
         self._pool = pool

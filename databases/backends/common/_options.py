@@ -12,6 +12,10 @@ import typing
 from databases.url import DatabaseURL
 
 TRUE_FALSE = {"true": True, "false": False}
+# Pool sizes when the URL and options give none. asyncpg's own default opens ten
+# connections at once; with a pool per event loop that multiplies by the loops in use.
+DEFAULT_MIN_SIZE = 1
+DEFAULT_MAX_SIZE = 10
 # libpq's `sslmode` values: the `ssl` modes of every PostgreSQL driver.
 LIBPQ_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -66,3 +70,21 @@ def connection_kwargs(
     kwargs.update(options)
     renames = rules.renames
     return {renames.get(name, name): value for name, value in kwargs.items()}
+
+
+def server_kwargs(url: DatabaseURL, database_keyword: str) -> dict[str, typing.Any]:
+    """The URL's server, login and database as driver keywords (`None` where it has none)."""
+    return {
+        "host": url.hostname,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+        database_keyword: url.database,
+    }
+
+
+def pool_sizes(kwargs: typing.Mapping[str, typing.Any]) -> tuple[int, int]:
+    """`min_size` and `max_size` from `kwargs`, defaulted so that min <= max."""
+    max_size: int = kwargs.get("max_size", max(DEFAULT_MAX_SIZE, kwargs.get("min_size", 0)))
+    min_size: int = kwargs.get("min_size", min(DEFAULT_MIN_SIZE, max_size))
+    return min_size, max_size
