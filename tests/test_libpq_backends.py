@@ -18,7 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from databases import Database, DatabaseURL
-from databases.backends._libpq_common import STATUS_IDLE, begin_statement
+from databases.backends._libpq_common import begin_statement
+from databases.backends._libpq_pool import STATUS_IDLE
 from databases.backends.aiopg import AiopgBackend
 from databases.backends.psycopg import PsycopgBackend
 from databases.errors import UnsupportedDatabaseURLError

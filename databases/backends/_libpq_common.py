@@ -43,8 +43,6 @@ from databases.backends.common.compiler import Args, CompiledStatement
 from databases.interfaces import Record, Statement
 from databases.url import DatabaseURL
 
-__all__ = ["STATUS_IDLE", "LibpqBackend", "LibpqConnection", "begin_statement", "make_dialect"]
-
 CLOSE_TIMEOUT = 5.0
 # Pool sizes, and `ssl` as libpq's `sslmode` (`true` is `require`); keyword options are
 # libpq connection keywords.

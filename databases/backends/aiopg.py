@@ -16,12 +16,12 @@ from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 from sqlalchemy.engine.interfaces import Dialect
 
 from databases.backends._libpq_common import (
-    STATUS_IDLE,
     CursorRead,
     LibpqBackend,
     LibpqConnection,
     make_dialect,
 )
+from databases.backends._libpq_pool import STATUS_IDLE
 from databases.backends.common._driver import require_driver
 from databases.backends.common.base import BackendSetup, SQLTransaction
 from databases.backends.common.compiler import Args, CompiledStatement
