@@ -18,7 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from databases import Database, DatabaseURL
-from databases.backends._libpq_common import STATUS_IDLE, begin_statement
+from databases.backends._libpq_common import begin_statement
+from databases.backends._libpq_pool import STATUS_IDLE
 from databases.backends.aiopg import AiopgBackend
 from databases.backends.psycopg import PsycopgBackend
 from databases.errors import UnsupportedDatabaseURLError
@@ -83,6 +84,23 @@ def test_url_options_become_pool_sizes_and_libpq_options(
 ) -> None:
     backend = DRIVERS[driver](url_for(driver, query), **options)
     assert backend._get_connection_kwargs() == expected
+
+
+def test_ssl_follows_the_one_rule_with_libpq_modes(driver: str) -> None:
+    backend = DRIVERS[driver](url_for(driver, "ssl=TRUE"))
+    assert backend._get_connection_kwargs() == {"sslmode": "require"}
+    backend = DRIVERS[driver](url_for(driver, "ssl=sometimes"))
+    with pytest.raises(ValueError, match="verify-full"):
+        backend._get_connection_kwargs()
+
+
+def test_per_loop_instances_share_the_setup(driver: str) -> None:
+    database = Database(url_for(driver, "max_size=3"), application_name="x")
+    template = database._backend
+    backend = template.for_new_loop()
+    assert type(backend) is DRIVERS[driver]
+    assert backend._dialect is template._dialect
+    assert backend._get_connection_kwargs() == {"max_size": 3, "application_name": "x"}
 
 
 def test_begin_statement_takes_asyncpg_options() -> None:
@@ -159,7 +177,9 @@ def test_a_closed_loops_connections_are_closed_without_it(driver: str) -> None:
     assert server_connections(app) >= 1
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
-        asyncio.run(database.disconnect())
+        # Not asyncio.run(): it would drop the thread's current loop (pytest-asyncio's,
+        # left by an earlier test), whose collection warns about that loop, not ours.
+        run_in_bare_loop(database.disconnect())
         gc.collect()
     assert database.loop_states() == []
     for _ in range(50):

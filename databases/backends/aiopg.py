@@ -11,14 +11,21 @@ from __future__ import annotations
 import contextlib
 import importlib
 import typing
-from collections.abc import Awaitable, Callable
 
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 from sqlalchemy.engine.interfaces import Dialect
 
-from databases.backends._libpq_common import LibpqBackend, LibpqConnection, make_dialect
-from databases.backends.common.base import SQLTransaction
-from databases.backends.common.compiler import Args
+from databases.backends._libpq_common import (
+    CursorRead,
+    LibpqBackend,
+    LibpqConnection,
+    make_dialect,
+)
+from databases.backends._libpq_pool import STATUS_IDLE
+from databases.backends.common._driver import require_driver
+from databases.backends.common.base import BackendSetup, SQLTransaction
+from databases.backends.common.compiler import Args, CompiledStatement
+from databases.interfaces import ConnectionCapabilities, StatementCancellation
 from databases.url import DatabaseURL
 
 # Imported dynamically: typed the same (as Any) whether or not aiopg is installed.
@@ -32,28 +39,26 @@ except ImportError:  # pragma: no cover - reported when the backend is used
 
 __all__ = ["AiopgBackend", "AiopgConnection", "AiopgTransaction"]
 
-MESSAGE = (
-    "The 'postgresql+aiopg://' backend needs the 'aiopg' package, which is not installed: "
-    "pip install 'databases[aiopg]', or use 'postgresql://' (asyncpg)."
-)
-
 
 class AiopgBackend(LibpqBackend):
     """`postgresql+aiopg://user:password@host:5432/name?min_size=1&max_size=10`."""
 
-    def __init__(self, database_url: DatabaseURL | str, **options: typing.Any) -> None:
-        if aiopg is None:
-            raise ImportError(MESSAGE)
+    name = "PostgreSQL (aiopg)"
+
+    def __init__(
+        self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
+    ) -> None:
+        require_driver(aiopg, "aiopg", "aiopg", self.name)
         super().__init__(database_url, **options)
 
     def _make_dialect(self) -> Dialect:
         return make_dialect(PGDialect_psycopg2, psycopg2)
 
-    async def _open_connection(self) -> typing.Any:
-        return await aiopg.connect(**self._driver_kwargs())
+    def connection(self) -> AiopgConnection:
+        return AiopgConnection(self)
 
-    async def _close_connection(self, connection: typing.Any) -> None:
-        await connection.close()
+    async def _open_connection(self, kwargs: dict[str, typing.Any]) -> typing.Any:
+        return await aiopg.connect(**kwargs)
 
     def _close_now(self, connection: typing.Any) -> None:
         # psycopg2's own close is a plain socket close; aiopg's also unregisters its
@@ -62,18 +67,11 @@ class AiopgBackend(LibpqBackend):
             connection.close()
         connection.raw.close()
 
-    def _is_closed(self, connection: typing.Any) -> bool:
-        return bool(connection.closed)
-
     def _transaction_status(self, connection: typing.Any) -> int:
         return int(connection.raw.get_transaction_status())
 
     async def _cursor_run(
-        self,
-        connection: typing.Any,
-        sql: str,
-        args: Args | None,
-        read: Callable[[typing.Any], Awaitable[typing.Any]] | None,
+        self, connection: typing.Any, sql: str, args: Args | None, read: CursorRead | None
     ) -> tuple[typing.Any, typing.Any]:
         cursor = await connection.cursor()
         try:
@@ -84,8 +82,10 @@ class AiopgBackend(LibpqBackend):
         finally:
             cursor.close()
 
-    def connection(self) -> AiopgConnection:
-        return AiopgConnection(self)
+    async def _executemany(self, connection: typing.Any, sql: str, rows: list[Args]) -> None:
+        # aiopg has no executemany: row by row.
+        for args in rows:
+            await self._cursor_run(connection, sql, args, None)
 
 
 class AiopgTransaction(SQLTransaction):
@@ -94,9 +94,28 @@ class AiopgTransaction(SQLTransaction):
 
 class AiopgConnection(LibpqConnection):
     # aiopg closes the connection when a statement's task is cancelled.
-    _statement_cancellation = "breaks_connection"
+    capabilities = ConnectionCapabilities(
+        cancellation=StatementCancellation.BREAKS_CONNECTION, accepts_values=True
+    )
 
     _backend: AiopgBackend
 
     def transaction(self) -> AiopgTransaction:
         return AiopgTransaction(self)
+
+    async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
+        """All or nothing, as asyncpg's executemany: in a transaction of its own when none
+        is open (in one, an error aborts that transaction anyway)."""
+        backend = self._backend
+        connection = self._live()
+        own = backend._transaction_status(connection) == STATUS_IDLE
+        if own:
+            await backend._execute_plain(connection, "BEGIN")
+        try:
+            await super()._run_many(groups)
+        except BaseException:
+            if own and not backend._is_closed(connection):
+                await backend._execute_plain(connection, "ROLLBACK")
+            raise
+        if own:
+            await backend._execute_plain(connection, "COMMIT")

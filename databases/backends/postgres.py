@@ -24,7 +24,13 @@ from databases._logging import logger
 from databases.backends.common import _driver_compat as driver
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common._driver import ITERATE_CHUNK, require_driver
-from databases.backends.common._options import OptionRules, connection_kwargs
+from databases.backends.common._options import (
+    LIBPQ_SSL_MODES,
+    OptionRules,
+    connection_kwargs,
+    pool_sizes,
+    server_kwargs,
+)
 from databases.backends.common.base import (
     BackendSetup,
     DriverResult,
@@ -45,17 +51,13 @@ except ImportError:  # pragma: no cover - reported when the backend is used
 
 __all__ = ["PostgresBackend", "PostgresConnection", "PostgresTransaction"]
 
-# Pool sizes when the URL and options give none. asyncpg's own default opens ten
-# connections at once; with a pool per event loop that multiplies by the loops in use.
-DEFAULT_MIN_SIZE = 1
-DEFAULT_MAX_SIZE = 10
 # How long disconnect() waits for connections still in use before terminating them.
 CLOSE_TIMEOUT = 5.0
 # URL query options asyncpg takes, and the `ssl` modes besides true and false (libpq's).
 OPTION_RULES = OptionRules(
     ints=("min_size", "max_size", "statement_cache_size"),
     floats=("command_timeout",),
-    ssl_modes=("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    ssl_modes=LIBPQ_SSL_MODES,
 )
 
 
@@ -142,17 +144,9 @@ class PostgresBackend(SQLBackend):
     async def connect(self) -> None:
         if self._pool is not None:
             return
-        url = self._database_url
-        kwargs: dict[str, typing.Any] = {
-            "host": url.hostname,
-            "port": url.port,
-            "user": url.username,
-            "password": url.password,
-            "database": url.database,
-        }
+        kwargs = server_kwargs(self._database_url, "database")
         kwargs.update(self._get_connection_kwargs())
-        kwargs.setdefault("max_size", max(DEFAULT_MAX_SIZE, kwargs.get("min_size", 0)))
-        kwargs.setdefault("min_size", min(DEFAULT_MIN_SIZE, kwargs["max_size"]))
+        kwargs["min_size"], kwargs["max_size"] = pool_sizes(kwargs)
         self._pool = await asyncpg.create_pool(**kwargs)
 
     async def disconnect(self) -> None:

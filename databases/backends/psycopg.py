@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import importlib
 import typing
-from collections.abc import Awaitable, Callable
 
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine.interfaces import Dialect
 
 from databases.backends._libpq_common import (
+    CursorRead,
     LibpqBackend,
     LibpqConnection,
     make_dialect,
 )
-from databases.backends.common.base import SQLTransaction
-from databases.backends.common.compiler import Args, CompiledStatement
+from databases.backends.common._driver import require_driver
+from databases.backends.common.base import BackendSetup, SQLTransaction
+from databases.backends.common.compiler import Args
 from databases.url import DatabaseURL
 
 # Imported dynamically: typed the same (as Any) whether or not psycopg is installed.
@@ -36,43 +37,34 @@ __all__ = ["PsycopgBackend", "PsycopgConnection", "PsycopgTransaction"]
 class PsycopgBackend(LibpqBackend):
     """`postgresql+psycopg://user:password@host:5432/name?min_size=1&max_size=10`."""
 
-    def __init__(self, database_url: DatabaseURL | str, **options: typing.Any) -> None:
-        if psycopg is None:
-            raise ImportError(
-                "The 'postgresql+psycopg://' backend needs the 'psycopg' package (3.x): "
-                "pip install 'databases[psycopg]'"
-            )
+    name = "PostgreSQL (psycopg)"
+
+    def __init__(
+        self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
+    ) -> None:
+        require_driver(psycopg, "psycopg", "psycopg", self.name)
         super().__init__(database_url, **options)
 
     def _make_dialect(self) -> Dialect:
         return make_dialect(PGDialect_psycopg, psycopg)
 
-    async def _open_connection(self) -> typing.Any:
+    def connection(self) -> PsycopgConnection:
+        return PsycopgConnection(self)
+
+    async def _open_connection(self, kwargs: dict[str, typing.Any]) -> typing.Any:
         # The dialect's adapters map: JSON and the other types as its engine sets them up.
         context = getattr(self._dialect, "_psycopg_adapters_map", None)
-        return await psycopg.AsyncConnection.connect(
-            autocommit=True, context=context, **self._driver_kwargs()
-        )
-
-    async def _close_connection(self, connection: typing.Any) -> None:
-        await connection.close()
+        return await psycopg.AsyncConnection.connect(autocommit=True, context=context, **kwargs)
 
     def _close_now(self, connection: typing.Any) -> None:
         # libpq's own close: a socket close, no event loop involved.
         connection.pgconn.finish()
 
-    def _is_closed(self, connection: typing.Any) -> bool:
-        return bool(connection.closed)
-
     def _transaction_status(self, connection: typing.Any) -> int:
         return int(connection.info.transaction_status)
 
     async def _cursor_run(
-        self,
-        connection: typing.Any,
-        sql: str,
-        args: Args | None,
-        read: Callable[[typing.Any], Awaitable[typing.Any]] | None,
+        self, connection: typing.Any, sql: str, args: Args | None, read: CursorRead | None
     ) -> tuple[typing.Any, typing.Any]:
         async with connection.cursor() as cursor:
             await cursor.execute(sql, args)
@@ -80,8 +72,10 @@ class PsycopgBackend(LibpqBackend):
                 return None, None
             return await read(cursor), cursor.description
 
-    def connection(self) -> PsycopgConnection:
-        return PsycopgConnection(self)
+    async def _executemany(self, connection: typing.Any, sql: str, rows: list[Args]) -> None:
+        # In one pipeline, so one implicit transaction: all rows or none.
+        async with connection.cursor() as cursor:
+            await cursor.executemany(sql, rows)
 
 
 class PsycopgTransaction(SQLTransaction):
@@ -93,8 +87,3 @@ class PsycopgConnection(LibpqConnection):
 
     def transaction(self) -> PsycopgTransaction:
         return PsycopgTransaction(self)
-
-    async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
-        async with self._live().cursor() as cursor:
-            for _, sql, rows in groups:
-                await cursor.executemany(sql, rows)

@@ -12,6 +12,12 @@ import typing
 from databases.url import DatabaseURL
 
 TRUE_FALSE = {"true": True, "false": False}
+# Pool sizes when the URL and options give none. asyncpg's own default opens ten
+# connections at once; with a pool per event loop that multiplies by the loops in use.
+DEFAULT_MIN_SIZE = 1
+DEFAULT_MAX_SIZE = 10
+# libpq's `sslmode` values: the `ssl` modes of every PostgreSQL driver.
+LIBPQ_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 def ssl_option(value: str, modes: typing.Collection[str] = ()) -> bool | str:
@@ -36,6 +42,9 @@ class OptionRules(typing.NamedTuple):
     strings: tuple[str, ...] = ()
     # The values `ssl` takes besides true and false; `None`: no `ssl` option.
     ssl_modes: tuple[str, ...] | None = None
+    # What `true` and `false` become for a driver that takes only a mode (libpq's
+    # `sslmode`: require, disable); empty: the bools themselves.
+    ssl_booleans: typing.Mapping[bool, str] = {}
     # Our option name -> the driver's (for URL and keyword options alike).
     renames: typing.Mapping[str, str] = {}
 
@@ -56,7 +65,26 @@ def connection_kwargs(
         if name in query:
             kwargs[name] = query[name]
     if rules.ssl_modes is not None and "ssl" in query:
-        kwargs["ssl"] = ssl_option(query["ssl"], rules.ssl_modes)
+        ssl = ssl_option(query["ssl"], rules.ssl_modes)
+        kwargs["ssl"] = rules.ssl_booleans.get(ssl, ssl) if isinstance(ssl, bool) else ssl
     kwargs.update(options)
     renames = rules.renames
     return {renames.get(name, name): value for name, value in kwargs.items()}
+
+
+def server_kwargs(url: DatabaseURL, database_keyword: str) -> dict[str, typing.Any]:
+    """The URL's server, login and database as driver keywords (`None` where it has none)."""
+    return {
+        "host": url.hostname,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+        database_keyword: url.database,
+    }
+
+
+def pool_sizes(kwargs: typing.Mapping[str, typing.Any]) -> tuple[int, int]:
+    """`min_size` and `max_size` from `kwargs`, defaulted so that min <= max."""
+    max_size: int = kwargs.get("max_size", max(DEFAULT_MAX_SIZE, kwargs.get("min_size", 0)))
+    min_size: int = kwargs.get("min_size", min(DEFAULT_MIN_SIZE, max_size))
+    return min_size, max_size
