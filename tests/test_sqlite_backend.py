@@ -32,6 +32,12 @@ def worker_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if THREAD_NAME in t.name]
 
 
+def new_workers(before: set[threading.Thread]) -> int:
+    """Worker threads alive now that were not in `before`: an earlier test's thread that
+    ends meanwhile does not count."""
+    return len(set(worker_threads()) - before)
+
+
 @pytest.fixture
 def file_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'items.sqlite'}"
@@ -45,7 +51,7 @@ async def create_items(database: Database) -> None:
 async def test_connections_are_reused(file_url: str) -> None:
     """Queries reuse connections: no new connection (and thread) per query. One-statement
     calls share the loop's statement connection, a task's own connection comes from the pool."""
-    before = len(worker_threads())
+    before = set(worker_threads())  # the threads themselves: idents are reused
     async with Database(file_url) as database:
         await create_items(database)
         raw_connections = set()
@@ -54,7 +60,7 @@ async def test_connections_are_reused(file_url: str) -> None:
             async with database.connection() as connection:
                 raw_connections.add(id(connection.raw_connection))
         assert len(raw_connections) == 1
-        assert len(worker_threads()) - before == 2
+        assert new_workers(before) == 2
         assert await database.fetch_val(sa.select(sa.func.count()).select_from(items)) == 20
 
 
@@ -62,7 +68,7 @@ async def test_connections_are_reused(file_url: str) -> None:
 async def test_pool_is_bounded_per_loop(file_url: str) -> None:
     """gather() of many tasks, each holding a connection, opens at most `max_size` pooled
     connections in the loop (plus the statement connection, which `create_items` opened)."""
-    before = len(worker_threads())
+    before = set(worker_threads())  # the threads themselves: idents are reused
     async with Database(file_url, max_size=3) as database:
         await create_items(database)
         peak = 0
@@ -70,22 +76,22 @@ async def test_pool_is_bounded_per_loop(file_url: str) -> None:
         async def query(number: int) -> int:
             nonlocal peak
             async with database.connection() as connection:
-                peak = max(peak, len(worker_threads()) - before)
+                peak = max(peak, new_workers(before))
                 await connection.execute(items.insert(), {"name": f"g{number}"})
                 count = sa.select(sa.func.count()).select_from(items)
                 return int(await connection.fetch_val(count))
 
         counts = await asyncio.gather(*(query(n) for n in range(40)))
         assert max(counts) == 40
-        assert len(worker_threads()) - before == 1 + 3
+        assert new_workers(before) == 1 + 3
         assert peak <= 1 + 3
 
 
 @pytest.mark.asyncio
 async def test_one_statement_calls_share_one_connection(file_url: str) -> None:
-    """Concurrent `Database` calls of tasks holding no connection queue on one statement connection
+    """Concurrent `Database` calls of tasks holding no connection queue on one statement
     connection (one worker thread), as tasks sharing one aiosqlite connection did."""
-    before = len(worker_threads())
+    before = set(worker_threads())  # the threads themselves: idents are reused
     async with Database(file_url, max_size=5) as database:
         await create_items(database)
         await asyncio.gather(
@@ -98,7 +104,7 @@ async def test_one_statement_calls_share_one_connection(file_url: str) -> None:
             )
         )
         assert sorted(names) == sorted(f"n{n}" for n in range(30))
-        assert len(worker_threads()) - before == 1
+        assert new_workers(before) == 1
 
 
 @pytest.mark.asyncio
@@ -349,7 +355,7 @@ def test_a_transaction_of_a_closed_loop_stops_counting_once_swept(file_url: str)
         await asyncio.gather(
             *(database.execute(items.insert(), {"name": f"n{n}"}) for n in range(30))
         )
-        return len(set(worker_threads()) - before)
+        return new_workers(before)
 
     run_in_bare_loop(leave_a_transaction_open())
     before = set(worker_threads())  # the threads themselves: idents are reused
