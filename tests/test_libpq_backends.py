@@ -21,6 +21,7 @@ from databases import Database, DatabaseURL
 from databases.backends._libpq_common import begin_statement
 from databases.backends._libpq_pool import STATUS_IDLE
 from databases.backends.aiopg import AiopgBackend
+from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.psycopg import PsycopgBackend
 from databases.errors import UnsupportedDatabaseURLError
 from tests import admin
@@ -213,3 +214,17 @@ def test_modules_import_without_their_driver_and_say_what_to_install() -> None:
         "        raise AssertionError(scheme)\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_psycopg_rows_are_decoded_with_sqlalchemys_adapters() -> None:
+    """A canary: the installed SQLAlchemy's psycopg dialect offers the adapters map that
+    makes psycopg decode rows as SQLAlchemy's engine does."""
+    database = Database("postgresql+psycopg://localhost/unused")
+    adapters = compat.psycopg_adapters(database._backend._dialect)
+    assert adapters is not None
+
+
+def test_without_sqlalchemys_psycopg_adapters_the_backend_says_what_to_do() -> None:
+    """Never rows that differ from SQLAlchemy's: a clear error names the way out."""
+    with pytest.raises(RuntimeError, match=r"use postgresql:// \(asyncpg\)"):
+        compat.psycopg_adapters(sa.create_engine("sqlite://").dialect)

@@ -19,6 +19,7 @@ from databases.backends._libpq_common import (
     LibpqConnection,
     make_dialect,
 )
+from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common._driver import require_driver
 from databases.backends.common.base import BackendSetup, SQLTransaction
 from databases.backends.common.compiler import Args
@@ -53,7 +54,7 @@ class PsycopgBackend(LibpqBackend):
 
     async def _open_connection(self, kwargs: dict[str, typing.Any]) -> typing.Any:
         # The dialect's adapters map: JSON and the other types as its engine sets them up.
-        context = getattr(self._dialect, "_psycopg_adapters_map", None)
+        context = compat.psycopg_adapters(self._dialect)
         return await psycopg.AsyncConnection.connect(autocommit=True, context=context, **kwargs)
 
     def _close_now(self, connection: typing.Any) -> None:

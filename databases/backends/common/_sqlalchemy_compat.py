@@ -596,6 +596,24 @@ def _probe_pg_standard_strings() -> str | None:
     return None
 
 
+# -- psycopg's adapters (not a fast path: the rows depend on it) -------------------------------
+
+
+def psycopg_adapters(dialect: Dialect) -> typing.Any:
+    """The psycopg adapters map SQLAlchemy's psycopg dialect sets up (JSON with the dialect's
+    serializer, inet and cidr as text, ...): connections made with it decode rows as
+    SQLAlchemy's own engine does. No public API hands it out, and rows could differ without
+    it, so its absence is an error, never a fallback."""
+    adapters = getattr(dialect, "_psycopg_adapters_map", None)
+    if adapters is None:
+        raise RuntimeError(
+            f"SQLAlchemy {_sqlalchemy_version()}'s psycopg dialect has no adapters map, which "
+            "postgresql+psycopg:// needs to return the rows SQLAlchemy returns: use "
+            "postgresql:// (asyncpg), or a SQLAlchemy release this package admits."
+        )
+    return adapters
+
+
 # -- probing --------------------------------------------------------------------------------
 
 
