@@ -25,11 +25,13 @@ from sqlalchemy.schema import CreateTable
 ADMIN_TIMEOUT = 20
 
 __all__ = [
+    "backend_name",
     "clear_tables",
     "committed_notes",
     "create_tables",
     "database_key",
     "dialect_name",
+    "driver_name",
     "drop_tables",
     "raw_execute",
     "raw_fetch_all",
@@ -44,6 +46,30 @@ def dialect_name(url: str) -> str:
     if scheme in ("sqlite", "mysql", "postgresql"):
         return scheme
     raise ValueError(f"Unsupported database URL for the test suite: {url!r}")
+
+
+# The driver `databases` runs a URL on when its scheme names none (SQLite's is the standard
+# library's `sqlite3`), and the drivers a scheme may name, by dialect.
+DEFAULT_DRIVERS = {"postgresql": "asyncpg", "mysql": "aiomysql", "sqlite": "sqlite3"}
+DRIVERS = {
+    "postgresql": ("asyncpg", "psycopg", "aiopg"),
+    "mysql": ("aiomysql", "asyncmy"),
+    "sqlite": ("sqlite3", "aiosqlite"),
+}
+
+
+def driver_name(url: str) -> str:
+    """The driver a database URL names (`postgresql+psycopg://` -> `"psycopg"`), else its
+    dialect's default: `"asyncpg"`, `"aiomysql"` or `"sqlite3"`."""
+    scheme = urlsplit(url).scheme.lower()
+    driver = scheme.split("+", 1)[1] if "+" in scheme else ""
+    return driver or DEFAULT_DRIVERS[dialect_name(url)]
+
+
+def backend_name(url: str) -> str:
+    """`dialect+driver` of a database URL (`"postgresql+asyncpg"` for `postgresql://`): the
+    name tests and markers pick a backend by."""
+    return f"{dialect_name(url)}+{driver_name(url)}"
 
 
 def database_key(url: str) -> tuple[str, str, str]:

@@ -3,8 +3,10 @@
 - `database_url`: the one fixture that says which database a test runs on. Every test that
   asks for it (directly or through a fixture) runs once per URL of `TEST_DATABASE_URLS`
   (`tests/settings.py`), with the URL's scheme as its id; `@pytest.mark.dialects(...)`
-  keeps only the URLs of those dialects. It is module-scoped so that module-scoped
-  fixtures can build on it (a module may override it with a wider scope).
+  keeps only the URLs of those dialects (`"postgresql"`: all its drivers) or backends
+  (`"postgresql+asyncpg"`: that driver only; see `admin.backend_name`). It is
+  module-scoped so that module-scoped fixtures can build on it (a module may override it
+  with a wider scope).
 - `shared_tables`: the tables of `tests.tables` on the test's database, empty at the start
   of the test and emptied after it. Only tests that ask for it touch them, so tests that
   need no database (or work on tables of their own) connect to nothing.
@@ -31,9 +33,21 @@ from tests.tables import PointType, metadata  # noqa: E402
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "dialects(*names): run on the URLs of TEST_DATABASE_URLS of these dialects only "
-        "('sqlite', 'postgresql', 'mysql')",
+        "dialects(*names): run on the URLs of TEST_DATABASE_URLS of these dialects or "
+        "backends only: a dialect ('sqlite', 'postgresql', 'mysql') takes all its drivers, "
+        "'dialect+driver' ('postgresql+asyncpg', 'mysql+asyncmy', ...) that driver only, "
+        "where a URL without '+driver' runs on its dialect's default (asyncpg, aiomysql, "
+        "sqlite3)",
     )
+
+
+def _known_backend_names() -> set[str]:
+    return {*admin.DRIVERS, *(f"{d}+{v}" for d, drivers in admin.DRIVERS.items() for v in drivers)}
+
+
+def _selects(url: str, names: tuple[str, ...]) -> bool:
+    """Whether a `dialects(*names)` marker keeps this URL."""
+    return admin.dialect_name(url) in names or admin.backend_name(url) in names
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -43,10 +57,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "database_url" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("dialects")
+    if marker is not None:
+        # A misspelt name would quietly keep no URL: the test would never run.
+        unknown = sorted(set(marker.args) - _known_backend_names())
+        if unknown:
+            raise pytest.UsageError(
+                f"{metafunc.definition.nodeid}: unknown dialects {unknown}; "
+                f"known: {sorted(_known_backend_names())}"
+            )
     chosen = [
         (url, test_id)
         for url, test_id in zip(DATABASE_URLS, DATABASE_URL_IDS)
-        if marker is None or admin.dialect_name(url) in marker.args
+        if marker is None or _selects(url, marker.args)
     ]
     metafunc.parametrize(
         "database_url",

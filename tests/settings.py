@@ -9,7 +9,8 @@ import os
 import typing
 from urllib.parse import urlsplit
 
-from databases import Database, DatabaseURL
+from databases import Database
+from tests import admin
 
 DEFAULT_URLS = "sqlite:///testsuite.sqlite"
 
@@ -62,20 +63,14 @@ def application_name_options(url: str, name: str) -> dict[str, typing.Any]:
     """Options giving a PostgreSQL URL's connections this `application_name`, so a test can
     count them on the server. The drivers differ: asyncpg takes server settings, while
     libpq's drivers (psycopg, aiopg) take it as a connection keyword."""
-    if DatabaseURL(url).driver in ("", "asyncpg"):
+    if admin.driver_name(url) == "asyncpg":
         return {"server_settings": {"application_name": name}}
     return {"application_name": name}
 
 
-def postgres_driver(url: str) -> str:
-    """Which driver runs a PostgreSQL URL: "asyncpg" (also for no `+driver`), "psycopg" or
-    "aiopg"."""
-    return DatabaseURL(url).driver or "asyncpg"
-
-
 def postgres_read_only_error(url: str) -> type[Exception]:
     """The error each PostgreSQL driver raises for a write in a read-only transaction."""
-    driver = postgres_driver(url)
+    driver = admin.driver_name(url)
     if driver == "psycopg":
         import psycopg
 

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from databases import Database, DatabaseURL
 from databases.core import Connection
 from tests import admin
-from tests.settings import postgres_driver
 from tests.tables import notes
 
 pytestmark = pytest.mark.usefixtures("shared_tables")
@@ -164,9 +163,9 @@ async def test_raw_connection(database_url: str) -> None:
             assert isinstance(raw, SQLiteRawConnection)
             async with raw.execute("SELECT 40 + 2") as cursor:
                 value = (await cursor.fetchone())[0]
-        elif dialect == "postgresql" and postgres_driver(database_url) == "asyncpg":
+        elif admin.backend_name(database_url) == "postgresql+asyncpg":
             value = await raw.fetchval("SELECT 40 + 2")
-        elif dialect == "postgresql" and postgres_driver(database_url) == "psycopg":
+        elif admin.backend_name(database_url) == "postgresql+psycopg":
             import psycopg
 
             assert isinstance(raw, psycopg.AsyncConnection)

@@ -28,7 +28,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from databases import Database, DatabaseURL
+from databases import Database
 from tests import admin
 from tests.differential import schema, selects, typed, writes
 from tests.differential.case import ROWS, Case
@@ -48,7 +48,7 @@ pytestmark = [
 ]
 
 # (shape, backend), either "*" for any -> (strict, reason); a backend is a dialect (all its
-# drivers) or `dialect+driver` (see `backend_name`): differences known and not
+# drivers) or `dialect+driver` (see `admin.backend_name`): differences known and not
 # fixed here. The interleaved test is the shape "interleaved" (it leaves out the shapes
 # known to differ).
 KNOWN: dict[tuple[str, str], tuple[bool, str]] = {
@@ -78,29 +78,20 @@ if MYSQL_BYTES_BROKEN:
         "aiomysql 0.3.2 cannot send bytes with PyMySQL >= 1.2 (escape_bytes_prefixed is "
         "gone), so neither can SQLAlchemy's aiomysql dialect: no oracle to compare with",
     )
-_DRIVERS = {
-    "postgresql": "asyncpg",
-    "mysql": "aiomysql",
-    "sqlite": "aiosqlite",
-}
-# The driver SQLAlchemy compares with, where it is not the one `databases` uses.
-_ORACLE_DRIVERS = {"aiopg": "psycopg2"}
-
-
-def backend_name(url: str) -> str:
-    """`dialect+driver` of the backend `databases` runs the URL on."""
-    name = admin.dialect_name(url)
-    return f"{name}+{DatabaseURL(url).driver or _DRIVERS[name]}"
+# The driver SQLAlchemy compares with, where it is not the one `databases` uses: its async
+# engine runs SQLite on aiosqlite, and aiopg's driver is psycopg2 (a sync engine).
+_ORACLE_DRIVERS = {"sqlite3": "aiosqlite", "aiopg": "psycopg2"}
+_SYNC_ORACLES = ("aiopg",)
 
 
 def oracle_url(url: str) -> str:
     """The SQLAlchemy URL of the same database, with the driver `databases` uses."""
-    name, driver = backend_name(url).split("+")
+    name, driver = admin.backend_name(url).split("+")
     return f"{name}+{_ORACLE_DRIVERS.get(driver, driver)}" + url[url.index(":") :]
 
 
 def oracle_engine(url: str) -> AsyncEngine:
-    if DatabaseURL(url).driver in _ORACLE_DRIVERS:
+    if admin.driver_name(url) in _SYNC_ORACLES:
         return typing.cast(AsyncEngine, SyncEngine(oracle_url(url)))
     return create_async_engine(oracle_url(url))
 
@@ -140,7 +131,7 @@ async def pair(database_url: str) -> AsyncIterator[Pair]:
         yield Pair(
             database_url,
             admin.dialect_name(database_url),
-            backend_name(database_url),
+            admin.backend_name(database_url),
             database,
             engine,
         )

@@ -1,10 +1,11 @@
-"""The MySQL backend (aiomysql) against a real MySQL/MariaDB server.
+"""The MySQL backends (aiomysql, and asyncmy on the same code) against a real MySQL/MariaDB
+server.
 
-The server is the first `mysql` URL of `TEST_DATABASE_URLS`, else
-`mysql://root@127.0.0.1:3306/test`; the module is skipped when it cannot be reached.
-A `mysql+asyncmy://` URL runs the same tests through the asyncmy backend.
-Tables are created per test with names unique to this run, so parallel runs against the
-same server do not collide.
+The tests that need a server run on each MySQL URL of `TEST_DATABASE_URLS` through the
+`database_url` fixture, whichever driver it names: a `mysql+asyncmy://` URL runs them through
+the asyncmy backend. Tables are created per test with names unique to this run, so parallel
+runs against the same server do not collide. What the server stored is read from outside with
+plain PyMySQL (`tests.admin`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import datetime
 import decimal
 import enum
 import gc
+import importlib
 import typing
 import uuid
 import warnings
 from urllib.parse import unquote, urlsplit
 
+import pymysql
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -27,20 +30,19 @@ from sqlalchemy.schema import CreateTable, DropTable
 
 from databases import Database
 from databases.backends.mysql import MySQLBackend, MySQLConnection
-from tests.settings import DATABASE_URLS
+from tests import admin
 
-DEFAULT_URL = "mysql://root@127.0.0.1:3306/test"
-MYSQL_URL = next(
-    (url for url in DATABASE_URLS if urlsplit(url).scheme.split("+")[0] == "mysql"), DEFAULT_URL
-)
-
-DRIVER = "asyncmy" if urlsplit(MYSQL_URL).scheme == "mysql+asyncmy" else "aiomysql"
-driver = pytest.importorskip(DRIVER, reason=f"the MySQL backend needs {DRIVER}")
-pymysql = pytest.importorskip("pymysql", reason="the MySQL tests need PyMySQL")
+pytestmark = pytest.mark.dialects("mysql")
 
 
-def _plain_connect(url: str = MYSQL_URL) -> typing.Any:
-    """A plain PyMySQL autocommit connection, to look at the server from outside."""
+@pytest.fixture
+def driver(database_url: str) -> typing.Any:
+    """The driver module the URL runs on (`aiomysql` or `asyncmy`)."""
+    return importlib.import_module(admin.driver_name(database_url))
+
+
+def _plain_connect(url: str) -> typing.Any:
+    """A plain PyMySQL autocommit connection of its own, to act from outside the library."""
     parts = urlsplit(url)
     return pymysql.connect(
         host=parts.hostname or "127.0.0.1",
@@ -51,35 +53,6 @@ def _plain_connect(url: str = MYSQL_URL) -> typing.Any:
         autocommit=True,
         connect_timeout=3,
     )
-
-
-def _server_error() -> str | None:
-    try:
-        _plain_connect().close()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-_unreachable = _server_error()
-if _unreachable is not None:
-    pytest.skip(
-        f"MySQL server {MYSQL_URL} is not reachable ({_unreachable})", allow_module_level=True
-    )
-
-
-def plain_fetch(sql: str) -> list[tuple[typing.Any, ...]]:
-    connection = _plain_connect()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-            return [tuple(row) for row in cursor.fetchall()]
-    finally:
-        connection.close()
-
-
-def plain_execute(sql: str) -> None:
-    plain_fetch(sql)
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -133,9 +106,9 @@ items = sa.Table(
 
 
 @pytest_asyncio.fixture
-async def database() -> typing.AsyncIterator[Database]:
+async def database(database_url: str) -> typing.AsyncIterator[Database]:
     """A connected database with this module's tables, dropped again afterwards."""
-    async with Database(MYSQL_URL) as database:
+    async with Database(database_url) as database:
         for table in metadata.sorted_tables:
             await database.execute(CreateTable(table))
         try:
@@ -145,12 +118,13 @@ async def database() -> typing.AsyncIterator[Database]:
                 await database.execute(DropTable(table, if_exists=True))
 
 
-def items_count() -> int:
-    return int(plain_fetch(f"SELECT COUNT(*) FROM {items.name}")[0][0])
+def items_count(url: str) -> int:
+    return int(admin.raw_fetch_all(url, f"SELECT COUNT(*) FROM {items.name}")[0][0])
 
 
-def committed_labels() -> list[str]:
-    return [row[0] for row in plain_fetch(f"SELECT label FROM {items.name} ORDER BY id")]
+def committed_labels(url: str) -> list[str]:
+    rows = admin.raw_fetch_all(url, f"SELECT label FROM {items.name} ORDER BY id")
+    return [row[0] for row in rows]
 
 
 async def fill_items(database: Database, count: int) -> None:
@@ -223,8 +197,8 @@ def test_pool_kwargs() -> None:
     assert MySQLBackend("mysql://localhost/name")._pool_kwargs()["port"] == 3306
 
 
-def test_dialect() -> None:
-    backend = Database(MYSQL_URL)._backend
+def test_dialect(database_url: str) -> None:
+    backend = Database(database_url)._backend
     assert isinstance(backend, MySQLBackend)
     assert backend._dialect.name == "mysql"
     assert backend._dialect.paramstyle == "format"
@@ -292,7 +266,7 @@ def check_full_row(row: typing.Any, **changes: typing.Any) -> None:
 
 
 @pytest.mark.asyncio
-async def test_type_round_trips(database: Database) -> None:
+async def test_type_round_trips(database_url: str, database: Database) -> None:
     table = types_table
     first = await database.execute(table.insert(), full_row())
     second = await database.execute(
@@ -323,7 +297,9 @@ async def test_type_round_trips(database: Database) -> None:
     assert await database.fetch_val(sa.select(table.c.flag).where(table.c.id == 2)) is False
 
     # What the server really stored: one bind mark, JSON text, exact bytes.
-    stored = plain_fetch(f"SELECT marked, `blob`, amount FROM {table.name} ORDER BY id")
+    stored = admin.raw_fetch_all(
+        database_url, f"SELECT marked, `blob`, amount FROM {table.name} ORDER BY id"
+    )
     assert stored[0] == (">value", BLOB, AMOUNT)
     assert stored[1][1] == b"\x80\x81"
 
@@ -341,7 +317,7 @@ async def test_type_round_trips(database: Database) -> None:
 
 
 @pytest.mark.asyncio
-async def test_raw_sql_and_percent_signs(database: Database) -> None:
+async def test_raw_sql_and_percent_signs(database_url: str, database: Database) -> None:
     for label in ["apple", "avocado", "banana", "50% off", "a%b"]:
         await database.execute(items.insert(), {"number": 1, "label": label})
 
@@ -359,7 +335,7 @@ async def test_raw_sql_and_percent_signs(database: Database) -> None:
     # The rows changed (as in 0.9): a%b, apple, avocado.
     updated = await database.execute(f"UPDATE {items.name} SET number = 2 WHERE label LIKE 'a%'")
     assert updated == 3
-    assert items_count() == 5
+    assert items_count(database_url) == 5
     rows = await database.fetch_all(sa.text(f"SELECT number FROM {items.name} WHERE number = 2"))
     assert len(rows) == 3
     async for row in database.iterate(f"SELECT label FROM {items.name} WHERE label LIKE '%\\%%'"):
@@ -384,9 +360,9 @@ async def test_execute_returns_lastrowid(database: Database) -> None:
 
 
 @pytest.mark.asyncio
-async def test_execute_many(database: Database) -> None:
+async def test_execute_many(database_url: str, database: Database) -> None:
     await fill_items(database, 1000)
-    assert items_count() == 1000
+    assert items_count(database_url) == 1000
     total = await database.fetch_val(sa.select(sa.func.sum(items.c.number)))
     assert total == sum(range(1000))
     await database.execute_many(
@@ -398,7 +374,7 @@ async def test_execute_many(database: Database) -> None:
     )
     assert changed == 10
     await database.execute_many(items.insert(), [])
-    assert items_count() == 1000
+    assert items_count(database_url) == 1000
 
 
 # -- streaming --------------------------------------------------------------------------------
@@ -446,7 +422,9 @@ async def test_iterate_while_other_tasks_query(database: Database) -> None:
 
 
 @pytest.mark.asyncio
-async def test_iterate_on_a_shared_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_iterate_on_a_shared_connection(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """force_rollback: every task shares one connection, and queries run between rows."""
     drained = []
     settle = MySQLConnection._settle
@@ -457,12 +435,12 @@ async def test_iterate_on_a_shared_connection(monkeypatch: pytest.MonkeyPatch) -
         await settle(self)
 
     monkeypatch.setattr(MySQLConnection, "_settle", counting_settle)
-    async with Database(MYSQL_URL) as setup:
+    async with Database(database_url) as setup:
         await setup.execute(CreateTable(items))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            async with Database(MYSQL_URL, force_rollback=True) as database:
+            async with Database(database_url, force_rollback=True) as database:
                 await fill_items(database, ROWS)
                 stop = asyncio.Event()
                 numbers, *counts = await asyncio.gather(
@@ -511,11 +489,11 @@ async def test_iterate_on_a_shared_connection(monkeypatch: pytest.MonkeyPatch) -
                     await database.fetch_val(sa.select(sa.func.count()).where(items.c.number == -2))
                     == 3
                 )
-            assert items_count() == 0  # everything was rolled back
+            assert items_count(database_url) == 0  # everything was rolled back
         stray = [str(w.message) for w in caught if "unbuffered" in str(w.message)]
         assert stray == []
     finally:
-        plain_execute(f"DROP TABLE IF EXISTS {items.name}")
+        admin.raw_execute(database_url, f"DROP TABLE IF EXISTS {items.name}")
 
 
 @pytest.mark.asyncio
@@ -545,12 +523,12 @@ async def test_iterate_abandoned_and_resumed(database: Database) -> None:
 # -- transactions -----------------------------------------------------------------------------
 
 
-async def set_number(label: str, number: int) -> None:
-    plain_execute(f"UPDATE {items.name} SET number = {number} WHERE label = '{label}'")
+async def set_number(url: str, label: str, number: int) -> None:
+    admin.raw_execute(url, f"UPDATE {items.name} SET number = {number} WHERE label = '{label}'")
 
 
 @pytest.mark.asyncio
-async def test_isolation_levels_are_applied(database: Database) -> None:
+async def test_isolation_levels_are_applied(database_url: str, database: Database) -> None:
     await database.execute(items.insert(), {"number": 1, "label": "x"})
     read = sa.select(items.c.number).where(items.c.label == "x")
 
@@ -558,17 +536,17 @@ async def test_isolation_levels_are_applied(database: Database) -> None:
         # REPEATABLE READ: a row read once stays the same inside the transaction.
         async with connection.transaction(isolation="repeatable_read"):
             assert await connection.fetch_val(read) == 1
-            await set_number("x", 2)
+            await set_number(database_url, "x", 2)
             assert await connection.fetch_val(read) == 1
 
         # READ COMMITTED: the outside commit becomes visible.
         async with connection.transaction(isolation="READ COMMITTED"):
             assert await connection.fetch_val(read) == 2
-            await set_number("x", 3)
+            await set_number(database_url, "x", 3)
             assert await connection.fetch_val(read) == 3
 
         # READ UNCOMMITTED: even another connection's uncommitted write is seen.
-        other = _plain_connect()
+        other = _plain_connect(database_url)
         try:
             async with connection.transaction(isolation="Read_Uncommitted"):
                 with other.cursor() as cursor:
@@ -580,7 +558,7 @@ async def test_isolation_levels_are_applied(database: Database) -> None:
             other.close()
 
         # SERIALIZABLE: plain reads take shared locks, so an outside write has to wait.
-        other = _plain_connect()
+        other = _plain_connect(database_url)
         try:
             async with connection.transaction(isolation="serializable"):
                 assert await connection.fetch_val(read) == 3
@@ -595,13 +573,13 @@ async def test_isolation_levels_are_applied(database: Database) -> None:
         # The level was for that transaction only: the default (REPEATABLE READ) is back.
         async with connection.transaction():
             assert await connection.fetch_val(read) == 3
-            await set_number("x", 5)
+            await set_number(database_url, "x", 5)
             assert await connection.fetch_val(read) == 3
         assert await connection.fetch_val("SELECT @@tx_isolation") == "REPEATABLE-READ"
 
 
 @pytest.mark.asyncio
-async def test_transaction_options_are_checked(database: Database) -> None:
+async def test_transaction_options_are_checked(database_url: str, database: Database) -> None:
     async with database.connection() as connection:
         with pytest.raises(ValueError, match="read_committed"):
             async with connection.transaction(isolation="chaotic"):
@@ -613,11 +591,11 @@ async def test_transaction_options_are_checked(database: Database) -> None:
         assert not connection.raw_connection.get_transaction_status()
         async with connection.transaction(isolation=None):
             await connection.execute(items.insert(), {"number": 1, "label": "ok"})
-    assert committed_labels() == ["ok"]
+    assert committed_labels(database_url) == ["ok"]
 
 
 @pytest.mark.asyncio
-async def test_savepoints(database: Database) -> None:
+async def test_savepoints(database_url: str, database: Database) -> None:
     insert = items.insert()
     async with database.connection() as connection, connection.transaction():
         await connection.execute(insert, {"number": 1, "label": "outer"})
@@ -630,25 +608,27 @@ async def test_savepoints(database: Database) -> None:
             inner = await connection.transaction()
             await connection.execute(insert, {"number": 4, "label": "deepest"})
             await inner.rollback()
-        assert committed_labels() == []  # nothing committed before the root commits
+        assert committed_labels(database_url) == []  # nothing committed before the root commits
         labels = await connection.fetch_all(sa.select(items.c.label).order_by(items.c.id))
         assert [row.label for row in labels] == ["outer", "inner"]
-    assert committed_labels() == ["outer", "inner"]
+    assert committed_labels(database_url) == ["outer", "inner"]
 
     async with database.transaction(force_rollback=True):
         await database.execute(insert, {"number": 5, "label": "never"})
-    assert committed_labels() == ["outer", "inner"]
+    assert committed_labels(database_url) == ["outer", "inner"]
 
 
 @pytest.mark.asyncio
-async def test_release_rolls_back_an_open_transaction(database: Database) -> None:
-    async with Database(MYSQL_URL, min_size=1, max_size=1) as single:
+async def test_release_rolls_back_an_open_transaction(
+    database_url: str, database: Database
+) -> None:
+    async with Database(database_url, min_size=1, max_size=1) as single:
         async with single.connection() as connection:
             raw = connection.raw_connection
             await connection.execute("BEGIN")
             await connection.execute(items.insert(), {"number": 1, "label": "dirty"})
             assert raw.get_transaction_status()
-        assert committed_labels() == []
+        assert committed_labels(database_url) == []
 
         async with single.connection() as connection:
             assert connection.raw_connection is raw  # the pool kept the connection
@@ -657,7 +637,7 @@ async def test_release_rolls_back_an_open_transaction(database: Database) -> Non
 
 
 @pytest.mark.asyncio
-async def test_raw_connection(database: Database) -> None:
+async def test_raw_connection(driver: typing.Any, database: Database) -> None:
     async with database.connection() as connection:
         raw = connection.raw_connection
         assert isinstance(raw, driver.Connection)
@@ -672,17 +652,17 @@ async def test_raw_connection(database: Database) -> None:
 
 
 @pytest.mark.asyncio
-async def test_connect_failure_is_reported() -> None:
-    parts = urlsplit(MYSQL_URL)
+async def test_connect_failure_is_reported(driver: typing.Any, database_url: str) -> None:
+    parts = urlsplit(database_url)
     host = f"{parts.hostname}:{parts.port or 3306}"
-    database = Database(f"{parts.scheme}://nobody-{SUFFIX}:wrong@{host}/test")
+    database = Database(f"{parts.scheme}://nobody-{SUFFIX}:wrong@{host}{parts.path}")
     with pytest.raises(driver.OperationalError):
         await database.connect()
 
 
 @pytest.mark.asyncio
-async def test_disconnect_does_not_wait_for_connections_in_use() -> None:
-    database = Database(MYSQL_URL)
+async def test_disconnect_does_not_wait_for_connections_in_use(database_url: str) -> None:
+    database = Database(database_url)
     await database.connect()
     holding = asyncio.Event()
     finish = asyncio.Event()
@@ -708,10 +688,10 @@ def transport_of(connection: typing.Any) -> typing.Any:
     return writer.transport if writer is not None else connection._transport  # asyncmy
 
 
-def test_terminate_after_the_loop_closed() -> None:
+def test_terminate_after_the_loop_closed(database_url: str) -> None:
     """A closed loop's connections are dropped without awaiting and without errors."""
-    backend_class = Database(MYSQL_URL)._backend_class
-    backend = typing.cast(MySQLBackend, backend_class(MYSQL_URL, min_size=2))
+    backend_class = Database(database_url)._backend_class
+    backend = typing.cast(MySQLBackend, backend_class(database_url, min_size=2))
     assert isinstance(backend, MySQLBackend)
     loop = asyncio.new_event_loop()
     connection = backend.connection()
@@ -739,10 +719,10 @@ def test_terminate_after_the_loop_closed() -> None:
 
 
 @pytest.mark.asyncio
-async def test_cancelled_query_frees_its_pool_slot() -> None:
+async def test_cancelled_query_frees_its_pool_slot(database_url: str) -> None:
     """A query cancelled mid-way leaves a broken connection: it is dropped, and a task
     waiting for the (single) pool slot gets a fresh connection instead of hanging."""
-    async with Database(MYSQL_URL, min_size=0, max_size=1) as database:
+    async with Database(database_url, min_size=0, max_size=1) as database:
         started = asyncio.Event()
 
         async def slow() -> None:

@@ -1,16 +1,16 @@
-"""The PostgreSQL backend (asyncpg) against a real PostgreSQL server.
+"""The PostgreSQL backend on asyncpg against a real PostgreSQL server.
 
-The server is `TEST_POSTGRES_URL` (default `postgresql://postgres@127.0.0.1:5432/test`); the
-module is skipped when it cannot be reached. Every test creates its own tables (and enum
-types) with names unique to this run and drops them afterwards, so parallel runs against the
-same database do not collide. What really reached the server is checked with separate plain
-asyncpg connections, outside the library.
+The tests that need a server run on each `postgresql+asyncpg` URL of `TEST_DATABASE_URLS`
+(`postgresql://` runs on asyncpg), through the `database_url` fixture;
+tests/test_libpq_backends.py tests psycopg's and aiopg's backends. Every test creates its own
+tables (and enum types) with names unique to this run and drops them afterwards, so parallel
+runs against the same database do not collide. What really reached the server is checked
+with separate plain asyncpg connections, outside the library.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime
 import decimal
 import enum
@@ -20,6 +20,7 @@ import typing
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -29,26 +30,11 @@ from sqlalchemy.schema import CreateTable, DropTable
 
 from databases import Database, DatabaseURL
 from databases.backends.postgres import PostgresBackend
-from tests.settings import DATABASE_URLS
 
-asyncpg = pytest.importorskip("asyncpg", reason="the PostgreSQL backend needs asyncpg")
-
-# The first PostgreSQL URL of TEST_DATABASE_URLS (asyncpg's first, else another driver's
-# database through asyncpg), else the local server's `test` database. This module tests the
-# asyncpg backend; tests/test_libpq_backends.py tests psycopg's and aiopg's.
-_PG_URLS = [url for url in DATABASE_URLS if DatabaseURL(url).dialect in ("postgresql", "postgres")]
-PG_URL = (
-    next(
-        (url for url in _PG_URLS if DatabaseURL(url).driver in ("", "asyncpg")),
-        str(DatabaseURL(_PG_URLS[0]).replace(driver="")) if _PG_URLS else None,
-    )
-    or "postgresql://postgres@127.0.0.1:5432/test"
-)
-
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.dialects("postgresql+asyncpg")]
 
 
-def plain_dsn(url: str = PG_URL) -> str:
+def plain_dsn(url: str) -> str:
     """The URL as a DSN for plain asyncpg: its own scheme, no `databases` query options."""
     parts = urlsplit(url)
     return urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))
@@ -59,37 +45,9 @@ def with_query(url: str, query: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
-def url_password() -> str:
-    return DatabaseURL(PG_URL).password or ""
-
-
-async def _probe() -> None:
-    connection = await asyncpg.connect(plain_dsn(), timeout=3)
-    await connection.close()
-
-
-def _server_error() -> str | None:
-    # In a thread of its own: collection may happen while some event loop is running.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        try:
-            pool.submit(asyncio.run, _probe()).result(timeout=10)
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-_unreachable = _server_error()
-if _unreachable is not None:
-    pytest.skip(
-        f"PostgreSQL server {DatabaseURL(PG_URL).obscure_password} is not reachable "
-        f"({_unreachable}); set TEST_POSTGRES_URL",
-        allow_module_level=True,
-    )
-
-
-async def outside_fetch(sql: str, *args: typing.Any) -> list[typing.Any]:
+async def outside_fetch(url: str, sql: str, *args: typing.Any) -> list[typing.Any]:
     """Rows as committed on the server, read over a fresh plain asyncpg connection."""
-    connection = await asyncpg.connect(plain_dsn())
+    connection = await asyncpg.connect(plain_dsn(url))
     try:
         return list(await connection.fetch(sql, *args))
     finally:
@@ -129,8 +87,8 @@ class Schema:
 
 
 @pytest_asyncio.fixture
-async def schema() -> typing.AsyncIterator[Schema]:
-    admin_database = Database(PG_URL)
+async def schema(database_url: str) -> typing.AsyncIterator[Schema]:
+    admin_database = Database(database_url)
     await admin_database.connect()
     schema = Schema(admin_database)
     try:
@@ -143,9 +101,9 @@ async def schema() -> typing.AsyncIterator[Schema]:
 
 
 @pytest_asyncio.fixture
-async def database(schema: Schema) -> typing.AsyncIterator[Database]:
+async def database(database_url: str, schema: Schema) -> typing.AsyncIterator[Database]:
     """A connected database (set up after, so torn down before, the schema fixture)."""
-    database = Database(PG_URL)
+    database = Database(database_url)
     await database.connect()
     try:
         yield database
@@ -184,8 +142,8 @@ async def big_table(schema: Schema) -> sa.Table:
     return table
 
 
-async def count_rows(table: sa.Table) -> int:
-    rows = await outside_fetch(f"SELECT count(*) FROM {table.name}")
+async def count_rows(url: str, table: sa.Table) -> int:
+    rows = await outside_fetch(url, f"SELECT count(*) FROM {table.name}")
     return int(rows[0][0])
 
 
@@ -198,7 +156,7 @@ def connection_kwargs(url: str, **options: typing.Any) -> dict[str, typing.Any]:
     return backend._get_connection_kwargs()
 
 
-BASE = "postgresql://postgres@127.0.0.1:5432/test"
+BASE = "postgresql://postgres@localhost/unused"  # never connected to
 
 
 def test_connection_kwargs_without_options() -> None:
@@ -245,8 +203,8 @@ def test_connection_kwargs_callable_password_passes_through() -> None:
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+asyncpg"])
 @pytest.mark.asyncio
-async def test_url_schemes_use_asyncpg(scheme: str) -> None:
-    url = str(DatabaseURL(PG_URL).replace(scheme=scheme))
+async def test_url_schemes_use_asyncpg(database_url: str, scheme: str) -> None:
+    url = str(DatabaseURL(database_url).replace(scheme=scheme))
     async with Database(url) as database:
         assert isinstance(database._backend, PostgresBackend)
         assert database._backend._dialect.name == "postgresql"
@@ -255,8 +213,8 @@ async def test_url_schemes_use_asyncpg(scheme: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_pool_per_event_loop() -> None:
-    database = Database(PG_URL)
+async def test_pool_per_event_loop(database_url: str) -> None:
+    database = Database(database_url)
     await database.connect()
     try:
         main_pool = database._backend._pool
@@ -289,8 +247,8 @@ async def hold_connections(database: Database, tasks: int, seconds: float) -> se
 
 
 @pytest.mark.asyncio
-async def test_pool_sizes_from_url() -> None:
-    database = Database(with_query(PG_URL, "min_size=2&max_size=2"))
+async def test_pool_sizes_from_url(database_url: str) -> None:
+    database = Database(with_query(database_url, "min_size=2&max_size=2"))
     await database.connect()
     try:
         pool = database._backend._pool
@@ -303,8 +261,8 @@ async def test_pool_sizes_from_url() -> None:
 
 
 @pytest.mark.asyncio
-async def test_pool_sizes_keyword_options_override_url() -> None:
-    database = Database(with_query(PG_URL, "min_size=2&max_size=2"), min_size=1, max_size=3)
+async def test_pool_sizes_keyword_options_override_url(database_url: str) -> None:
+    database = Database(with_query(database_url, "min_size=2&max_size=2"), min_size=1, max_size=3)
     await database.connect()
     try:
         pool = database._backend._pool
@@ -314,16 +272,16 @@ async def test_pool_sizes_keyword_options_override_url() -> None:
         await database.disconnect()
 
 
-async def server_ssl_enabled() -> bool:
-    rows = await outside_fetch("SHOW ssl")
+async def server_ssl_enabled(url: str) -> bool:
+    rows = await outside_fetch(url, "SHOW ssl")
     return bool(rows[0][0] == "on")
 
 
 @pytest.mark.parametrize("query", ["ssl=false", "ssl=disable", "ssl=prefer", "ssl=allow"])
 @pytest.mark.asyncio
-async def test_ssl_modes_that_connect_without_ssl(query: str) -> None:
-    ssl_on = await server_ssl_enabled()
-    async with Database(with_query(PG_URL, query)) as database:
+async def test_ssl_modes_that_connect_without_ssl(database_url: str, query: str) -> None:
+    ssl_on = await server_ssl_enabled(database_url)
+    async with Database(with_query(database_url, query)) as database:
         used_ssl = await database.fetch_val(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
         )
@@ -336,10 +294,12 @@ async def test_ssl_modes_that_connect_without_ssl(query: str) -> None:
     [("ssl=true", {}), ("ssl=require", {}), ("", {"ssl": "require"}), ("ssl=false", {"ssl": True})],
 )
 @pytest.mark.asyncio
-async def test_ssl_required_reaches_asyncpg(url_query: str, options: dict[str, typing.Any]) -> None:
-    url = with_query(PG_URL, url_query) if url_query else PG_URL
+async def test_ssl_required_reaches_asyncpg(
+    database_url: str, url_query: str, options: dict[str, typing.Any]
+) -> None:
+    url = with_query(database_url, url_query) if url_query else database_url
     database = Database(url, **options)
-    if await server_ssl_enabled():  # pragma: no cover - depends on the server
+    if await server_ssl_enabled(database_url):  # pragma: no cover - depends on the server
         if options.get("ssl") is True or url_query == "ssl=true":
             pytest.skip("ssl=true means verify-full; the test server's certificate is unknown")
         async with database:
@@ -355,12 +315,14 @@ async def test_ssl_required_reaches_asyncpg(url_query: str, options: dict[str, t
 
 @pytest.mark.parametrize("source", ["url", "option"])
 @pytest.mark.asyncio
-async def test_statement_cache_size_zero(source: str, schema: Schema, notes: sa.Table) -> None:
+async def test_statement_cache_size_zero(
+    database_url: str, source: str, schema: Schema, notes: sa.Table
+) -> None:
     """How people run behind pgbouncer in transaction mode: no named prepared statements."""
     if source == "url":
-        database = Database(with_query(PG_URL, "statement_cache_size=0"))
+        database = Database(with_query(database_url, "statement_cache_size=0"))
     else:
-        database = Database(PG_URL, statement_cache_size=0)
+        database = Database(database_url, statement_cache_size=0)
     await database.connect()
     try:
         async with database.connection() as connection:
@@ -381,26 +343,28 @@ async def test_statement_cache_size_zero(source: str, schema: Schema, notes: sa.
             assert prepared == 0
     finally:
         await database.disconnect()
-    assert await count_rows(notes) == 12
+    assert await count_rows(database_url, notes) == 12
 
 
 @pytest.mark.asyncio
-async def test_statement_cache_by_default_prepares_named_statements(notes: sa.Table) -> None:
+async def test_statement_cache_by_default_prepares_named_statements(
+    database_url: str, notes: sa.Table
+) -> None:
     """The control for the test above: the check can see asyncpg's cached statements."""
-    async with Database(PG_URL) as database, database.connection() as connection:
+    async with Database(database_url) as database, database.connection() as connection:
         await connection.fetch_all(notes.select())
         assert await connection.fetch_val("SELECT count(*) FROM pg_prepared_statements") > 0
 
 
 @pytest.mark.parametrize("source", ["url", "option", "option-overrides-url"])
 @pytest.mark.asyncio
-async def test_command_timeout(source: str) -> None:
+async def test_command_timeout(database_url: str, source: str) -> None:
     if source == "url":
-        database = Database(with_query(PG_URL, "command_timeout=0.2"))
+        database = Database(with_query(database_url, "command_timeout=0.2"))
     elif source == "option":
-        database = Database(PG_URL, command_timeout=0.2)
+        database = Database(database_url, command_timeout=0.2)
     else:
-        database = Database(with_query(PG_URL, "command_timeout=30"), command_timeout=0.2)
+        database = Database(with_query(database_url, "command_timeout=30"), command_timeout=0.2)
     await database.connect()
     try:
         started = time.monotonic()
@@ -416,19 +380,19 @@ async def test_command_timeout(source: str) -> None:
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.asyncio
-async def test_callable_password_is_used_by_asyncpg(kind: str) -> None:
+async def test_callable_password_is_used_by_asyncpg(database_url: str, kind: str) -> None:
     calls = 0
 
     def sync_password() -> str:
         nonlocal calls
         calls += 1
-        return url_password()
+        return DatabaseURL(database_url).password or ""
 
     async def async_password() -> str:
         return sync_password()
 
     password = sync_password if kind == "sync" else async_password
-    database = Database(PG_URL, password=password, min_size=1, max_size=2)
+    database = Database(database_url, password=password, min_size=1, max_size=2)
     assert database._backend._get_connection_kwargs()["password"] is password
     await database.connect()
     try:
@@ -440,11 +404,11 @@ async def test_callable_password_is_used_by_asyncpg(kind: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_callable_password_failure_reaches_the_caller() -> None:
+async def test_callable_password_failure_reaches_the_caller(database_url: str) -> None:
     def password() -> str:
         raise Boom("no password today")
 
-    database = Database(PG_URL, password=password)
+    database = Database(database_url, password=password)
     with pytest.raises(Boom):
         await database.connect()
     assert not database.is_connected
@@ -640,7 +604,9 @@ async def insert_typed_rows(database: Database, typed: sa.Table) -> None:
 
 
 @pytest.mark.asyncio
-async def test_types_round_trip_through_table(database: Database, typed: sa.Table) -> None:
+async def test_types_round_trip_through_table(
+    database_url: str, database: Database, typed: sa.Table
+) -> None:
     for row in TYPED_ROWS:
         await database.execute(typed.insert(), row)
     assert Tagged.binds == len(TYPED_ROWS)
@@ -658,8 +624,9 @@ async def test_types_round_trip_through_table(database: Database, typed: sa.Tabl
 
     # What the server stored, seen without SQLAlchemy.
     stored = await outside_fetch(
+        database_url,
         f"SELECT json::text, jsonb::text, enum_plain, enum_native::text, tagged "
-        f"FROM {typed.name} WHERE id = 1"
+        f"FROM {typed.name} WHERE id = 1",
     )
     assert json.loads(stored[0][0]) == TYPED_ROWS[0]["json"]
     assert json.loads(stored[0][1]) == TYPED_ROWS[0]["jsonb"]
@@ -806,7 +773,9 @@ async def test_raw_sql_returns_driver_values(database: Database, typed: sa.Table
 
 
 @pytest.mark.asyncio
-async def test_execute_returns_primary_key_of_insert(database: Database, notes: sa.Table) -> None:
+async def test_execute_returns_primary_key_of_insert(
+    database_url: str, database: Database, notes: sa.Table
+) -> None:
     first = await database.execute(notes.insert(), {"text": "a"})
     second = await database.execute(notes.insert().values(text="b"))
     assert isinstance(first, int)
@@ -816,7 +785,7 @@ async def test_execute_returns_primary_key_of_insert(database: Database, notes: 
     await database.execute(notes.insert(), {"id": 100, "text": "c"})
     third = await database.execute(notes.insert(), {"text": "d"})
     assert third == second + 1
-    rows = await outside_fetch(f"SELECT id, text FROM {notes.name} ORDER BY id")
+    rows = await outside_fetch(database_url, f"SELECT id, text FROM {notes.name} ORDER BY id")
     assert [tuple(row) for row in rows] == [(first, "a"), (second, "b"), (third, "d"), (100, "c")]
 
 
@@ -839,12 +808,14 @@ async def test_execute_returns_server_generated_uuid_key(
 
 
 @pytest.mark.asyncio
-async def test_execute_update_and_delete_return_none(database: Database, notes: sa.Table) -> None:
+async def test_execute_update_and_delete_return_none(
+    database_url: str, database: Database, notes: sa.Table
+) -> None:
     key = await database.execute(notes.insert(), {"text": "a"})
     assert await database.execute(notes.update().where(notes.c.id == key), {"text": "b"}) is None
     assert await database.fetch_val(sa.select(notes.c.text)) == "b"
     assert await database.execute(notes.delete().where(notes.c.id == key)) is None
-    assert await count_rows(notes) == 0
+    assert await count_rows(database_url, notes) == 0
 
 
 @pytest.mark.asyncio
@@ -860,7 +831,7 @@ async def test_execute_raw_sql(database: Database, notes: sa.Table) -> None:
 
 @pytest.mark.asyncio
 async def test_execute_many_uses_driver_executemany_once(
-    database: Database, notes: sa.Table, monkeypatch: pytest.MonkeyPatch
+    database_url: str, database: Database, notes: sa.Table, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, int]] = []
     original = asyncpg.connection.Connection.executemany
@@ -879,19 +850,21 @@ async def test_execute_many_uses_driver_executemany_once(
     assert len(calls) == 1
     assert calls[0][1] == 1000
     assert "INSERT INTO" in calls[0][0]
-    assert await count_rows(notes) == 1000
-    texts = await outside_fetch(f"SELECT text FROM {notes.name} ORDER BY id")
+    assert await count_rows(database_url, notes) == 1000
+    texts = await outside_fetch(database_url, f"SELECT text FROM {notes.name} ORDER BY id")
     assert [row[0] for row in texts] == [value["text"] for value in values]
 
 
 @pytest.mark.asyncio
-async def test_execute_many_in_rolled_back_transaction(database: Database, notes: sa.Table) -> None:
+async def test_execute_many_in_rolled_back_transaction(
+    database_url: str, database: Database, notes: sa.Table
+) -> None:
     with pytest.raises(Boom):
         async with database.transaction():
             await database.execute_many(notes.insert(), [{"text": "x"}, {"text": "y"}])
             assert await database.fetch_val(sa.select(sa.func.count()).select_from(notes)) == 2
             raise Boom()
-    assert await count_rows(notes) == 0
+    assert await count_rows(database_url, notes) == 0
 
 
 # -- iterate ----------------------------------------------------------------------------------
@@ -934,7 +907,9 @@ async def test_iterate_streams_with_server_side_cursor(
 
 
 @pytest.mark.asyncio
-async def test_iterate_inside_transaction(database: Database, big_table: sa.Table) -> None:
+async def test_iterate_inside_transaction(
+    database_url: str, database: Database, big_table: sa.Table
+) -> None:
     async with database.transaction(force_rollback=True):
         await database.execute(big_table.insert(), {"id": BIG_ROWS + 1, "label": "in tx"})
         count = 0
@@ -950,16 +925,16 @@ async def test_iterate_inside_transaction(database: Database, big_table: sa.Tabl
         assert await database.fetch_val(sa.select(sa.func.count()).select_from(big_table)) == (
             BIG_ROWS + 2
         )
-    assert await count_rows(big_table) == BIG_ROWS
+    assert await count_rows(database_url, big_table) == BIG_ROWS
 
 
 @pytest.mark.parametrize("in_transaction", [False, True], ids=["no-transaction", "transaction"])
 @pytest.mark.parametrize("force_rollback", [False, True], ids=["pool", "force-rollback"])
 @pytest.mark.asyncio
 async def test_iterate_while_other_tasks_query(
-    big_table: sa.Table, force_rollback: bool, in_transaction: bool
+    database_url: str, big_table: sa.Table, force_rollback: bool, in_transaction: bool
 ) -> None:
-    database = Database(PG_URL, force_rollback=force_rollback)
+    database = Database(database_url, force_rollback=force_rollback)
     await database.connect()
     try:
         query = sa.select(big_table.c.id).order_by(big_table.c.id)
@@ -1005,8 +980,10 @@ async def test_iterate_while_other_tasks_query(
 
 @pytest.mark.parametrize("force_rollback", [False, True], ids=["pool", "force-rollback"])
 @pytest.mark.asyncio
-async def test_iterate_stopped_early(big_table: sa.Table, force_rollback: bool) -> None:
-    database = Database(PG_URL, force_rollback=force_rollback)
+async def test_iterate_stopped_early(
+    database_url: str, big_table: sa.Table, force_rollback: bool
+) -> None:
+    database = Database(database_url, force_rollback=force_rollback)
     await database.connect()
     try:
         rows = database.iterate(sa.select(big_table.c.id).order_by(big_table.c.id))
@@ -1035,7 +1012,7 @@ async def test_iterate_stopped_early(big_table: sa.Table, force_rollback: bool) 
 
 @pytest.mark.asyncio
 async def test_iterate_stopped_early_inside_transaction(
-    database: Database, big_table: sa.Table
+    database_url: str, database: Database, big_table: sa.Table
 ) -> None:
     async with database.transaction():
         rows = database.iterate(sa.select(big_table.c.id).order_by(big_table.c.id))
@@ -1044,15 +1021,17 @@ async def test_iterate_stopped_early_inside_transaction(
                 break
         await rows.aclose()
         await database.execute(big_table.delete().where(big_table.c.id > 100))
-    assert await count_rows(big_table) == 100
+    assert await count_rows(database_url, big_table) == 100
     started = time.monotonic()
     await asyncio.wait_for(database.disconnect(), 10)
     assert time.monotonic() - started < 2
 
 
 @pytest.mark.asyncio
-async def test_iterate_with_statement_cache_disabled(big_table: sa.Table) -> None:
-    async with Database(PG_URL, statement_cache_size=0) as database:
+async def test_iterate_with_statement_cache_disabled(
+    database_url: str, big_table: sa.Table
+) -> None:
+    async with Database(database_url, statement_cache_size=0) as database:
         ids = [record.id async for record in database.iterate(sa.select(big_table.c.id))]
         assert len(ids) == BIG_ROWS
 
@@ -1089,16 +1068,16 @@ async def test_transaction_isolation_on_connection(database: Database) -> None:
 
 
 @pytest.mark.asyncio
-async def test_transaction_readonly(database: Database, notes: sa.Table) -> None:
+async def test_transaction_readonly(database_url: str, database: Database, notes: sa.Table) -> None:
     with pytest.raises(asyncpg.exceptions.ReadOnlySQLTransactionError):
         async with database.transaction(readonly=True):
             assert await database.fetch_val("SHOW transaction_read_only") == "on"
             assert await database.fetch_all(notes.select()) == []
             await database.execute(notes.insert(), {"text": "not allowed"})
-    assert await count_rows(notes) == 0
+    assert await count_rows(database_url, notes) == 0
     # The database is usable and writable afterwards.
     await database.execute(notes.insert(), {"text": "allowed"})
-    assert await count_rows(notes) == 1
+    assert await count_rows(database_url, notes) == 1
 
 
 @pytest.mark.asyncio
@@ -1112,7 +1091,9 @@ async def test_transaction_deferrable(database: Database) -> None:
 
 
 @pytest.mark.asyncio
-async def test_nested_transactions_use_savepoints(database: Database, notes: sa.Table) -> None:
+async def test_nested_transactions_use_savepoints(
+    database_url: str, database: Database, notes: sa.Table
+) -> None:
     async def insert(text: str) -> None:
         await database.execute(notes.insert(), {"text": text})
 
@@ -1143,21 +1124,23 @@ async def test_nested_transactions_use_savepoints(database: Database, notes: sa.
         await deeper.rollback()
         await inner.commit()
 
-        assert await count_rows(notes) == 0  # nothing is committed before the outer commit
-    rows = await outside_fetch(f"SELECT text FROM {notes.name} ORDER BY id")
+        assert (
+            await count_rows(database_url, notes) == 0
+        )  # nothing is committed before the outer commit
+    rows = await outside_fetch(database_url, f"SELECT text FROM {notes.name} ORDER BY id")
     assert [row[0] for row in rows] == ["outer 1", "outer 2", "explicit committed"]
 
 
 @pytest.mark.asyncio
 async def test_outer_rollback_discards_committed_savepoints(
-    database: Database, notes: sa.Table
+    database_url: str, database: Database, notes: sa.Table
 ) -> None:
     with pytest.raises(Boom):
         async with database.transaction():
             async with database.transaction():
                 await database.execute(notes.insert(), {"text": "inner"})
             raise Boom()
-    assert await count_rows(notes) == 0
+    assert await count_rows(database_url, notes) == 0
 
 
 @pytest.mark.asyncio
@@ -1203,8 +1186,10 @@ async def test_two_tasks_get_two_connections(database: Database) -> None:
 
 
 @pytest.mark.asyncio
-async def test_two_tasks_share_the_connection_with_force_rollback(notes: sa.Table) -> None:
-    database = Database(PG_URL, force_rollback=True)
+async def test_two_tasks_share_the_connection_with_force_rollback(
+    database_url: str, notes: sa.Table
+) -> None:
+    database = Database(database_url, force_rollback=True)
     await database.connect()
     try:
         (raw_a, pid_a), (raw_b, pid_b) = await connections_of_two_tasks(database)
@@ -1214,7 +1199,7 @@ async def test_two_tasks_share_the_connection_with_force_rollback(notes: sa.Tabl
         assert await database.fetch_val(sa.select(sa.func.count()).select_from(notes)) == 1
     finally:
         await asyncio.wait_for(database.disconnect(), 10)
-    assert await count_rows(notes) == 0
+    assert await count_rows(database_url, notes) == 0
 
 
 @pytest.mark.asyncio
@@ -1241,12 +1226,12 @@ ENDED_CONNECTION_ERRORS = (
 
 
 @pytest.mark.asyncio
-async def test_connections_ended_by_the_server_leak_no_pool_slot() -> None:
+async def test_connections_ended_by_the_server_leak_no_pool_slot(database_url: str) -> None:
     """A query that meets a connection the server has just ended fails, and its pool slot
     comes back (asyncpg < 0.32 could leak it, MagicStack/asyncpg#1307: with max_size=2,
     after two leaks every query waited forever). Several rounds, each ending both pooled
     connections while they are idle, then while queries are on their way."""
-    async with Database(PG_URL, min_size=2, max_size=2) as database:
+    async with Database(database_url, min_size=2, max_size=2) as database:
 
         async def both_pids() -> set[int]:
             """The server pids of the pool's two connections, held at once by two tasks
@@ -1268,6 +1253,7 @@ async def test_connections_ended_by_the_server_leak_no_pool_slot() -> None:
 
         async def end_backends(pids: set[int]) -> None:
             await outside_fetch(
+                database_url,
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY($1)",
                 list(pids),
             )

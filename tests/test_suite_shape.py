@@ -8,6 +8,8 @@ import importlib
 import os
 from pathlib import Path
 
+from databases import Database
+from tests import admin, conftest
 from tests.settings import url_ids
 from tests.subprocesses import run_pytest
 
@@ -79,3 +81,36 @@ def test_helper_modules_that_assert_are_rewritten() -> None:
         name for name in names if "@py_builtins" not in vars(importlib.import_module(name))
     ]
     assert not_rewritten == []
+
+
+def test_backend_names_of_urls() -> None:
+    """A URL without `+driver` names its dialect's default driver (`postgres://` is 0.9's
+    spelling of PostgreSQL)."""
+    urls = {
+        "sqlite:///testsuite.sqlite": "sqlite+sqlite3",
+        "sqlite+aiosqlite:///testsuite.sqlite": "sqlite+aiosqlite",
+        "postgresql://postgres@127.0.0.1:5432/db": "postgresql+asyncpg",
+        "postgres://postgres@127.0.0.1:5432/db": "postgresql+asyncpg",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/db": "postgresql+psycopg",
+        "postgresql+aiopg://postgres@127.0.0.1:5432/db": "postgresql+aiopg",
+        "mysql://root@127.0.0.1:3306/db": "mysql+aiomysql",
+        "mysql+asyncmy://root@127.0.0.1:3306/db": "mysql+asyncmy",
+    }
+    assert {url: admin.backend_name(url) for url in urls} == urls
+
+
+def test_dialects_marker_takes_a_dialect_or_one_driver() -> None:
+    asyncpg_url = "postgresql://postgres@127.0.0.1:5432/db"
+    psycopg_url = "postgresql+psycopg://postgres@127.0.0.1:5432/db"
+    assert conftest._selects(asyncpg_url, ("postgresql",))
+    assert conftest._selects(psycopg_url, ("postgresql",))
+    assert conftest._selects(asyncpg_url, ("postgresql+asyncpg",))
+    assert not conftest._selects(psycopg_url, ("postgresql+asyncpg",))
+    assert not conftest._selects(asyncpg_url, ("mysql", "postgresql+psycopg"))
+
+
+def test_dialects_marker_knows_every_registered_driver() -> None:
+    """Every `dialect+driver` scheme `Database` serves can be named in the marker (a name it
+    does not know is a usage error, not a test that silently never runs)."""
+    registered = {scheme for scheme in Database.SUPPORTED_BACKENDS if scheme != "postgres"}
+    assert registered <= conftest._known_backend_names()
