@@ -1,8 +1,8 @@
 """The psycopg 3 (`postgresql+psycopg://`) and aiopg (`postgresql+aiopg://`) backends: what
 they do apart from the shared suite, which runs on them when TEST_DATABASE_URLS lists them.
 
-Both run here on the PostgreSQL server of TEST_DATABASE_URLS (whatever its driver there),
-else the local server's `test` database.
+Tests of a running server take the `postgresql+psycopg` and `postgresql+aiopg` URLs of
+TEST_DATABASE_URLS; the others build URLs that are never connected.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from databases.backends.psycopg import PsycopgBackend
 from databases.errors import UnsupportedDatabaseURLError
 from tests import admin
 from tests.loops import run_in_bare_loop
-from tests.settings import DATABASE_URLS, application_name_options
+from tests.settings import application_name_options
 
-_PG_URL = next(
-    (url for url in DATABASE_URLS if DatabaseURL(url).dialect in ("postgresql", "postgres")),
-    "postgresql://postgres@127.0.0.1:5432/test",
-)
+# Tests that need no server build their URLs on this one, never connected.
+UNUSED_URL = "postgresql://localhost/unused"
+# Tests that need the server run on the psycopg and aiopg URLs of TEST_DATABASE_URLS.
+libpq_urls = pytest.mark.dialects("postgresql+psycopg", "postgresql+aiopg")
 DRIVERS = {"psycopg": PsycopgBackend, "aiopg": AiopgBackend}
 
 pytestmark = pytest.mark.timeout(60)
@@ -44,13 +44,12 @@ def driver(request: pytest.FixtureRequest) -> str:
 
 
 def url_for(driver: str, query: str = "") -> str:
-    url = DatabaseURL(_PG_URL).replace(driver=driver, query=query)
-    return str(url.replace(dialect="postgresql"))
+    return str(DatabaseURL(UNUSED_URL).replace(driver=driver, query=query))
 
 
-def server_connections(app: str) -> int:
+def server_connections(url: str, app: str) -> int:
     [(count,)] = admin.raw_fetch_all(
-        _PG_URL, f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'"
+        url, f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'"
     )
     return int(count)
 
@@ -116,13 +115,15 @@ def test_begin_statement_takes_asyncpg_options() -> None:
         begin_statement({"nosuch": 1})
 
 
+@libpq_urls
 @pytest.mark.asyncio
-async def test_pool_opens_min_size_and_never_more_than_max_size(driver: str) -> None:
+async def test_pool_opens_min_size_and_never_more_than_max_size(database_url: str) -> None:
     app = f"dbl_libpq_{uuid.uuid4().hex[:12]}"
-    url = url_for(driver)
-    database = Database(url, min_size=2, max_size=2, **application_name_options(url, app))
+    database = Database(
+        database_url, min_size=2, max_size=2, **application_name_options(database_url, app)
+    )
     async with database:
-        assert server_connections(app) == 2
+        assert server_connections(database_url, app) == 2
         held = asyncio.Event()
         release = asyncio.Event()
 
@@ -141,13 +142,16 @@ async def test_pool_opens_min_size_and_never_more_than_max_size(driver: str) -> 
         release.set()
         assert await third == 3
         await asyncio.gather(*holders)
-        assert server_connections(app) == 2
-    assert server_connections(app) == 0
+        assert server_connections(database_url, app) == 2
+    assert server_connections(database_url, app) == 0
 
 
+@libpq_urls
 @pytest.mark.asyncio
-async def test_a_connection_comes_back_to_the_pool_out_of_any_transaction(driver: str) -> None:
-    backend = DRIVERS[driver](url_for(driver), min_size=1, max_size=1)
+async def test_a_connection_comes_back_to_the_pool_out_of_any_transaction(
+    database_url: str,
+) -> None:
+    backend = DRIVERS[admin.driver_name(database_url)](database_url, min_size=1, max_size=1)
     await backend.connect()
     try:
         connection = backend.connection()
@@ -163,19 +167,21 @@ async def test_a_connection_comes_back_to_the_pool_out_of_any_transaction(driver
         await backend.disconnect()
 
 
-def test_a_closed_loops_connections_are_closed_without_it(driver: str) -> None:
+@libpq_urls
+def test_a_closed_loops_connections_are_closed_without_it(database_url: str) -> None:
     """A loop closed without disconnect(): disconnect() from another loop drops its
     connections at once, on the server too, and nothing warns about unclosed ones."""
     app = f"dbl_libpq_{uuid.uuid4().hex[:12]}"
-    url = url_for(driver)
-    database = Database(url, min_size=1, max_size=2, **application_name_options(url, app))
+    database = Database(
+        database_url, min_size=1, max_size=2, **application_name_options(database_url, app)
+    )
 
     async def query() -> None:
         await database.connect()
         assert await database.fetch_val(sa.select(sa.literal(1))) == 1
 
     run_in_bare_loop(query())
-    assert server_connections(app) >= 1
+    assert server_connections(database_url, app) >= 1
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
         # Not asyncio.run(): it would drop the thread's current loop (pytest-asyncio's,
@@ -184,15 +190,16 @@ def test_a_closed_loops_connections_are_closed_without_it(driver: str) -> None:
         gc.collect()
     assert database.loop_states() == []
     for _ in range(50):
-        if server_connections(app) == 0:
+        if server_connections(database_url, app) == 0:
             break
         run_in_bare_loop(asyncio.sleep(0.05))
-    assert server_connections(app) == 0
+    assert server_connections(database_url, app) == 0
 
 
+@libpq_urls
 @pytest.mark.asyncio
-async def test_percent_signs_in_sql_and_values(driver: str) -> None:
-    async with Database(url_for(driver)) as database:
+async def test_percent_signs_in_sql_and_values(database_url: str) -> None:
+    async with Database(database_url) as database:
         assert await database.fetch_val("SELECT '100%'") == "100%"
         assert await database.fetch_val("SELECT :v || '%'", {"v": "5%"}) == "5%%"
         assert await database.fetch_val(sa.select(sa.literal("a%b"))) == "a%b"
