@@ -221,17 +221,20 @@ def test_session_connection_of_a_closed_loop_works_here(
     write_probe(database_url, items)
 
 
+async def connect_and_write_first(database: Database) -> Connection:
+    """Connect in the running loop and write one row ("first", 1) through the connection
+    `database.connection()` gives there."""
+    await database.connect()
+    connection = database.connection()
+    await connection.execute(items.insert(), {"tag": "first", "value": 1})
+    return connection
+
+
 @PLAIN
 def test_connection_of_a_running_loop_is_refused_and_keeps_working_there(
     database_url: str, database: Database, force_rollback: bool, loop_thread: LoopThread
 ) -> None:
-    async def first() -> Connection:
-        await database.connect()
-        connection = database.connection()
-        await connection.execute(items.insert(), {"tag": "first", "value": 1})
-        return connection
-
-    connection = loop_thread.run(first())
+    connection = loop_thread.run(connect_and_write_first(database))
 
     async def second() -> None:
         await refused_everywhere(connection)
@@ -264,13 +267,7 @@ def test_session_connection_of_a_running_loop_works_here_and_there(
     another thread), works in this loop too; each loop sees the other's rows, and the
     first loop goes on using it afterwards, transactions included."""
 
-    async def first() -> Connection:
-        await database.connect()
-        connection = database.connection()
-        await connection.execute(items.insert(), {"tag": "first", "value": 1})
-        return connection
-
-    connection = loop_thread.run(first())
+    connection = loop_thread.run(connect_and_write_first(database))
 
     async def second() -> None:
         assert database.connection() is connection
