@@ -131,6 +131,7 @@ def test_unknown_driver_of_a_known_dialect_is_an_error(url: str) -> None:
     message = str(raised.value)
     assert "'nosuch'" in message
     assert "postgresql+asyncpg" in message and "postgresql+psycopg" in message
+    assert "postgresql+aiopg" in message
 
 
 @pytest.mark.parametrize("bad", ["localhost/db", "postgres//localhost/db", ""])

@@ -23,7 +23,6 @@ from databases.backends._libpq_pool import STATUS_IDLE
 from databases.backends.aiopg import AiopgBackend
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.psycopg import PsycopgBackend
-from databases.errors import UnsupportedDatabaseURLError
 from tests import admin
 from tests.loops import run_in_bare_loop
 from tests.settings import application_name_options
@@ -59,14 +58,6 @@ def test_schemes_choose_their_driver(driver: str) -> None:
     assert type(database._backend) is DRIVERS[driver]
     assert database._backend._dialect.name == "postgresql"
     assert database._backend._dialect.driver == {"psycopg": "psycopg", "aiopg": "psycopg2"}[driver]
-
-
-def test_an_unknown_driver_is_an_error_not_another_driver() -> None:
-    with pytest.raises(UnsupportedDatabaseURLError) as raised:
-        Database("postgresql+nosuch://localhost/db")
-    message = str(raised.value)
-    assert "'nosuch'" in message
-    assert "postgresql+psycopg" in message and "postgresql+aiopg" in message
 
 
 @pytest.mark.parametrize(
