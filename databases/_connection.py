@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator
 
 from sqlalchemy.sql import ClauseElement
 
+from databases._loops import running_loop
 from databases._query import build_query, has_expression, has_expressions, takes_values
 from databases._run_to_end import run_to_end
 from databases._transaction import Transaction
@@ -145,10 +146,7 @@ class Connection:
         if state is not None:
             self._loop = state.loop
         else:
-            try:
-                self._loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._loop = None
+            self._loop = running_loop()
         # What releasing the driver connection ends with (decided here, as it runs after
         # every statement of a statement connection): a statement connection goes back
         # to its loop for reuse, a task's connection leaves the task's slot.

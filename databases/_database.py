@@ -20,7 +20,7 @@ from databases._backend_registry import backend_for_new_loop, find_backend_class
 from databases._connection import Connection, ConnectionRole
 from databases._force_rollback import ForceRollbackSession
 from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, logger
-from databases._loops import LoopRegistry, LoopState
+from databases._loops import LoopRegistry, LoopState, running_loop
 from databases._transaction import _ACTIVE_TRANSACTIONS, Transaction
 from databases.errors import DatabaseNotConnectedError, TransactionOpenError
 from databases.interfaces import DatabaseBackend, Record
@@ -272,11 +272,8 @@ class Database:
     # -- introspection (also what existing tests and ORMs reach for) ----------------------
 
     def _current_state(self) -> LoopState[Connection] | None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None
-        return self._states.find(loop)
+        loop = running_loop()
+        return None if loop is None else self._states.find(loop)
 
     @property
     def _backend(self) -> DatabaseBackend:

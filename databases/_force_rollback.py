@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import logging
 import os
 import typing
 import weakref
@@ -22,6 +21,7 @@ from collections.abc import AsyncGenerator
 from sqlalchemy.sql import ClauseElement
 
 from databases._connection import Connection, ConnectionRole, OwningDatabase
+from databases._logging import logger
 from databases._loops import LEFT_BY_PARENT, LoopState
 from databases._session_loop import SESSION_LOOP, call_blocking, call_in
 from databases._transaction import Transaction
@@ -32,8 +32,6 @@ from databases.interfaces import (
     Record,
     TransactionBackend,
 )
-
-logger = logging.getLogger("databases")
 
 _T = typing.TypeVar("_T")
 

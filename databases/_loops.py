@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import threading
 import typing
 import weakref
 
+from databases._logging import logger
 from databases.interfaces import DatabaseBackend
-
-logger = logging.getLogger("databases")
 
 # What a state keeps for its loop's tasks: the core's `Connection` (a type parameter, so
 # this module needs nothing from the modules that use it).
 Connection = typing.TypeVar("Connection")
 
 LoopEndCallback = typing.Callable[["LoopState[typing.Any]"], typing.Awaitable[None]]
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
 
 # Released statement connections kept per loop for one-statement calls.
 MAX_STATEMENT_CONNECTIONS = 128

@@ -12,7 +12,8 @@ import asyncio
 import typing
 
 from databases._logging import logger
-from databases.backends.common._driver import running_loop, tear_down
+from databases._loops import running_loop
+from databases.backends.common._driver import tear_down
 
 # libpq's transaction status (psycopg's pq.TransactionStatus, psycopg2's
 # TRANSACTION_STATUS_*): the same numbers in both drivers.

@@ -20,11 +20,11 @@ from sqlalchemy.dialects.mysql import pymysql as pymysql_dialect
 from sqlalchemy.engine.interfaces import Dialect
 
 from databases._logging import logger
+from databases._loops import running_loop
 from databases.backends.common import _driver_compat as driver
 from databases.backends.common._driver import (
     ITERATE_CHUNK,
     require_driver,
-    running_loop,
     tear_down,
 )
 from databases.backends.common._options import OptionRules, connection_kwargs

@@ -9,6 +9,7 @@ import asyncio
 import typing
 
 from databases._logging import logger
+from databases._loops import running_loop
 
 # A value conversion (bind or result processor).
 Converter = typing.Callable[[typing.Any], typing.Any]
@@ -31,14 +32,6 @@ def require_driver(module: object, package: str, extra: str, backend: str) -> No
             f"The {backend} backend needs the {package!r} package: "
             f"pip install 'databases[{extra}]' (or pip install {package})."
         )
-
-
-def running_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop running in this thread, if any."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def runs_in_other_thread(loop: asyncio.AbstractEventLoop | None) -> bool:
