@@ -17,12 +17,17 @@ from collections.abc import AsyncGenerator
 
 from sqlalchemy.sql import ClauseElement
 
+from databases._logging import logger
 from databases._loops import running_loop
 from databases._query import build_query, has_expression, has_expressions, takes_values
 from databases._run_to_end import run_to_end
 from databases._transaction import Transaction
 from databases._transaction_stack import TransactionStack, _OpenTransaction
-from databases.errors import ConnectionLoopError, DatabaseNotConnectedError
+from databases.errors import (
+    ConnectionLoopError,
+    DatabaseNotConnectedError,
+    ForceRollbackConnectionLostError,
+)
 from databases.interfaces import (
     ConnectionBackend,
     DatabaseBackend,
@@ -238,12 +243,17 @@ class Connection:
         backend = self._connection.transaction()
         await backend.start(is_root=True, extra_options={})
         transaction._began(backend, self)
-        self._transactions.push(_OpenTransaction(transaction, backend, None))
+        entry = _OpenTransaction(transaction, backend, None)
+        entry.begun = True
+        self._transactions.push(entry)
         # Held until the session closes, so the connection outlives every block.
         self._connection_counter += 1
 
-    async def _close_session(self) -> None:
-        """Roll back everything done on the session's connection and release it."""
+    async def _close_session(self, lost: bool = False) -> None:
+        """Roll back everything done on the session's connection and release it.
+
+        `lost`: the connection is known to be lost; the server rolled everything back.
+        """
         async with self._connection_lock:
             if self._connection_counter == 0:
                 return
@@ -252,11 +262,65 @@ class Connection:
                 if root is not None:
                     for entry in self._transactions:
                         entry.transaction._abandoned(entry.backend)
-                    await self._protect(self._locked(root.backend.rollback()))
+                    if not lost:
+                        await self._roll_back_session(root)
             finally:
                 self._transactions.clear()
                 self._connection_counter = 0
                 await self._connection.release()
+
+    async def _roll_back_session(self, root: _OpenTransaction) -> None:
+        """Roll back the session's transaction, unless the server dropped the connection
+        (and so rolled it back) already: then say so, but raise no driver error."""
+        try:
+            await self._protect(self._locked(root.backend.rollback()))
+        except Exception:
+            if not self._connection._is_broken():
+                raise
+            logger.warning(
+                "The force-rollback connection to %s had been closed by the server, which "
+                "rolled back its transaction; nothing left to roll back",
+                self._database.url.obscure_password,
+            )
+            logger.debug("Rolling back the lost force-rollback connection", exc_info=True)
+
+    async def _drop_lost_session(self) -> list[_OpenTransaction]:
+        """The session's connection is lost: forget its transactions (the server rolled
+        them back) and let the driver connection go. Returns the callers' transactions
+        that were open on it, which can never end here now.
+
+        Calls that hold the connection meanwhile keep their hold; those waiting to begin
+        or end a transaction find it gone (`_begin`, `_end_step`).
+        """
+        async with self._connection_lock, self._query_lock:
+            entries = self._transactions.drain()
+            # Each began with a hold that only its end would let go.
+            held = [entry for entry in entries if entry.begun and not entry.ending]
+            self._connection_counter -= len(held)
+            try:
+                await self._connection.release()
+            except Exception:
+                logger.debug("Could not release a lost force-rollback connection", exc_info=True)
+        return [entry for entry in held if entry.begun_in is not None]
+
+    async def _begin_new_session(self) -> None:
+        """After `_drop_lost_session()`: a new driver connection, in a new transaction."""
+        async with self._connection_lock:
+            if self._transactions.root() is not None:
+                return  # a holder began one meanwhile (`_acquire`)
+            async with self._query_lock:
+                await self._connection.acquire()
+                try:
+                    await self._begin_session_transaction()
+                except BaseException:
+                    await self._connection.release()
+                    raise
+
+    def _lost_transaction_error(self) -> ForceRollbackConnectionLostError:
+        """A transaction's turn came after the session's connection was lost under it."""
+        return ForceRollbackConnectionLostError(
+            self._database.url.obscure_password, in_transaction=True
+        )
 
     # -- statements -------------------------------------------------------------------------
 
@@ -431,6 +495,8 @@ class Connection:
         self, entry: _OpenTransaction, is_root: bool, options: dict[str, typing.Any]
     ) -> None:
         async with self._query_lock:
+            if entry not in self._transactions:  # the session's connection was lost
+                raise self._lost_transaction_error()
             await entry.backend.start(is_root=is_root, extra_options=options)
         entry.begun = True
 
@@ -450,16 +516,22 @@ class Connection:
         transactions = self._transactions
         entry = typing.cast(_OpenTransaction, transactions.innermost())
         entry.ending = True
-        backend = entry.backend
         try:
             # To its end even when the caller is cancelled meanwhile (also while it waits
             # for another task's statement): a savepoint dropped from the stack without its
             # ROLLBACK would leave its writes in the enclosing transaction.
-            step = backend.commit() if commit else backend.rollback()
-            await run_to_end(self._locked(step))
+            await run_to_end(self._end_step(entry, commit))
         finally:
             transactions.remove(entry)
             await run_to_end(self.__aexit__())
+
+    async def _end_step(self, entry: _OpenTransaction, commit: bool) -> None:
+        """COMMIT or ROLLBACK (or their savepoint forms) under the query lock."""
+        async with self._query_lock:
+            if entry not in self._transactions:  # the session's connection was lost
+                raise self._lost_transaction_error()
+            backend = entry.backend
+            await (backend.commit() if commit else backend.rollback())
 
     async def _roll_back_orphans(self) -> None:
         """Roll back innermost transactions whose loop closed without ending them (a bare

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import os
 import typing
 import weakref
@@ -24,8 +25,8 @@ from databases._connection import Connection, ConnectionRole, OwningDatabase
 from databases._logging import logger
 from databases._loops import LEFT_BY_PARENT, LoopState
 from databases._session_loop import SESSION_LOOP, call_blocking, call_in
-from databases._transaction import Transaction
-from databases.errors import DatabaseNotConnectedError
+from databases._transaction import _ACTIVE_TRANSACTIONS, Transaction
+from databases.errors import DatabaseNotConnectedError, ForceRollbackConnectionLostError
 from databases.interfaces import (
     ConnectionBackend,
     DatabaseBackend,
@@ -56,6 +57,11 @@ class ForceRollbackSession:
 
     One per database and process: each `start()` after a `close()` begins a new session on
     the same objects (a new pool and connection, a new transaction).
+
+    A connection lost under it (a server restart, a killed session) fails the calls that
+    meet it with one clear error, `ForceRollbackConnectionLostError`; the next call begins
+    a new session on a new connection (`renew_here()`). Everything below marked "on the
+    session loop" runs there only, so it needs no lock against other threads.
     """
 
     def __init__(self, database: SessionDatabase) -> None:
@@ -69,6 +75,14 @@ class ForceRollbackSession:
         )
         # What every loop holds: forwards to `home`.
         self.connection = SessionConnection(database, self)
+        # The driver error that lost the connection, until a new one replaces it.
+        self.lost: BaseException | None = None
+        # One more at each replacement: a call begun before belongs to the lost connection.
+        self.generation = 0
+        # Callers' transactions that were open on a lost connection and have not ended
+        # yet, each with the driver error that lost it.
+        self.lost_transactions: dict[TransactionBackend, BaseException] = {}
+        self._renewing: asyncio.Lock | None = None
         _open_sessions.add(self)
 
     @property
@@ -96,13 +110,94 @@ class ForceRollbackSession:
         return await call_in(self.loop, call, undo)
 
     async def start(self) -> None:
-        """Acquire the connection and begin the transaction, unless that happened already."""
-        if not self.started:
+        """Acquire the connection and begin the transaction, unless that happened already
+        (on a connection not known to be lost)."""
+        if not self.started or self.lost is not None:
             await self.call(self._start_here)
 
     async def _start_here(self) -> None:
+        if self.lost is not None:
+            await self.renew_here()
+            return
         async with self.home:
             pass  # the first holder begins the transaction, which holds the connection on
+
+    # -- a lost connection (on the session loop) -------------------------------------------
+
+    def lost_error(
+        self,
+        cause: BaseException | None,
+        *,
+        in_transaction: bool = False,
+        reconnecting: bool = False,
+    ) -> ForceRollbackConnectionLostError:
+        error = ForceRollbackConnectionLostError(
+            self._database.url.obscure_password,
+            in_transaction=in_transaction,
+            reconnecting=reconnecting,
+        )
+        error.__cause__ = cause
+        return error
+
+    def holds(self, generation: int | None) -> bool:
+        """Whether the connection of `generation` is still the session's, and not lost."""
+        return (
+            generation == self.generation
+            and self.lost is None
+            and not self.home._connection._is_broken()
+        )
+
+    def loss(
+        self, error: BaseException, generation: int, *, in_transaction: bool = False
+    ) -> ForceRollbackConnectionLostError | None:
+        """A call begun at `generation` failed with `error`: the error to raise instead if
+        its connection is lost (noting the loss), else None."""
+        if isinstance(error, ForceRollbackConnectionLostError):
+            return error
+        if self.holds(generation):
+            return None  # the statement failed, not the connection
+        if generation == self.generation and self.lost is None:
+            self.lost = error
+        return self.lost_error(error, in_transaction=in_transaction)
+
+    async def renew_here(self) -> None:
+        """Replace a lost connection by a new one in a new transaction: a new session.
+
+        The callers' transactions that were open on the lost one are kept apart: ending
+        them, or running statements inside them, raises (`check_not_in_lost_transaction()`).
+        """
+        if self._renewing is None:
+            self._renewing = asyncio.Lock()
+        async with self._renewing:
+            cause = self.lost
+            if cause is None:
+                return  # renewed by the call before
+            for entry in await self.home._drop_lost_session():
+                self.lost_transactions[entry.backend] = cause
+            self.generation += 1
+            try:
+                await self.home._begin_new_session()
+            except Exception as exc:
+                # Still lost (the server is down, say): the same error, the next call
+                # tries again.
+                raise self.lost_error(exc, reconnecting=True) from exc
+            self.lost = None
+        logger.warning(
+            "The force-rollback connection to %s was lost; a new force-rollback session "
+            "began on a new connection (the lost session's data is gone)",
+            self._database.url.obscure_password,
+        )
+
+    def check_not_in_lost_transaction(self) -> None:
+        """Raise if the caller is inside a transaction of a lost connection."""
+        lost = self.lost_transactions
+        if not lost:
+            return
+        active = _ACTIVE_TRANSACTIONS.get()
+        for backend in active.values() if active else ():
+            cause = lost.get(backend)
+            if cause is not None:
+                raise self.lost_error(cause, in_transaction=True)
 
     async def close(self) -> None:
         """Roll back everything and close the connection (the last `disconnect()`)."""
@@ -113,8 +208,10 @@ class ForceRollbackSession:
         call_blocking(self.loop, self._close_here, timeout)
 
     async def _close_here(self) -> None:
+        lost, self.lost = self.lost is not None, None
+        self.lost_transactions.clear()
         try:
-            await self.home._close_session()
+            await self.home._close_session(lost=lost)
         finally:
             await self.state.close_backend()
 
@@ -126,7 +223,16 @@ class ForceRollbackSession:
     async def loop_ended(self, loop: asyncio.AbstractEventLoop) -> None:
         """`loop` is ending: roll back the transactions its tasks began and left open."""
         if self.usable and self.home._transactions:
-            await self.call(lambda: self.home._roll_back_begun_in(loop))
+            await self.call(lambda: self._roll_back_begun_in_here(loop))
+
+    async def _roll_back_begun_in_here(self, loop: asyncio.AbstractEventLoop) -> None:
+        generation = self.generation
+        try:
+            await self.home._roll_back_begun_in(loop)
+        except Exception as exc:
+            if self.loss(exc, generation) is None:
+                raise
+            logger.debug("An ending loop's transactions were on a lost connection", exc_info=True)
 
 
 def _roll_back_at_exit() -> None:
@@ -197,11 +303,18 @@ class SessionConnection(Connection):
         """The session's driver connection, when a statement may run on it right here.
 
         A driver that serves any loop (SQLite) runs statements in the caller's loop: no hop
-        to the session loop. Starting the session, transactions, and rolling back what a
-        closed loop left open still go through the session loop.
+        to the session loop. Starting the session, transactions, rolling back what a
+        closed loop left open, and anything after a lost connection still go through the
+        session loop.
         """
         connection = self._connection
-        if not self._capabilities.serves_any_loop or not self._session.started:
+        session = self._session
+        if (
+            not self._capabilities.serves_any_loop
+            or not session.started
+            or session.lost is not None
+            or session.lost_transactions
+        ):
             return None
         top = self._transactions.innermost()
         nested = len(self._transactions) > 1
@@ -254,15 +367,65 @@ class SessionConnection(Connection):
             return
         await self._session.call(lambda: self._here(self._home.execute_many, query, values))
 
+    # -- on the session loop ----------------------------------------------------------------
+
     async def _here(
         self, step: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any
     ) -> _T:
-        """On the session loop: run one of the session connection's steps."""
+        """Run one of the session connection's steps: on a new session if the connection
+        was lost, never inside a transaction of a lost one."""
+        session = self._session
+        if session.lost is not None:
+            await session.renew_here()
+        session.check_not_in_lost_transaction()
+        return await self._guarded(session.generation, self._after_orphans, step, *args)
+
+    async def _after_orphans(
+        self, step: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any
+    ) -> _T:
         if len(self._transactions) > 1:
             # Savepoints of a loop closed without `shutdown_asyncgens()` go first, or
             # this statement would run inside them and be rolled back with them.
             await self._home._roll_back_orphans()
         return await step(*args)
+
+    async def _guarded(
+        self,
+        generation: int,
+        step: typing.Callable[..., typing.Awaitable[_T]],
+        *args: typing.Any,
+        in_transaction: bool = False,
+    ) -> _T:
+        """`step(*args)` of a call begun on the connection of `generation`: if that
+        connection is lost, one clear error instead of the driver's."""
+        session = self._session
+        if generation != session.generation:
+            raise session.lost_error(None, in_transaction=in_transaction)
+        try:
+            return await step(*args)
+        except Exception as exc:
+            lost = session.loss(exc, generation, in_transaction=in_transaction)
+            if lost is None or lost is exc:
+                raise
+            raise lost from exc
+
+    async def _first_batch(
+        self, batches: AsyncGenerator[list[Record], None]
+    ) -> tuple[int, list[Record] | None]:
+        return self._session.generation, await _next_or_none(batches)
+
+    async def _close_batches(
+        self, batches: AsyncGenerator[list[Record], None], generation: int | None
+    ) -> None:
+        session = self._session
+        try:
+            await batches.aclose()
+        except Exception:
+            if session.holds(generation):
+                raise
+            logger.debug("Could not close a stream of a lost connection", exc_info=True)
+
+    # -- streams and transactions -----------------------------------------------------------
 
     async def _batches(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None
@@ -279,14 +442,17 @@ class SessionConnection(Connection):
                 await rows.aclose()
             return
         batches = self._home._batches(query, values)
+        generation: int | None = None
         try:
-            while True:
-                batch = await self._session.call(lambda: _next_or_none(batches))
-                if batch is None:
-                    return
+            began, batch = await self._session.call(lambda: self._here(self._first_batch, batches))
+            generation = began
+            next_batch = functools.partial(self._guarded, began, _next_or_none, batches)
+            while batch is not None:
                 yield batch
+                batch = await self._session.call(next_batch)
         finally:
-            await self._session.call(batches.aclose)
+            ended = generation
+            await self._session.call(lambda: self._close_batches(batches, ended))
 
     async def _start_transaction(
         self,
@@ -303,7 +469,20 @@ class SessionConnection(Connection):
         )
 
     async def _end_transaction(self, backend: TransactionBackend, commit: bool) -> None:
-        await self._session.call(lambda: self._home._end_transaction(backend, commit))
+        await self._session.call(lambda: self._end_here(backend, commit))
+
+    async def _end_here(self, backend: TransactionBackend, commit: bool) -> None:
+        session = self._session
+        cause = session.lost_transactions.pop(backend, None)
+        if cause is not None:
+            raise session.lost_error(cause, in_transaction=True)
+        await self._guarded(
+            session.generation,
+            self._home._end_transaction,
+            backend,
+            commit,
+            in_transaction=True,
+        )
 
     @property
     def raw_connection(self) -> typing.Any:

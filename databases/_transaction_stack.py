@@ -68,12 +68,23 @@ class TransactionStack:
         self._entries.append(entry)
 
     def remove(self, entry: _OpenTransaction) -> None:
-        """Drop an ended (or never begun) transaction and wake the tasks waiting for a turn."""
-        self._entries.remove(entry)
+        """Drop an ended (or never begun) transaction and wake the tasks waiting for a turn.
+
+        Gone already if its connection was lost meanwhile (`drain()`).
+        """
+        if entry in self._entries:
+            self._entries.remove(entry)
         self._wake_waiters()
 
     def clear(self) -> None:
         self._entries.clear()
+
+    def drain(self) -> list[_OpenTransaction]:
+        """Drop every transaction (the connection was lost, and they with it), waking the
+        tasks waiting for a turn; the dropped ones, outermost first."""
+        entries, self._entries = self._entries, []
+        self._wake_waiters()
+        return entries
 
     def __contains__(self, entry: object) -> bool:
         return entry in self._entries

@@ -29,3 +29,38 @@ class TransactionOpenError(RuntimeError):
 
 class UnsupportedDatabaseURLError(ValueError):
     """The URL is malformed or names a scheme no backend is registered for."""
+
+
+class ForceRollbackConnectionLostError(ConnectionError):
+    """The force-rollback session's connection was lost (a server restart, a killed
+    session, a cut network): the server rolled back its transaction, and with it
+    everything the session held. The driver's error is the `__cause__`.
+
+    A `ConnectionError` (so an `OSError`), as the network errors it stands for: the
+    statement may be fine, the connection under it is gone.
+    """
+
+    def __init__(
+        self, url: str, *, in_transaction: bool = False, reconnecting: bool = False
+    ) -> None:
+        if reconnecting:
+            message = (
+                f"The force-rollback connection to {url} was lost, and a new one could not "
+                "be made (see the cause): everything the force-rollback session held is "
+                "gone. The next query tries again."
+            )
+        elif in_transaction:
+            message = (
+                f"This transaction ran on the force-rollback connection to {url}, which "
+                "was lost: the server rolled it back, with everything the force-rollback "
+                "session held. It can be neither continued nor committed; statements "
+                "outside it run in a new force-rollback session."
+            )
+        else:
+            message = (
+                f"The force-rollback connection to {url} was lost (closed by the server "
+                "or the network): the server rolled back the force-rollback transaction, "
+                "so everything written in this session since it began is gone. The next "
+                "query starts a new force-rollback session on a new connection."
+            )
+        super().__init__(message)

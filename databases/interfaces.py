@@ -211,6 +211,13 @@ class ConnectionBackend:
         """A new, not yet started transaction object on this connection."""
         raise NotImplementedError()  # pragma: no cover
 
+    def _is_broken(self) -> bool:
+        """Whether the driver connection held now is gone for good: closed by the server
+        (a restart, a killed session) or by the network. The force-rollback session asks
+        after a failure, to tell a lost connection from a failing statement. The default
+        cannot tell: never."""
+        return False
+
     @property
     def raw_connection(self) -> typing.Any:
         """The driver's own connection object, while acquired."""

@@ -151,6 +151,9 @@ class LibpqBackend(SQLBackend):
     def _is_closed(self, connection: typing.Any) -> bool:
         return bool(connection.closed)
 
+    def _is_broken(self, connection: typing.Any) -> bool:
+        return self._is_closed(connection)
+
     def _transaction_status(self, connection: typing.Any) -> int:
         raise NotImplementedError()  # pragma: no cover
 

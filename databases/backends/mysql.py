@@ -191,6 +191,9 @@ class MySQLBackend(SQLBackend):
             return not getattr(connection, "connected", True)
         return bool(closed)
 
+    def _is_broken(self, connection: typing.Any) -> bool:
+        return self._is_closed(connection)
+
     @staticmethod
     def _in_transaction(connection: typing.Any) -> bool:
         status = getattr(connection, "get_transaction_status", None)

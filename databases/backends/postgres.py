@@ -166,6 +166,13 @@ class PostgresBackend(SQLBackend):
     def connection(self) -> PostgresConnection:
         return PostgresConnection(self)
 
+    def _is_broken(self, connection: typing.Any) -> bool:
+        try:
+            return bool(connection.is_closed())
+        except asyncpg.InterfaceError:
+            # Its pool detaches a connection that closed: "released back to the pool".
+            return True
+
     def terminate(self) -> None:
         pool, self._pool = self._pool, None
         if pool is None:

@@ -82,6 +82,11 @@ class SQLBackend(DatabaseBackend):
     def _not_connected(self) -> RuntimeError:
         return RuntimeError(f"The {self.name} backend is not connected: call connect() first.")
 
+    def _is_broken(self, connection: typing.Any) -> bool:
+        """Whether a driver connection is closed for good (by the server or the network).
+        The default cannot tell."""
+        return False
+
 
 class SQLConnection(ConnectionBackend):
     """A driver connection running statements compiled by the backend's shared compiler.
@@ -145,6 +150,10 @@ class SQLConnection(ConnectionBackend):
 
     def transaction(self) -> TransactionBackend:
         return SQLTransaction(self)
+
+    def _is_broken(self) -> bool:
+        connection = self._connection
+        return connection is not None and self._backend._is_broken(connection)
 
     # -- statements: prepare, driver call, row shape, rows --------------------------------
 
