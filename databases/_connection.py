@@ -21,7 +21,7 @@ from databases._logging import logger
 from databases._loops import running_loop
 from databases._query import build_query, has_expression, has_expressions, takes_values
 from databases._run_to_end import run_to_end
-from databases._transaction import Transaction
+from databases._transaction import _ACTIVE_TRANSACTIONS, Transaction
 from databases._transaction_stack import TransactionStack, _OpenTransaction
 from databases.errors import (
     ConnectionLoopError,
@@ -102,12 +102,16 @@ class Connection:
         role: ConnectionRole = ConnectionRole.TASK,
         task: asyncio.Task[typing.Any] | None = None,
         shares_with: Connection | None = None,
+        statement_savepoints: bool = False,
     ) -> None:
         """`state` is the loop state it belongs to (its loop, and where it is returned);
         `task` the task that holds it (TASK); `shares_with` another connection whose driver
         connection and transactions this one is a second face of (the force-rollback
-        session's, seen from other loops)."""
+        session's, seen from other loops); `statement_savepoints`: run each statement of a
+        caller inside none of its transactions under a savepoint of its own (see
+        `_statement()`)."""
         self._database = database
+        self._statement_savepoints = statement_savepoints
         self._backend = backend
         self._state = state
         self._task = weakref.ref(task) if task is not None else None
@@ -353,12 +357,35 @@ class Connection:
         """
         if not self._for_statement:
             async with self, self._query_lock:
-                return await self._protect(method(*args))
+                return await self._statement(method, *args)
         await self._hold()
         try:
             return await self._protect(method(*args))
         finally:
             await self._let_go()
+
+    def _statement(
+        self, method: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any
+    ) -> typing.Awaitable[_T]:
+        """What to await to run one statement (`method(*args)`).
+
+        With `force_rollback_savepoints`, a statement of a caller inside none of the
+        session's transactions runs under a savepoint of its own, to its end, so that
+        its failure rolls back only itself: on PostgreSQL it would otherwise abort the
+        session's transaction for every later statement.
+        """
+        if self._statement_savepoints and self._outside_transactions():
+            return run_to_end(self._connection._in_savepoint(method, *args))
+        return self._protect(method(*args))
+
+    def _outside_transactions(self) -> bool:
+        """Whether the caller is inside none of the transactions open here (the session's
+        own aside, which no caller is inside)."""
+        transactions = self._transactions
+        if len(transactions) <= 1:
+            return True
+        active = _ACTIVE_TRANSACTIONS.get()
+        return not active or not any(entry.transaction in active for entry in transactions)
 
     async def fetch_all(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
@@ -388,7 +415,7 @@ class Connection:
     ) -> None:
         run_many = self._execute_many_step(query, values)
         async with self, self._query_lock:
-            await self._protect(run_many())
+            await self._statement(run_many)
 
     def _execute_many_step(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]

@@ -22,6 +22,7 @@ from databases._force_rollback import ForceRollbackSession
 from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, logger
 from databases._loops import LoopRegistry, LoopState, running_loop
 from databases._transaction import _ACTIVE_TRANSACTIONS, Transaction
+from databases.backends.common._options import take_core_options, true_or_false
 from databases.errors import DatabaseNotConnectedError, TransactionOpenError
 from databases.interfaces import DatabaseBackend, Record
 from databases.url import DatabaseURL
@@ -48,17 +49,29 @@ class Database:
         url: str | DatabaseURL,
         *,
         force_rollback: bool = False,
+        force_rollback_savepoints: bool | None = None,
         **options: typing.Any,
     ) -> None:
+        """`force_rollback_savepoints` (also `?force_rollback_savepoints=true` in the URL):
+        under force_rollback, each statement outside the caller's transactions runs under
+        a savepoint of its own, so a failing one rolls back alone (docs/loops.md)."""
         self.url = DatabaseURL(url)
         self.options = options
         self.is_connected = False
         self._force_rollback = force_rollback
+        # The backends' URL: without the options read here.
+        self._backend_url, core_options = take_core_options(self.url)
+        savepoints: object = force_rollback_savepoints
+        if savepoints is None:
+            savepoints = core_options.get("force_rollback_savepoints", False)
+        self._force_rollback_savepoints = true_or_false("force_rollback_savepoints", savepoints)
         self._backend_class = self._find_backend_class(self.url)
         # Built outside any loop and never connected: it answers questions about the
         # dialect (ORMs read `database._backend._dialect`) and is the model for the
         # per-loop instances.
-        self._template_backend: DatabaseBackend = self._backend_class(self.url, **self.options)
+        self._template_backend: DatabaseBackend = self._backend_class(
+            self._backend_url, **self.options
+        )
         self._states = LoopRegistry[Connection]()
         # With force_rollback: the one connection and transaction that every loop uses.
         self._session: ForceRollbackSession | None = None
@@ -98,12 +111,14 @@ class Database:
         with self._session_lock:
             session = self._session
             if session is None or not session.usable:
-                session = self._session = ForceRollbackSession(self)
+                session = self._session = ForceRollbackSession(
+                    self, statement_savepoints=self._force_rollback_savepoints
+                )
         return session
 
     def _backend_for_new_loop(self) -> DatabaseBackend:
         return backend_for_new_loop(
-            self._template_backend, self._backend_class, self.url, self.options
+            self._template_backend, self._backend_class, self._backend_url, self.options
         )
 
     # -- connecting ---------------------------------------------------------------------

@@ -64,14 +64,18 @@ class ForceRollbackSession:
     session loop" runs there only, so it needs no lock against other threads.
     """
 
-    def __init__(self, database: SessionDatabase) -> None:
+    def __init__(self, database: SessionDatabase, *, statement_savepoints: bool = False) -> None:
         self._database = database
         self.loop = SESSION_LOOP.get()
         self.pid = os.getpid()
         self.state = LoopState[Connection](self.loop, database._backend_for_new_loop)
         # The session's connection as its home, the session loop, runs it.
         self.home = Connection(
-            database, self.state.backend, state=self.state, role=ConnectionRole.SESSION
+            database,
+            self.state.backend,
+            state=self.state,
+            role=ConnectionRole.SESSION,
+            statement_savepoints=statement_savepoints,
         )
         # What every loop holds: forwards to `home`.
         self.connection = SessionConnection(database, self)
@@ -327,7 +331,7 @@ class SessionConnection(Connection):
     ) -> list[Record]:
         direct = self._direct()
         if direct is not None:
-            return await direct.fetch_all(self._prepare(query, values))
+            return await self._home._statement(direct.fetch_all, self._prepare(query, values))
         return await self._session.call(lambda: self._here(self._home.fetch_all, query, values))
 
     async def fetch_one(
@@ -335,7 +339,7 @@ class SessionConnection(Connection):
     ) -> Record | None:
         direct = self._direct()
         if direct is not None:
-            return await direct.fetch_one(self._prepare(query, values))
+            return await self._home._statement(direct.fetch_one, self._prepare(query, values))
         return await self._session.call(lambda: self._here(self._home.fetch_one, query, values))
 
     async def fetch_val(
@@ -346,7 +350,8 @@ class SessionConnection(Connection):
     ) -> typing.Any:
         direct = self._direct()
         if direct is not None:
-            return await direct.fetch_val(self._prepare(query, values), column)
+            prepared = self._prepare(query, values)
+            return await self._home._statement(direct.fetch_val, prepared, column)
         return await self._session.call(
             lambda: self._here(self._home.fetch_val, query, values, column)
         )
@@ -356,14 +361,14 @@ class SessionConnection(Connection):
     ) -> typing.Any:
         direct = self._direct()
         if direct is not None:
-            return await direct.execute(self._prepare(query, values))
+            return await self._home._statement(direct.execute, self._prepare(query, values))
         return await self._session.call(lambda: self._here(self._home.execute, query, values))
 
     async def execute_many(
         self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
     ) -> None:
         if self._direct() is not None:
-            await self._execute_many_step(query, values)()
+            await self._home._statement(self._execute_many_step(query, values))
             return
         await self._session.call(lambda: self._here(self._home.execute_many, query, values))
 

@@ -18,6 +18,8 @@ from collections.abc import AsyncGenerator, Sequence
 
 from sqlalchemy.sql import ClauseElement
 
+_T = typing.TypeVar("_T")
+
 
 class QueryValues(typing.NamedTuple):
     """A query (raw SQL with `:name` parameters, or a clause) and the values to run it with.
@@ -217,6 +219,31 @@ class ConnectionBackend:
         after a failure, to tell a lost connection from a failing statement. The default
         cannot tell: never."""
         return False
+
+    async def _in_savepoint(
+        self, step: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any
+    ) -> _T:
+        """`step(*args)`, one statement, under a savepoint of its own: if it fails, only
+        it is rolled back and the enclosing transaction goes on (PostgreSQL would refuse
+        every later statement). The default uses a nested `transaction()`."""
+        if not self._in_transaction():
+            return await step(*args)  # nothing to protect
+        savepoint = self.transaction()
+        await savepoint.start(is_root=False, extra_options={})
+        try:
+            result = await step(*args)
+        except BaseException:
+            if self._in_transaction():
+                await savepoint.rollback()
+            raise
+        if self._in_transaction():  # else the statement ended it (MySQL's implicit commit)
+            await savepoint.commit()
+        return result
+
+    def _in_transaction(self) -> bool:
+        """Whether the driver connection is inside a transaction now, as far as the driver
+        knows without asking the server. The default assumes it is."""
+        return True
 
     @property
     def raw_connection(self) -> typing.Any:

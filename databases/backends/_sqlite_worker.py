@@ -253,6 +253,29 @@ def alone(
             gate.execute(db, "ROLLBACK", ()).close()
 
 
+# The savepoint `in_savepoint()` sets: released before the next call runs, so one name serves.
+STATEMENT_SAVEPOINT = "databases_statement"
+
+
+def in_savepoint(
+    db: sqlite3.Connection,
+    function: typing.Callable[..., T],
+    gate: FileGate,
+    *args: typing.Any,
+) -> T:
+    """One call under a savepoint of its own, in one trip: no other call, from any loop,
+    can run between the savepoint and its release. If it fails, only it is rolled back."""
+    gate.execute(db, f"SAVEPOINT {STATEMENT_SAVEPOINT}", ()).close()
+    try:
+        result = function(db, gate, *args)
+    except BaseException:
+        gate.execute(db, f"ROLLBACK TO SAVEPOINT {STATEMENT_SAVEPOINT}", ()).close()
+        gate.execute(db, f"RELEASE SAVEPOINT {STATEMENT_SAVEPOINT}", ()).close()
+        raise
+    gate.execute(db, f"RELEASE SAVEPOINT {STATEMENT_SAVEPOINT}", ()).close()
+    return result
+
+
 def run(db: sqlite3.Connection, gate: FileGate, sql: str) -> None:
     gate.execute(db, sql, ()).close()
 

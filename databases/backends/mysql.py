@@ -325,6 +325,11 @@ class MySQLConnection(SQLConnection):
     def transaction(self) -> MySQLTransaction:
         return MySQLTransaction(self)
 
+    def _in_transaction(self) -> bool:
+        # DDL and a few other statements commit implicitly, ending the transaction.
+        connection = self._connection
+        return connection is not None and self._backend._in_transaction(connection)
+
     def _begin_statements(self, options: dict[str, typing.Any]) -> list[str]:
         _check_transaction_options(options)
         isolation = options.get("isolation")

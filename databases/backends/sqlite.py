@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime
 import operator
 import typing
@@ -52,6 +53,12 @@ __all__ = [
 ]
 
 T = typing.TypeVar("T")
+
+# Set while a statement runs under `_in_savepoint()`: its trips to the worker go in one
+# savepoint each. Per task, so statements of other loops sharing the connection are not.
+_IN_SAVEPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "databases:sqlite_in_savepoint", default=False
+)
 
 
 _TZINFO = operator.attrgetter("tzinfo")
@@ -232,9 +239,23 @@ class SQLiteConnection(SQLConnection):
     def _call(self, function: typing.Callable[..., T], *args: typing.Any) -> asyncio.Future[T]:
         """Run `function(sqlite3_connection, gate, *args)` on the connection's thread."""
         connection: Worker = self._live()
+        if _IN_SAVEPOINT.get():
+            return connection.call(worker.in_savepoint, function, self._pool._gate, *args)
         if self._on_statement_connection:
             return connection.call(worker.alone, function, self._pool._gate, *args)
         return connection.call(function, self._pool._gate, *args)
+
+    async def _in_savepoint(
+        self, step: typing.Callable[..., typing.Awaitable[T]], *args: typing.Any
+    ) -> T:
+        # Savepoint, statement and release in one trip to the worker: the force-rollback
+        # session's SQLite statements come from every loop at once, with no lock around
+        # them, so separate trips could interleave with another loop's.
+        token = _IN_SAVEPOINT.set(True)
+        try:
+            return await step(*args)
+        finally:
+            _IN_SAVEPOINT.reset(token)
 
     def _fetch_rows(self, sql: str, args: Args) -> asyncio.Future[DriverResult]:
         return self._call(worker.fetch_all, sql, args)

@@ -8,6 +8,7 @@ the URL's and pass through to the driver unchanged.
 from __future__ import annotations
 
 import typing
+from urllib.parse import urlencode
 
 from databases.url import DatabaseURL
 
@@ -70,6 +71,29 @@ def connection_kwargs(
     kwargs.update(options)
     renames = rules.renames
     return {renames.get(name, name): value for name, value in kwargs.items()}
+
+
+# Options `Database` reads itself, the same on every backend: in the URL query (a
+# keyword of `Database()` overrides it). The backend gets the URL without them.
+CORE_OPTIONS = ("force_rollback_savepoints",)
+
+
+def true_or_false(name: str, value: object) -> bool:
+    """A yes/no option's value: a bool, or `true`/`false` (any case) in the URL."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE_FALSE:
+        return TRUE_FALSE[value.strip().lower()]
+    raise ValueError(f"Invalid value {value!r} for the {name!r} option: use true or false.")
+
+
+def take_core_options(url: DatabaseURL) -> tuple[DatabaseURL, dict[str, str]]:
+    """The URL without the `CORE_OPTIONS` in its query, and those options' texts."""
+    query = url.options
+    taken = {name: query.pop(name) for name in CORE_OPTIONS if name in query}
+    if not taken:
+        return url, taken
+    return url.replace(query=urlencode(query)), taken
 
 
 def server_kwargs(url: DatabaseURL, database_keyword: str) -> dict[str, typing.Any]:
