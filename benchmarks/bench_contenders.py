@@ -743,7 +743,11 @@ class SQLAlchemyContender(ClauseInputs):
 
 class DatabasesContender(ClauseInputs):
     """The `databases` API: this repository's package, `databases` 0.9.0 or `databasez`
-    (`module` is the imported package). Every case is the code a user writes."""
+    (`module` is the imported package). Every case is the code a user writes.
+
+    `rollback_options`: more options for the force-rollback cases' databases (this
+    package's `force_rollback_savepoints`, in the `databases+savepoints` contender).
+    """
 
     def __init__(
         self,
@@ -751,11 +755,13 @@ class DatabasesContender(ClauseInputs):
         module: ModuleType,
         url: str,
         options: dict[str, typing.Any] | None = None,
+        rollback_options: dict[str, typing.Any] | None = None,
     ) -> None:
         self.name = name
         self.module = module
         self.url = url
         self.options = dict(options or {})
+        self.rollback_options = dict(rollback_options or {})
         self.database: typing.Any = None
         self.rollback_database: typing.Any = None
         self.insert_query: typing.Any = None
@@ -786,7 +792,9 @@ class DatabasesContender(ClauseInputs):
 
     async def prepare(self, case: str) -> None:
         if case in bc.FORCE_ROLLBACK_CASES:
-            database = self.module.Database(self.url, force_rollback=True, **self.options)
+            database = self.module.Database(
+                self.url, force_rollback=True, **self.options, **self.rollback_options
+            )
             await database.connect()
             self.rollback_database = database
             # Open the connection and its transaction, and warm the statement cache.

@@ -52,6 +52,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", None)
 # The largest batch: bounds memory and the rows a write batch adds.
 MAX_BATCH = 20_000
 SETUP_TIMEOUT = 60.0
+# The contender that runs only when named: force_rollback_savepoints' cost.
+SAVEPOINTS = "databases+savepoints"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -104,7 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--contender",
         action="append",
         help="run only this contender: raw, sqlalchemy, databases or a side-env NAME "
-        "(repeatable; raw always runs)",
+        "(repeatable; raw always runs); databases+savepoints (only when named): this "
+        "package with force_rollback_savepoints=True in the force_rollback cases",
     )
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--postgresql-url", default=DEFAULT_URLS["postgresql"])
@@ -138,7 +141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         name, sep, venv = spec.partition("=")
         if not sep or not name or not venv:
             parser.error(f"--side-env wants NAME=VENV, got {spec!r}")
-        if name in ("raw", "sqlalchemy", "databases"):
+        if name in ("raw", "sqlalchemy", "databases", SAVEPOINTS):
             parser.error(f"--side-env name {name!r} is taken by a built-in contender")
         sides.append((name, os.path.expanduser(venv)))
     args.sides = sides
@@ -235,6 +238,15 @@ def run_backend(
                 bench_contenders.databases_options(backend, "this"),
             )
             candidates.append(InProcessRunner(this, loop))
+        if SAVEPOINTS in wanted:
+            savepoints = bench_contenders.DatabasesContender(
+                SAVEPOINTS,
+                databases,
+                url_text,
+                bench_contenders.databases_options(backend, "this"),
+                rollback_options={"force_rollback_savepoints": True},
+            )
+            candidates.append(InProcessRunner(savepoints, loop))
         for name, venv in args.sides:
             if include(name):
                 candidates.append(SideRunner(name, venv, args.loop, backend, url_text))
