@@ -38,6 +38,8 @@ from databases.interfaces import (
     TransactionBackend,
     capabilities_of,
     each_record,
+    in_savepoint,
+    is_broken,
 )
 
 if typing.TYPE_CHECKING:
@@ -279,7 +281,7 @@ class Connection:
         try:
             await self._protect(self._locked(root.backend.rollback()))
         except Exception:
-            if not self._connection._is_broken():
+            if not is_broken(self._connection):
                 raise
             logger.warning(
                 "The force-rollback connection to %s had been closed by the server, which "
@@ -357,7 +359,9 @@ class Connection:
         """
         if not self._for_statement:
             async with self, self._query_lock:
-                return await self._statement(method, *args)
+                if self._statement_savepoints:
+                    return await self._statement(method, *args)
+                return await self._protect(method(*args))
         await self._hold()
         try:
             return await self._protect(method(*args))
@@ -375,7 +379,7 @@ class Connection:
         session's transaction for every later statement.
         """
         if self._statement_savepoints and self._outside_transactions():
-            return run_to_end(self._connection._in_savepoint(method, *args))
+            return run_to_end(in_savepoint(self._connection, method, *args))
         return self._protect(method(*args))
 
     def _outside_transactions(self) -> bool:

@@ -32,6 +32,7 @@ from databases.interfaces import (
     DatabaseBackend,
     Record,
     TransactionBackend,
+    is_broken,
 )
 
 _T = typing.TypeVar("_T")
@@ -148,7 +149,7 @@ class ForceRollbackSession:
         return (
             generation == self.generation
             and self.lost is None
-            and not self.home._connection._is_broken()
+            and not is_broken(self.home._connection)
         )
 
     def loss(

@@ -94,6 +94,48 @@ def capabilities_of(connection: object) -> ConnectionCapabilities:
     return DEFAULT_CAPABILITIES
 
 
+def is_broken(connection: object) -> bool:
+    """`connection._is_broken()`; False for one that does not derive from ours."""
+    return isinstance(connection, ConnectionBackend) and connection._is_broken()
+
+
+def in_savepoint(
+    connection: typing.Any, step: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any
+) -> typing.Awaitable[_T]:
+    """`connection._in_savepoint(step, *args)`; the default's way for a connection that
+    does not derive from ours."""
+    if isinstance(connection, ConnectionBackend):
+        return connection._in_savepoint(step, *args)
+    return _around_savepoint(connection, _always, step, *args)
+
+
+def _always() -> bool:
+    return True
+
+
+async def _around_savepoint(
+    connection: typing.Any,
+    in_transaction: typing.Callable[[], bool],
+    step: typing.Callable[..., typing.Awaitable[_T]],
+    *args: typing.Any,
+) -> _T:
+    """`step(*args)` inside a nested `connection.transaction()` (a savepoint), unless no
+    transaction is open to protect (`in_transaction()`)."""
+    if not in_transaction():
+        return await step(*args)
+    savepoint = connection.transaction()
+    await savepoint.start(is_root=False, extra_options={})
+    try:
+        result = await step(*args)
+    except BaseException:
+        if in_transaction():
+            await savepoint.rollback()
+        raise
+    if in_transaction():  # else the statement ended it (MySQL's implicit commit)
+        await savepoint.commit()
+    return result
+
+
 class DatabaseBackend:
     """A pool of connections to one database, used from one event loop.
 
@@ -226,19 +268,7 @@ class ConnectionBackend:
         """`step(*args)`, one statement, under a savepoint of its own: if it fails, only
         it is rolled back and the enclosing transaction goes on (PostgreSQL would refuse
         every later statement). The default uses a nested `transaction()`."""
-        if not self._in_transaction():
-            return await step(*args)  # nothing to protect
-        savepoint = self.transaction()
-        await savepoint.start(is_root=False, extra_options={})
-        try:
-            result = await step(*args)
-        except BaseException:
-            if self._in_transaction():
-                await savepoint.rollback()
-            raise
-        if self._in_transaction():  # else the statement ended it (MySQL's implicit commit)
-            await savepoint.commit()
-        return result
+        return await _around_savepoint(self, self._in_transaction, step, *args)
 
     def _in_transaction(self) -> bool:
         """Whether the driver connection is inside a transaction now, as far as the driver

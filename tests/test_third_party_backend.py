@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+import sqlite3
 import sys
 import typing
 
@@ -20,6 +21,8 @@ from databases.interfaces import (
     ConnectionBackend,
     DatabaseBackend,
     capabilities_of,
+    in_savepoint,
+    is_broken,
 )
 
 DOC = pathlib.Path(__file__).parent.parent / "docs" / "writing-a-backend.md"
@@ -110,6 +113,24 @@ async def test_force_rollback_through_a_0_9_style_backend(
 
 
 @pytest.mark.asyncio
+async def test_force_rollback_savepoints_through_a_0_9_style_backend(
+    mini_backend: type[DatabaseBackend], url: str
+) -> None:
+    """The default `_in_savepoint()`: its nested transaction undoes the failing statement."""
+    async with Database(url, force_rollback=True, force_rollback_savepoints=True) as database:
+        await database.execute(notes.insert(), {"id": 1, "text": "kept"})
+        with pytest.raises(sqlite3.IntegrityError):
+            await database.execute(notes.insert(), {"id": 1, "text": "duplicate"})
+        await database.execute(notes.insert(), {"id": 2, "text": "also kept"})
+        assert [row["text"] for row in await database.fetch_all(sa.select(notes))] == [
+            "kept",
+            "also kept",
+        ]
+    async with Database(url) as database:
+        assert await database.fetch_all(sa.select(notes)) == []
+
+
+@pytest.mark.asyncio
 async def test_a_0_9_style_backend_gets_the_default_hooks_and_capabilities(
     mini_backend: type[DatabaseBackend], url: str
 ) -> None:
@@ -129,3 +150,35 @@ def test_a_connection_not_derived_from_ours_gets_the_default_capabilities() -> N
 
     assert capabilities_of(Bare()) is DEFAULT_CAPABILITIES
     assert ConnectionBackend.capabilities is DEFAULT_CAPABILITIES
+    assert is_broken(Bare()) is False
+
+
+@pytest.mark.asyncio
+async def test_a_connection_not_derived_from_ours_gets_the_default_savepoints() -> None:
+    """`in_savepoint()` sets a savepoint through the connection's `transaction()`, and
+    rolls it back when the statement fails."""
+    steps: list[str] = []
+
+    class Savepoint:
+        async def start(self, is_root: bool, extra_options: dict[str, typing.Any]) -> None:
+            steps.append(f"start root={is_root}")
+
+        async def commit(self) -> None:
+            steps.append("release")
+
+        async def rollback(self) -> None:
+            steps.append("rollback")
+
+    class Bare:
+        def transaction(self) -> Savepoint:
+            return Savepoint()
+
+    async def statement(value: int) -> int:
+        if value < 0:
+            raise ValueError("refused")
+        return value
+
+    assert await in_savepoint(Bare(), statement, 1) == 1
+    with pytest.raises(ValueError, match="refused"):
+        await in_savepoint(Bare(), statement, -1)
+    assert steps == ["start root=False", "release", "start root=False", "rollback"]
