@@ -259,3 +259,27 @@ async def test_restart_mid_load(target: Target) -> None:
     for error in errors:
         assert_lost(error, "force-rollback connection")
     assert target.committed_notes() == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.dialects("postgresql")
+async def test_iterating_over_a_lost_connection(target: Target) -> None:
+    """A stream of the lost connection raises the clear error at its next batch (PostgreSQL
+    fetches each batch from a server-side cursor; MySQL's result may already sit in the
+    socket's buffers, so when it fails is the network's choice), and closes quietly."""
+    database = Database(target.url, force_rollback=True)
+    async with database:
+        await database.execute(
+            f"INSERT INTO {TABLE} (note) SELECT 'row ' || n FROM generate_series(1, 1200) AS n"
+        )
+        rows = database.iterate(f"SELECT note FROM {TABLE} ORDER BY id")
+        first = await asyncio.wait_for(rows.__anext__(), STEP)
+        assert first[0] == "row 1"
+        target.kill_connections()
+        with pytest.raises(ForceRollbackConnectionLostError) as raised:
+            async for _ in rows:
+                pass
+        assert_lost(raised.value)
+        await asyncio.wait_for(rows.aclose(), STEP)
+        assert await asyncio.wait_for(database.fetch_val(COUNT), STEP) == 0
+    assert target.committed_notes() == []
