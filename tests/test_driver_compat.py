@@ -1,4 +1,4 @@
-"""The drivers' private attributes: declared by the installed asyncpg and aiomysql, used to
+"""The drivers' private attributes: declared by the installed asyncpg, aiomysql and aiopg, used to
 release a closed loop's connections, and a class without them only logs once."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 import aiomysql
+import aiopg
 import asyncpg
 import asyncpg.pool
 import pytest
@@ -23,6 +24,7 @@ DRIVER_CLASSES: list[tuple[type, tuple[str, ...]]] = [
     (asyncpg.connection.Connection, driver.ASYNCPG_CONNECTION),
     (aiomysql.Pool, driver.MYSQL_POOL),
     (aiomysql.Connection, driver.AIOMYSQL_CONNECTION),
+    (aiopg.Connection, driver.AIOPG_CONNECTION),
 ]
 
 

@@ -154,6 +154,10 @@ class LibpqBackend(SQLBackend):
     def _is_broken(self, connection: typing.Any) -> bool:
         return self._is_closed(connection)
 
+    def _forget_closed(self, connection: typing.Any) -> None:
+        """A connection found closed: take off the loop what the driver still keeps there
+        (nothing, unless the driver says otherwise)."""
+
     def _transaction_status(self, connection: typing.Any) -> int:
         raise NotImplementedError()  # pragma: no cover
 

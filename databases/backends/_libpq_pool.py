@@ -33,6 +33,8 @@ class LibpqDriver(typing.Protocol):
 
     def _is_closed(self, connection: typing.Any) -> bool: ...
 
+    def _forget_closed(self, connection: typing.Any) -> None: ...
+
     def _transaction_status(self, connection: typing.Any) -> int: ...
 
     async def _execute_plain(self, connection: typing.Any, sql: str) -> None: ...
@@ -107,7 +109,9 @@ class ConnectionPool:
         """Close one connection, unless it is closed already."""
         if self._driver._is_closed(connection):
             # Closed already (terminated, or by the driver): aiopg would unregister its
-            # descriptor again, whose number another connection may have by now.
+            # descriptor again, whose number another connection may have by now. Only
+            # what the driver still keeps on the loop goes.
+            self._driver._forget_closed(connection)
             return
         try:
             await self._driver._close_connection(connection)

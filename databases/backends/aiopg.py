@@ -22,6 +22,7 @@ from databases.backends._libpq_common import (
     make_dialect,
 )
 from databases.backends._libpq_pool import STATUS_IDLE
+from databases.backends.common import _driver_compat as driver
 from databases.backends.common._driver import require_driver
 from databases.backends.common.base import BackendSetup, SQLTransaction
 from databases.backends.common.compiler import Args, CompiledStatement
@@ -66,6 +67,12 @@ class AiopgBackend(LibpqBackend):
         with contextlib.suppress(Exception):
             connection.close()
         connection.raw.close()
+
+    def _forget_closed(self, connection: typing.Any) -> None:
+        # libpq closed it (found broken), and aiopg missed it: the reader aiopg keeps for
+        # its descriptor would make the next connection given that number fail to register.
+        if driver.aiopg_reader_left(connection):
+            connection.close()
 
     def _transaction_status(self, connection: typing.Any) -> int:
         return int(connection.raw.get_transaction_status())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import typing
 
@@ -281,5 +282,38 @@ async def test_iterating_over_a_lost_connection(target: Target) -> None:
                 pass
         assert_lost(raised.value)
         await asyncio.wait_for(rows.aclose(), STEP)
+        assert await asyncio.wait_for(database.fetch_val(COUNT), STEP) == 0
+    assert target.committed_notes() == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.dialects("postgresql+aiopg")
+async def test_aiopg_descriptor_number_reused_at_once(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiopg takes a connection that libpq closed off the loop only if its descriptor is
+    bad by the time it checks; another thread may have reused the number already (in
+    the full suite: an admin connection). Its reader must still go, or the next
+    connection given that number fails to register it ("No such file or directory")."""
+    import aiopg.connection
+
+    real_select = aiopg.connection.select.select
+    grabbed: list[socket.socket] = []
+
+    def another_thread_reuses_the_number(*args: typing.Any) -> typing.Any:
+        if not grabbed:
+            grabbed.append(socket.socket())  # the lowest free number: the one just closed
+        return real_select(*args)
+
+    database = Database(target.url, force_rollback=True)
+    async with database:
+        await database.execute(insert("lost"))
+        monkeypatch.setattr(aiopg.connection.select, "select", another_thread_reuses_the_number)
+        target.kill_connections()
+        with pytest.raises(ForceRollbackConnectionLostError):
+            await asyncio.wait_for(database.fetch_val(COUNT), STEP)
+        monkeypatch.undo()
+        assert grabbed, "aiopg did not check the closed descriptor"
+        grabbed[0].close()  # its number is free again: the next connection gets it
         assert await asyncio.wait_for(database.fetch_val(COUNT), STEP) == 0
     assert target.committed_notes() == []

@@ -1,10 +1,11 @@
-"""Every use of asyncpg's, aiomysql's and asyncmy's private attributes, in one place.
+"""Every use of asyncpg's, aiomysql's, asyncmy's and aiopg's private attributes, in one place.
 
-They serve three needs the drivers' public API does not: dropping the connections of an
+They serve four needs the drivers' public API does not: dropping the connections of an
 event loop that cannot run the drivers' own `close()` (a closed loop, or one idle in another
 thread), waking an aiomysql `acquire()` that waits while a closed connection comes back,
-and sending bytes parameters through aiomysql with PyMySQL 1.2 (see the aiomysql cursors
-at the end). Each driver class is checked once, the first time one of its objects comes here:
+telling whether aiopg still watches the descriptor of a connection libpq closed, and
+sending bytes parameters through aiomysql with PyMySQL 1.2 (see the aiomysql cursors at
+the end). Each driver class is checked once, the first time one of its objects comes here:
 the attributes read must be declared (`__slots__`, class attributes or set in
 `__init__`). A class without them is named in `DRIVER_GAPS` with the missing names, once at
 debug level on the "databases" logger too, and every step that needs them is skipped (the
@@ -30,6 +31,7 @@ ASYNCPG_CONNECTION = ("_transport", "_aborted")
 MYSQL_POOL = ("_loop", "_free", "_used", "_terminated", "_closing")
 AIOMYSQL_CONNECTION = ("_loop", "_writer", "_reader")
 ASYNCMY_CONNECTION = ("_loop", "_transport", "_connected")
+AIOPG_CONNECTION = ("_fileno",)
 
 
 def _declared(cls: type, name: str) -> bool:
@@ -90,6 +92,23 @@ def asyncpg_mark_aborted(connection: typing.Any) -> None:
     "unclosed connection"."""
     if check(connection, ASYNCPG_CONNECTION):
         connection._aborted = True
+
+
+# -- aiopg ----------------------------------------------------------------------------------
+
+# psycopg2's `connection.closed` for a connection libpq found broken (1: closed by close()).
+_PSYCOPG2_BROKEN = 2
+
+
+def aiopg_reader_left(connection: typing.Any) -> bool:
+    """Whether aiopg still watches the descriptor of a connection libpq closed on finding
+    it broken. aiopg stops watching when it finds the descriptor bad; if another thread
+    reused the number first (a new socket got it), it goes on watching that number."""
+    return (
+        connection.closed == _PSYCOPG2_BROKEN
+        and check(connection, AIOPG_CONNECTION)
+        and connection._fileno is not None
+    )
 
 
 # -- aiomysql and asyncmy -------------------------------------------------------------------
