@@ -54,10 +54,9 @@ def server_connections(url: str, app: str) -> int:
 
 
 def test_schemes_choose_their_driver(driver: str) -> None:
-    database = Database(url_for(driver))
-    assert type(database._backend) is DRIVERS[driver]
-    assert database._backend._dialect.name == "postgresql"
-    assert database._backend._dialect.driver == {"psycopg": "psycopg", "aiopg": "psycopg2"}[driver]
+    dialect = Database(url_for(driver)).dialect
+    assert dialect.name == "postgresql"
+    assert dialect.driver == {"psycopg": "psycopg", "aiopg": "psycopg2"}[driver]
 
 
 @pytest.mark.parametrize(
@@ -218,7 +217,7 @@ def test_psycopg_rows_are_decoded_with_sqlalchemys_adapters() -> None:
     """A canary: the installed SQLAlchemy's psycopg dialect offers the adapters map that
     makes psycopg decode rows as SQLAlchemy's engine does."""
     database = Database("postgresql+psycopg://localhost/unused")
-    adapters = compat.psycopg_adapters(database._backend._dialect)
+    adapters = compat.psycopg_adapters(database.dialect)
     assert adapters is not None
 
 

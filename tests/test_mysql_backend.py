@@ -137,6 +137,7 @@ async def fill_items(database: Database, count: int) -> None:
 
 
 def kwargs_of(url: str, **options: typing.Any) -> dict[str, typing.Any]:
+    # `_backend._get_connection_kwargs()`: semi-private API of 0.9, tested on purpose.
     backend = Database(url, **options)._backend
     assert isinstance(backend, MySQLBackend)
     return backend._get_connection_kwargs()
@@ -198,10 +199,9 @@ def test_pool_kwargs() -> None:
 
 
 def test_dialect(database_url: str) -> None:
-    backend = Database(database_url)._backend
-    assert isinstance(backend, MySQLBackend)
-    assert backend._dialect.name == "mysql"
-    assert backend._dialect.paramstyle == "format"
+    dialect = Database(database_url).dialect
+    assert dialect.name == "mysql"
+    assert dialect.paramstyle == "format"
 
 
 def test_asyncmy_module_imports_without_the_driver() -> None:
@@ -214,6 +214,7 @@ def test_asyncmy_module_imports_without_the_driver() -> None:
         with pytest.raises(ImportError, match="asyncmy"):
             Database("mysql+asyncmy://localhost/database")
     else:  # pragma: no cover - asyncmy installed
+        # `_backend`: semi-private API, on purpose (the dialect is aiomysql's too).
         assert isinstance(
             Database("mysql+asyncmy://localhost/database")._backend,
             asyncmy_backend.AsyncMyBackend,
@@ -587,7 +588,7 @@ async def test_transaction_options_are_checked(database_url: str, database: Data
         with pytest.raises(TypeError, match="isolation"):
             async with connection.transaction(readonly=True):
                 pass  # pragma: no cover
-        assert connection._transaction_stack == []
+        assert not connection.in_transaction()
         assert not connection.raw_connection.get_transaction_status()
         async with connection.transaction(isolation=None):
             await connection.execute(items.insert(), {"number": 1, "label": "ok"})
