@@ -85,8 +85,7 @@ def test_ssl_follows_the_one_rule_with_libpq_modes(driver: str) -> None:
 
 
 def test_per_loop_instances_share_the_setup(driver: str) -> None:
-    database = Database(url_for(driver, "max_size=3"), application_name="x")
-    template = database._backend
+    template = DRIVERS[driver](url_for(driver, "max_size=3"), application_name="x")
     backend = template.for_new_loop()
     assert type(backend) is DRIVERS[driver]
     assert backend._dialect is template._dialect

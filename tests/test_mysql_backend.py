@@ -28,8 +28,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_types
 from sqlalchemy.schema import CreateTable, DropTable
 
-from databases import Database
+from databases import Database, DatabaseURL
 from databases.backends.mysql import MySQLBackend, MySQLConnection
+from databases.importer import import_from_string
 from tests import admin
 
 pytestmark = pytest.mark.dialects("mysql")
@@ -181,8 +182,7 @@ def test_connection_kwargs_from_options() -> None:
 
 
 def test_pool_kwargs() -> None:
-    backend = Database("mysql+aiomysql://user:p%40ss@db.example:3307/name?max_size=3")._backend
-    assert isinstance(backend, MySQLBackend)
+    backend = MySQLBackend("mysql+aiomysql://user:p%40ss@db.example:3307/name?max_size=3")
     assert backend._pool_kwargs() == {
         "host": "db.example",
         "port": 3307,
@@ -691,7 +691,9 @@ def transport_of(connection: typing.Any) -> typing.Any:
 
 def test_terminate_after_the_loop_closed(database_url: str) -> None:
     """A closed loop's connections are dropped without awaiting and without errors."""
-    backend_class = Database(database_url)._backend_class
+    # The class registered for the URL's scheme (aiomysql's or asyncmy's).
+    scheme = DatabaseURL(database_url).scheme
+    backend_class = import_from_string(Database.SUPPORTED_BACKENDS[scheme])
     backend = typing.cast(MySQLBackend, backend_class(database_url, min_size=2))
     assert isinstance(backend, MySQLBackend)
     loop = asyncio.new_event_loop()

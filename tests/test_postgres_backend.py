@@ -1224,7 +1224,7 @@ async def test_same_task_gets_same_connection(database: Database) -> None:
 ENDED_CONNECTION_ERRORS = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    asyncpg.exceptions._base.InternalClientError,
+    asyncpg.InternalClientError,
     OSError,
 )
 
