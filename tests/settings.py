@@ -42,9 +42,9 @@ DATABASE_URL_IDS: list[str] = url_ids(DATABASE_URLS)
 def backend_dialects() -> dict[str, typing.Any]:
     """The SQLAlchemy dialect of each bundled backend, built without connecting, by name."""
     return {
-        "sqlite": Database("sqlite:///unused.sqlite")._backend._dialect,
-        "postgresql": Database("postgresql://localhost/unused")._backend._dialect,
-        "mysql": Database("mysql://localhost/unused")._backend._dialect,
+        "sqlite": Database("sqlite:///unused.sqlite").dialect,
+        "postgresql": Database("postgresql://localhost/unused").dialect,
+        "mysql": Database("mysql://localhost/unused").dialect,
     }
 
 

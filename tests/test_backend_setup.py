@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from databases import Database, DatabaseURL
+from databases import DatabaseURL
 from databases.backends.common._options import OptionRules, connection_kwargs, ssl_option
 from databases.backends.common.base import SQLBackend
 from databases.backends.mysql import MySQLBackend
@@ -32,8 +32,7 @@ def test_ssl_mode_only_where_the_driver_has_modes() -> None:
 
 
 def test_unknown_postgresql_ssl_mode_is_refused_with_the_accepted_ones() -> None:
-    backend = Database("postgresql://localhost/db?ssl=sometimes")._backend
-    assert isinstance(backend, PostgresBackend)
+    backend = PostgresBackend("postgresql://localhost/db?ssl=sometimes")
     with pytest.raises(ValueError, match="true or false, or one of disable, allow"):
         backend._get_connection_kwargs()
 
@@ -58,16 +57,17 @@ def test_ssl_is_read_only_by_drivers_that_take_it() -> None:
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("backend_class", "url"),
     [
-        "sqlite:///:memory:",
-        "postgresql://localhost/db?min_size=2",
-        "mysql://localhost/db?ssl=true",
+        (SQLiteBackend, "sqlite:///:memory:"),
+        (PostgresBackend, "postgresql://localhost/db?min_size=2"),
+        (MySQLBackend, "mysql://localhost/db?ssl=true"),
     ],
 )
-def test_another_loops_instance_is_constructed_sharing_the_setup(url: str) -> None:
-    backend = Database(url, statement_cache_size=0)._backend
-    assert isinstance(backend, SQLBackend)
+def test_another_loops_instance_is_constructed_sharing_the_setup(
+    backend_class: type[SQLBackend], url: str
+) -> None:
+    backend = backend_class(url, statement_cache_size=0)
     other = backend.for_new_loop()
     assert type(other) is type(backend)
     assert other is not backend
@@ -79,8 +79,7 @@ def test_another_loops_instance_is_constructed_sharing_the_setup(url: str) -> No
 
 
 def test_another_loops_sqlite_pool_opens_the_same_memory_database() -> None:
-    backend = Database("sqlite:///:memory:")._backend
-    assert isinstance(backend, SQLiteBackend)
+    backend = SQLiteBackend("sqlite:///:memory:")
     other = backend.for_new_loop()
     assert other._pool is not backend._pool
     assert other._pool.target is backend._pool.target
@@ -89,6 +88,5 @@ def test_another_loops_sqlite_pool_opens_the_same_memory_database() -> None:
 
 
 def test_another_loops_mysql_instance_keeps_the_driver_option_names() -> None:
-    backend = Database("mysql://localhost/db?min_size=1")._backend
-    assert isinstance(backend, MySQLBackend)
+    backend = MySQLBackend("mysql://localhost/db?min_size=1")
     assert backend.for_new_loop()._get_connection_kwargs() == {"minsize": 1}

@@ -54,10 +54,9 @@ def server_connections(url: str, app: str) -> int:
 
 
 def test_schemes_choose_their_driver(driver: str) -> None:
-    database = Database(url_for(driver))
-    assert type(database._backend) is DRIVERS[driver]
-    assert database._backend._dialect.name == "postgresql"
-    assert database._backend._dialect.driver == {"psycopg": "psycopg", "aiopg": "psycopg2"}[driver]
+    dialect = Database(url_for(driver)).dialect
+    assert dialect.name == "postgresql"
+    assert dialect.driver == {"psycopg": "psycopg", "aiopg": "psycopg2"}[driver]
 
 
 @pytest.mark.parametrize(
@@ -86,8 +85,7 @@ def test_ssl_follows_the_one_rule_with_libpq_modes(driver: str) -> None:
 
 
 def test_per_loop_instances_share_the_setup(driver: str) -> None:
-    database = Database(url_for(driver, "max_size=3"), application_name="x")
-    template = database._backend
+    template = DRIVERS[driver](url_for(driver, "max_size=3"), application_name="x")
     backend = template.for_new_loop()
     assert type(backend) is DRIVERS[driver]
     assert backend._dialect is template._dialect
@@ -218,7 +216,7 @@ def test_psycopg_rows_are_decoded_with_sqlalchemys_adapters() -> None:
     """A canary: the installed SQLAlchemy's psycopg dialect offers the adapters map that
     makes psycopg decode rows as SQLAlchemy's engine does."""
     database = Database("postgresql+psycopg://localhost/unused")
-    adapters = compat.psycopg_adapters(database._backend._dialect)
+    adapters = compat.psycopg_adapters(database.dialect)
     assert adapters is not None
 
 

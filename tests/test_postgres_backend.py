@@ -151,6 +151,7 @@ async def count_rows(url: str, table: sa.Table) -> int:
 
 
 def connection_kwargs(url: str, **options: typing.Any) -> dict[str, typing.Any]:
+    # `_backend._get_connection_kwargs()`: semi-private API of 0.9, tested on purpose.
     backend = Database(url, **options)._backend
     assert isinstance(backend, PostgresBackend)
     return backend._get_connection_kwargs()
@@ -206,29 +207,29 @@ def test_connection_kwargs_callable_password_passes_through() -> None:
 async def test_url_schemes_use_asyncpg(database_url: str, scheme: str) -> None:
     url = str(DatabaseURL(database_url).replace(scheme=scheme))
     async with Database(url) as database:
-        assert isinstance(database._backend, PostgresBackend)
-        assert database._backend._dialect.name == "postgresql"
-        assert isinstance(database._backend._pool, asyncpg.Pool)
+        assert (database.dialect.name, database.dialect.driver) == ("postgresql", "asyncpg")
         assert await database.fetch_val("SELECT 1 + 1") == 2
+        assert database.pool_stats() is not None
 
 
 @pytest.mark.asyncio
 async def test_pool_per_event_loop(database_url: str) -> None:
-    database = Database(database_url)
+    """Each loop has a pool of its own: while this loop's only connection is held, another
+    loop still gets one, from its own pool."""
+    database = Database(database_url, min_size=1, max_size=1)
     await database.connect()
     try:
-        main_pool = database._backend._pool
-        assert isinstance(main_pool, asyncpg.Pool)
+        async with database.connection() as connection:
+            pid = await connection.fetch_val("SELECT pg_backend_pid()")
 
-        async def in_other_loop() -> tuple[int, bool, int]:
-            value = await database.fetch_val("SELECT 41 + 1")
-            pool = database._backend._pool
-            return id(pool), isinstance(pool, asyncpg.Pool), value
+            async def in_other_loop() -> tuple[int, int]:
+                value = await asyncio.wait_for(database.fetch_val("SELECT 41 + 1"), 5)
+                return await database.fetch_val("SELECT pg_backend_pid()"), value
 
-        pool_id, is_pool, value = await asyncio.to_thread(asyncio.run, in_other_loop())
-        assert (is_pool, value) == (True, 42)
-        assert pool_id != id(main_pool)
-        assert database._backend._pool is main_pool
+            other_pid, value = await asyncio.to_thread(asyncio.run, in_other_loop())
+            assert value == 42
+            assert other_pid != pid
+            assert await connection.fetch_val("SELECT pg_backend_pid()") == pid
         assert await database.fetch_val("SELECT 1") == 1
     finally:
         await asyncio.wait_for(database.disconnect(), 10)
@@ -251,11 +252,13 @@ async def test_pool_sizes_from_url(database_url: str) -> None:
     database = Database(with_query(database_url, "min_size=2&max_size=2"))
     await database.connect()
     try:
-        pool = database._backend._pool
-        assert (pool.get_min_size(), pool.get_max_size()) == (2, 2)
-        assert pool.get_size() == 2  # min_size connections opened up front
+        stats = database.pool_stats()
+        assert stats is not None
+        assert (stats.min_size, stats.max_size) == (2, 2)
+        assert stats.size == 2  # min_size connections opened up front
         assert len(await hold_connections(database, tasks=4, seconds=0.05)) == 2
-        assert pool.get_size() == 2
+        stats = database.pool_stats()
+        assert stats is not None and stats.size == 2
     finally:
         await database.disconnect()
 
@@ -265,8 +268,8 @@ async def test_pool_sizes_keyword_options_override_url(database_url: str) -> Non
     database = Database(with_query(database_url, "min_size=2&max_size=2"), min_size=1, max_size=3)
     await database.connect()
     try:
-        pool = database._backend._pool
-        assert (pool.get_min_size(), pool.get_max_size()) == (1, 3)
+        stats = database.pool_stats()
+        assert stats is not None and (stats.min_size, stats.max_size) == (1, 3)
         assert len(await hold_connections(database, tasks=5, seconds=0.05)) == 3
     finally:
         await database.disconnect()
@@ -393,6 +396,7 @@ async def test_callable_password_is_used_by_asyncpg(database_url: str, kind: str
 
     password = sync_password if kind == "sync" else async_password
     database = Database(database_url, password=password, min_size=1, max_size=2)
+    # `_backend._get_connection_kwargs()`: semi-private API of 0.9, tested on purpose.
     assert database._backend._get_connection_kwargs()["password"] is password
     await database.connect()
     try:
@@ -1220,7 +1224,7 @@ async def test_same_task_gets_same_connection(database: Database) -> None:
 ENDED_CONNECTION_ERRORS = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    asyncpg.exceptions._base.InternalClientError,
+    asyncpg.InternalClientError,
     OSError,
 )
 

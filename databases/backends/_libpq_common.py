@@ -40,7 +40,7 @@ from databases.backends.common.base import (
     SQLConnection,
 )
 from databases.backends.common.compiler import Args, CompiledStatement
-from databases.interfaces import Record, Statement
+from databases.interfaces import PoolStats, Record, Statement
 from databases.url import DatabaseURL
 
 CLOSE_TIMEOUT = 5.0
@@ -135,6 +135,9 @@ class LibpqBackend(SQLBackend):
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.terminate()
+
+    def pool_stats(self) -> PoolStats | None:
+        return None if self._pool is None else self._pool.stats()
 
     # -- the driver's part --------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from databases.backends import _sqlite_worker as worker
 from databases.backends._sqlite_gate import FileGate, gate_for
 from databases.backends._sqlite_raw import SQLiteRawConnection
 from databases.backends._sqlite_worker import Worker
+from databases.interfaces import PoolStats
 from databases.url import DatabaseURL
 
 # Our pool's own options; every other option goes to `sqlite3.connect`.
@@ -175,6 +176,11 @@ class SQLitePool:
                 raise
         self._in_use.add(connection)
         return connection
+
+    def stats(self) -> PoolStats:
+        """The pooled connections; the statement connection is outside the pool's size."""
+        idle = len(self._idle)
+        return PoolStats(min_size=0, max_size=self._max_size, idle=idle, in_use=self._size - idle)
 
     def statement_connection_is_free(self) -> bool:
         """Whether one-statement calls may share the statement connection now.

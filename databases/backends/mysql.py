@@ -39,6 +39,7 @@ from databases.backends.common.base import (
 from databases.backends.common.compiler import Args, CompiledStatement
 from databases.interfaces import (
     ConnectionCapabilities,
+    PoolStats,
     Record,
     Statement,
     StatementCancellation,
@@ -252,6 +253,14 @@ class MySQLBackend(SQLBackend):
 
     def connection(self) -> MySQLConnection:
         return MySQLConnection(self)
+
+    def pool_stats(self) -> PoolStats | None:
+        pool = self._pool
+        if pool is None:
+            return None
+        # aiomysql's and asyncmy's public counters; `size` counts connections being opened.
+        idle = pool.freesize
+        return PoolStats(pool.minsize, pool.maxsize, idle, pool.size - idle)
 
     def terminate(self) -> None:
         pool, self._pool = self._pool, None

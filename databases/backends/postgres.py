@@ -41,7 +41,7 @@ from databases.backends.common.base import (
 from databases.backends.common.compiler import Args, CompiledStatement
 from databases.backends.common.records import RecordShape
 from databases.backends.common.transports import close_now
-from databases.interfaces import Record, Statement, TransactionBackend
+from databases.interfaces import PoolStats, Record, Statement, TransactionBackend
 from databases.url import DatabaseURL
 
 try:
@@ -165,6 +165,13 @@ class PostgresBackend(SQLBackend):
 
     def connection(self) -> PostgresConnection:
         return PostgresConnection(self)
+
+    def pool_stats(self) -> PoolStats | None:
+        pool = self._pool
+        if pool is None:
+            return None
+        idle = pool.get_idle_size()
+        return PoolStats(pool.get_min_size(), pool.get_max_size(), idle, pool.get_size() - idle)
 
     def terminate(self) -> None:
         pool, self._pool = self._pool, None

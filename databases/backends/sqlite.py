@@ -36,6 +36,7 @@ from databases.backends.common.base import (
 from databases.backends.common.compiler import Args, CompiledStatement, with_column_bind
 from databases.interfaces import (
     ConnectionCapabilities,
+    PoolStats,
     Record,
     Statement,
     StatementCancellation,
@@ -177,6 +178,9 @@ class SQLiteBackend(SQLBackend):
 
     def statement_connection(self) -> SQLiteConnection:
         return SQLiteConnection(self, one_statement=True)
+
+    def pool_stats(self) -> PoolStats:
+        return self._pool.stats()
 
     def terminate(self) -> None:
         self._pool.terminate()
