@@ -8,10 +8,15 @@ from __future__ import annotations
 import pytest
 
 from databases import Database, DatabaseURL
-from databases.backends.common._options import OptionRules, connection_kwargs, ssl_option
+from databases.backends.common._option_values import read_float, read_int, read_text
+from databases.backends.common._options import (
+    DriverKeywords,
+    OptionRules,
+    connection_kwargs,
+    ssl_option,
+)
 from databases.backends.common.base import SQLBackend
 from databases.backends.mysql import MySQLBackend
-from databases.backends.postgres import PostgresBackend
 from databases.backends.sqlite import SQLiteBackend
 
 
@@ -32,41 +37,46 @@ def test_ssl_mode_only_where_the_driver_has_modes() -> None:
 
 
 def test_unknown_postgresql_ssl_mode_is_refused_with_the_accepted_ones() -> None:
-    backend = Database("postgresql://localhost/db?ssl=sometimes")._backend
-    assert isinstance(backend, PostgresBackend)
     with pytest.raises(ValueError, match="true or false, or one of disable, allow"):
-        backend._get_connection_kwargs()
+        Database("postgresql://localhost/db?ssl=sometimes")
 
 
 def test_options_convert_then_keyword_options_override_and_rename() -> None:
     rules = OptionRules(
-        ints=("size",), floats=("timeout",), strings=("socket",), renames={"size": "n"}
+        url={"size": read_int, "timeout": read_float, "socket": read_text},
+        renames={"size": "n", "max_size": "most"},
     )
-    url = DatabaseURL("x://h/d?size=2&timeout=1.5&socket=/s&other=kept-out")
-    assert connection_kwargs(url, {}, rules) == {"n": 2, "timeout": 1.5, "socket": "/s"}
-    assert connection_kwargs(url, {"size": 7, "echo": True}, rules) == {
+    keywords = DriverKeywords("driver", frozenset(("size", "echo")))
+    url = DatabaseURL("x://h/d?size=2&timeout=1.5&socket=/s&max_size=4")
+
+    def kwargs(**options: object) -> dict[str, object]:
+        return connection_kwargs(url, options, rules, keywords, "X")
+
+    assert kwargs() == {"n": 2, "timeout": 1.5, "socket": "/s", "most": 4}
+    assert kwargs(size=7, echo=True, max_size=5) == {
         "n": 7,
         "timeout": 1.5,
         "socket": "/s",
+        "most": 5,
         "echo": True,
     }
 
 
 def test_ssl_is_read_only_by_drivers_that_take_it() -> None:
-    url = DatabaseURL("x://h/d?ssl=true")
-    assert connection_kwargs(url, {}, OptionRules()) == {}
+    with pytest.raises(ValueError, match="Unknown option 'ssl' in the query"):
+        Database("sqlite:///unused.sqlite?ssl=true")
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "option"),
     [
-        "sqlite:///:memory:",
-        "postgresql://localhost/db?min_size=2",
-        "mysql://localhost/db?ssl=true",
+        ("sqlite:///:memory:", "cached_statements"),
+        ("postgresql://localhost/db?min_size=2", "statement_cache_size"),
+        ("mysql://localhost/db?ssl=true", "connect_timeout"),
     ],
 )
-def test_another_loops_instance_is_constructed_sharing_the_setup(url: str) -> None:
-    backend = Database(url, statement_cache_size=0)._backend
+def test_another_loops_instance_is_constructed_sharing_the_setup(url: str, option: str) -> None:
+    backend = Database(url, **{option: 0})._backend
     assert isinstance(backend, SQLBackend)
     other = backend.for_new_loop()
     assert type(other) is type(backend)
@@ -74,7 +84,7 @@ def test_another_loops_instance_is_constructed_sharing_the_setup(url: str) -> No
     assert other._setup is backend._setup
     assert other._compiler is backend._compiler
     assert other._dialect is backend._dialect
-    assert other._options == {"statement_cache_size": 0}
+    assert other._options == {option: 0}
     assert other._database_url == url
 
 
