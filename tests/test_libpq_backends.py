@@ -105,6 +105,7 @@ def test_begin_statement_takes_asyncpg_options() -> None:
         begin_statement({"nosuch": 1})
 
 
+@pytest.mark.needs_session("counts its connections on the server")
 @libpq_urls
 @pytest.mark.asyncio
 async def test_pool_opens_min_size_and_never_more_than_max_size(database_url: str) -> None:
@@ -157,6 +158,7 @@ async def test_a_connection_comes_back_to_the_pool_out_of_any_transaction(
         await backend.disconnect()
 
 
+@pytest.mark.needs_session("counts its connections on the server")
 @libpq_urls
 def test_a_closed_loops_connections_are_closed_without_it(database_url: str) -> None:
     """A loop closed without disconnect(): disconnect() from another loop drops its
