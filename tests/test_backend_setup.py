@@ -8,9 +8,17 @@ from __future__ import annotations
 import pytest
 
 from databases import Database, DatabaseURL
-from databases.backends.common._option_values import read_float, read_int, read_text
+from databases.backends.common._option_values import (
+    read_bool,
+    read_float,
+    read_int,
+    read_seconds,
+    read_text,
+)
 from databases.backends.common._options import (
+    LIBRARY_OPTIONS,
     DriverKeywords,
+    LibraryOption,
     OptionRules,
     connection_kwargs,
     ssl_option,
@@ -18,6 +26,7 @@ from databases.backends.common._options import (
 from databases.backends.common.base import SQLBackend
 from databases.backends.mysql import MySQLBackend
 from databases.backends.sqlite import SQLiteBackend
+from databases.errors import InvalidOptionError, UnknownOptionError
 
 
 @pytest.mark.parametrize("value", ["true", "TRUE", " True "])
@@ -102,3 +111,29 @@ def test_another_loops_mysql_instance_keeps_the_driver_option_names() -> None:
     backend = Database("mysql://localhost/db?min_size=1")._backend
     assert isinstance(backend, MySQLBackend)
     assert backend.for_new_loop()._get_connection_kwargs() == {"minsize": 1}
+
+
+def test_a_library_option_is_one_line_and_reaches_no_driver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An option added to `LIBRARY_OPTIONS` is checked, read from the URL and keywords, and
+    kept from the drivers, which would refuse it; `servers_only` keeps it from SQLite."""
+    monkeypatch.setitem(LIBRARY_OPTIONS, "example_timeout", LibraryOption(read_seconds))
+    monkeypatch.setitem(LIBRARY_OPTIONS, "example_check", LibraryOption(read_bool, True))
+    for url in ("postgresql://h/db", "postgresql+psycopg://h/db", "mysql://h/db"):
+        backend = Database(f"{url}?example_timeout=2.5&example_check=true")._backend
+        assert isinstance(backend, SQLBackend)
+        assert backend._library_options() == {"example_timeout": 2.5, "example_check": True}
+        assert backend._get_connection_kwargs() == {}
+        keyword = Database(url, example_timeout=1)._backend
+        assert isinstance(keyword, SQLBackend)
+        assert keyword._library_options() == {"example_timeout": 1.0}
+        with pytest.raises(InvalidOptionError, match="'example_timeout' option: expected a"):
+            Database(url, example_timeout="soon")
+    sqlite = Database("sqlite:///unused.sqlite?example_timeout=3")._backend
+    assert isinstance(sqlite, SQLiteBackend)
+    assert sqlite._library_options() == {"example_timeout": 3.0}
+    assert "example_timeout" not in sqlite._pool.target.name
+    assert "example_timeout" not in sqlite._pool._connect_kwargs
+    with pytest.raises(UnknownOptionError, match="'example_check'"):
+        Database("sqlite:///unused.sqlite", example_check=True)

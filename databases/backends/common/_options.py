@@ -46,14 +46,17 @@ class LibraryOption(typing.NamedTuple):
     read: Reader
     # Only backends with a server take it (not SQLite, a file).
     servers_only: bool = False
+    # It is among `connection_kwargs()`, the driver's pool arguments (renamed as the
+    # backend says); otherwise only in `SQLBackend._library_options()`.
+    pool_argument: bool = False
 
 
 # The library's own options, in the URL query and as keywords, on every bundled backend.
-# Adding one is one line here; the backends find its checked value in `ReadOptions.library`
-# (and in `connection_kwargs()`, under the backend's name for it).
+# Adding one is one line here; a backend finds its checked value, when given, in
+# `SQLBackend._library_options()`, and never passes it to a driver that would not know it.
 LIBRARY_OPTIONS: dict[str, LibraryOption] = {
-    "min_size": LibraryOption(read_count),
-    "max_size": LibraryOption(read_positive_count),
+    "min_size": LibraryOption(read_count, pool_argument=True),
+    "max_size": LibraryOption(read_positive_count, pool_argument=True),
 }
 
 # Pool sizes when the URL and options give none. asyncpg's own default opens ten
@@ -204,9 +207,13 @@ def connection_kwargs(
     keywords: DriverKeywords,
     backend: str,
 ) -> dict[str, typing.Any]:
-    """The driver's keyword arguments: the URL's options, then the keyword options, renamed."""
+    """The driver's keyword arguments: the URL's options, then the keyword options, renamed;
+    of the library's options, only the pool arguments (`min_size`, `max_size`)."""
     read = read_options(url, options, rules, keywords, backend)
-    merged = {**read.url, **read.library, **read.keywords}
+    pool = {
+        name: value for name, value in read.library.items() if LIBRARY_OPTIONS[name].pool_argument
+    }
+    merged = {**read.url, **pool, **read.keywords}
     renames = rules.renames
     return {renames.get(name, name): value for name, value in merged.items()}
 

@@ -96,6 +96,11 @@ class SQLBackend(DatabaseBackend):
             return None
         return read_options(url, options, self.option_rules, keywords, self.name)
 
+    def _library_options(self) -> dict[str, typing.Any]:
+        """The library's own options given (URL, then keywords), checked and converted."""
+        read = self._read_options(self._database_url, self._options)
+        return {} if read is None else read.library
+
     def _get_connection_kwargs(self) -> dict[str, typing.Any]:
         """The driver's keyword arguments: the URL's options, overridden by keyword options."""
         keywords = self._driver_keywords()
