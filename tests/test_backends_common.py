@@ -17,6 +17,7 @@ from databases.errors import (
     DatabaseNotConnectedError,
     UnsupportedDatabaseURLError,
 )
+from tests.settings import ITERATE_NEEDS_SESSION
 
 metadata = sa.MetaData()
 numbers = sa.Table(
@@ -64,7 +65,13 @@ async def test_execute_many_is_all_or_nothing(database_url: str) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("force_rollback", [False, True], ids=["plain", "force_rollback"])
+@pytest.mark.parametrize(
+    "force_rollback",
+    [
+        pytest.param(False, id="plain", marks=pytest.mark.needs_session(ITERATE_NEEDS_SESSION)),
+        pytest.param(True, id="force_rollback"),
+    ],
+)
 async def test_iterate_ten_thousand_rows_while_other_tasks_query(
     database_url: str, force_rollback: bool
 ) -> None:

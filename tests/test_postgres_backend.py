@@ -30,6 +30,7 @@ from sqlalchemy.schema import CreateTable, DropTable
 
 from databases import Database, DatabaseURL
 from databases.backends.postgres import PostgresBackend
+from tests.settings import ITERATE_NEEDS_SESSION
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.dialects("postgresql+asyncpg")]
 
@@ -247,6 +248,7 @@ async def hold_connections(database: Database, tasks: int, seconds: float) -> se
     return set(await asyncio.gather(*(hold() for _ in range(tasks))))
 
 
+@pytest.mark.needs_session("tells its connections apart by their server pid")
 @pytest.mark.asyncio
 async def test_pool_sizes_from_url(database_url: str) -> None:
     database = Database(with_query(database_url, "min_size=2&max_size=2"))
@@ -263,6 +265,7 @@ async def test_pool_sizes_from_url(database_url: str) -> None:
         await database.disconnect()
 
 
+@pytest.mark.needs_session("tells its connections apart by their server pid")
 @pytest.mark.asyncio
 async def test_pool_sizes_keyword_options_override_url(database_url: str) -> None:
     database = Database(with_query(database_url, "min_size=2&max_size=2"), min_size=1, max_size=3)
@@ -280,6 +283,7 @@ async def server_ssl_enabled(url: str) -> bool:
     return bool(rows[0][0] == "on")
 
 
+@pytest.mark.needs_session("reads the SSL state of its server connection, pgbouncer's link")
 @pytest.mark.parametrize("query", ["ssl=false", "ssl=disable", "ssl=prefer", "ssl=allow"])
 @pytest.mark.asyncio
 async def test_ssl_modes_that_connect_without_ssl(database_url: str, query: str) -> None:
@@ -316,6 +320,7 @@ async def test_ssl_required_reaches_asyncpg(
     assert not database.is_connected
 
 
+@pytest.mark.needs_session("counts the prepared statements of its server session")
 @pytest.mark.parametrize("source", ["url", "option"])
 @pytest.mark.asyncio
 async def test_statement_cache_size_zero(
@@ -349,6 +354,7 @@ async def test_statement_cache_size_zero(
     assert await count_rows(database_url, notes) == 12
 
 
+@pytest.mark.needs_session("counts the prepared statements of its server session")
 @pytest.mark.asyncio
 async def test_statement_cache_by_default_prepares_named_statements(
     database_url: str, notes: sa.Table
@@ -381,6 +387,7 @@ async def test_command_timeout(database_url: str, source: str) -> None:
         await asyncio.wait_for(database.disconnect(), 10)
 
 
+@pytest.mark.needs_session("tells its connections apart by their server pid")
 @pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.asyncio
 async def test_callable_password_is_used_by_asyncpg(database_url: str, kind: str) -> None:
@@ -932,8 +939,20 @@ async def test_iterate_inside_transaction(
     assert await count_rows(database_url, big_table) == BIG_ROWS
 
 
-@pytest.mark.parametrize("in_transaction", [False, True], ids=["no-transaction", "transaction"])
-@pytest.mark.parametrize("force_rollback", [False, True], ids=["pool", "force-rollback"])
+@pytest.mark.parametrize(
+    ("force_rollback", "in_transaction"),
+    [
+        pytest.param(
+            False,
+            False,
+            id="pool-no-transaction",
+            marks=pytest.mark.needs_session(ITERATE_NEEDS_SESSION),
+        ),
+        pytest.param(False, True, id="pool-transaction"),
+        pytest.param(True, False, id="force-rollback-no-transaction"),
+        pytest.param(True, True, id="force-rollback-transaction"),
+    ],
+)
 @pytest.mark.asyncio
 async def test_iterate_while_other_tasks_query(
     database_url: str, big_table: sa.Table, force_rollback: bool, in_transaction: bool
@@ -1147,6 +1166,7 @@ async def test_outer_rollback_discards_committed_savepoints(
     assert await count_rows(database_url, notes) == 0
 
 
+@pytest.mark.needs_session("tells its connections apart by their server pid")
 @pytest.mark.asyncio
 async def test_raw_connection_is_asyncpg_connection(database: Database) -> None:
     async with database.connection() as connection:
@@ -1181,6 +1201,7 @@ async def connections_of_two_tasks(database: Database) -> list[tuple[typing.Any,
     return list(await asyncio.gather(task(), task()))
 
 
+@pytest.mark.needs_session("tells its connections apart by their server pid")
 @pytest.mark.asyncio
 async def test_two_tasks_get_two_connections(database: Database) -> None:
     (raw_a, pid_a), (raw_b, pid_b) = await connections_of_two_tasks(database)
@@ -1206,6 +1227,7 @@ async def test_two_tasks_share_the_connection_with_force_rollback(
     assert await count_rows(database_url, notes) == 0
 
 
+@pytest.mark.needs_session("tells its connections apart by their server pid")
 @pytest.mark.asyncio
 async def test_same_task_gets_same_connection(database: Database) -> None:
     assert database.connection() is database.connection()
@@ -1229,6 +1251,7 @@ ENDED_CONNECTION_ERRORS = (
 )
 
 
+@pytest.mark.needs_session("terminates its own server connections")
 @pytest.mark.asyncio
 async def test_connections_ended_by_the_server_leak_no_pool_slot(database_url: str) -> None:
     """A query that meets a connection the server has just ended fails, and its pool slot
