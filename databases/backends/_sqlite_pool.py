@@ -18,8 +18,8 @@ from databases.backends import _sqlite_worker as worker
 from databases.backends._sqlite_gate import FileGate, gate_for
 from databases.backends._sqlite_raw import SQLiteRawConnection
 from databases.backends._sqlite_worker import Worker
-from databases.interfaces import PoolStats
 from databases.backends.common._options import LIBRARY_OPTIONS, library_options
+from databases.interfaces import PoolStats
 from databases.url import DatabaseURL
 
 # Keyword options of `sqlite3.connect` passed on to it. The others we set ourselves:

@@ -14,6 +14,7 @@ import difflib
 import inspect
 import typing
 
+from databases._logging import logger
 from databases.backends.common._option_values import (
     LIBPQ_SSL_MODES,
     Reader,
@@ -153,13 +154,18 @@ def read_options(
         elif not (rules.server and name in URL_ADDRESS_OPTIONS):
             unknown.append(name)
     if unknown:
+        # 0.9 ignored them, and shared URLs carry other tools' options (`?sslmode=require`
+        # from a hosting platform): ignored still, but never silently.
         accepted = [*ours, *rules.url, *(URL_ADDRESS_OPTIONS if rules.server else ())]
-        raise UnknownOptionError(
-            f"{_unknown(unknown, accepted)} in the query of the database URL "
-            f"{url.obscure_password!r} ({backend}). Accepted in the URL: "
-            f"{', '.join(sorted(accepted))}. Give the driver's other options as keyword "
-            "arguments: Database(url, name=value)."
+        logger.warning(
+            "Ignoring %s in the query of the database URL %r (%s). Accepted in the URL: %s. "
+            "Give the driver's other options as keyword arguments: Database(url, name=value).",
+            _unknown(unknown, accepted).replace("Unknown", "unknown", 1),
+            url.obscure_password,
+            backend,
+            ", ".join(sorted(accepted)),
         )
+        unknown = []
     driver_options: dict[str, typing.Any] = {}
     for name, value in options.items():
         if name in ours:
