@@ -483,6 +483,15 @@ class Connection:
     def raw_connection(self) -> typing.Any:
         return self._connection.raw_connection
 
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on this connection, begun by any task using it
+        (with force_rollback: always, the session's own)."""
+        return bool(self._transactions)
+
+    def in_nested_transaction(self) -> bool:
+        """Whether a transaction nested in another (a savepoint) is open on this connection."""
+        return len(self._transactions) > 1
+
     @property
     def _transaction_stack(self) -> list[Transaction]:
         """The open transactions, outermost first."""

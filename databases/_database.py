@@ -14,6 +14,7 @@ import threading
 import typing
 from collections.abc import AsyncGenerator, Iterator
 
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from databases._backend_registry import backend_for_new_loop, find_backend_class
@@ -22,9 +23,9 @@ from databases._force_rollback import ForceRollbackSession
 from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, logger
 from databases._loops import LoopRegistry, LoopState, running_loop
 from databases._transaction import _ACTIVE_TRANSACTIONS, Transaction
-from databases.backends.common._options import take_core_options, true_or_false
+from databases.backends.common._options import CORE_OPTIONS, take_core_options
 from databases.errors import DatabaseNotConnectedError, TransactionOpenError
-from databases.interfaces import DatabaseBackend, Record
+from databases.interfaces import DatabaseBackend, PoolStats, Record
 from databases.url import DatabaseURL
 
 
@@ -64,7 +65,9 @@ class Database:
         savepoints: object = force_rollback_savepoints
         if savepoints is None:
             savepoints = core_options.get("force_rollback_savepoints", False)
-        self._force_rollback_savepoints = true_or_false("force_rollback_savepoints", savepoints)
+        self._force_rollback_savepoints: bool = CORE_OPTIONS["force_rollback_savepoints"](
+            "force_rollback_savepoints", savepoints
+        )
         self._backend_class = self._find_backend_class(self.url)
         # Built outside any loop and never connected: it answers questions about the
         # dialect (ORMs read `database._backend._dialect`) and is the model for the
@@ -285,6 +288,33 @@ class Database:
             self._force_rollback = initial
 
     # -- introspection (also what existing tests and ORMs reach for) ----------------------
+
+    @property
+    def dialect(self) -> Dialect:
+        """The SQLAlchemy dialect statements are compiled for (to compile DDL, say).
+
+        The same object as 0.9's `database._backend._dialect`, which keeps working.
+        """
+        backend = self._template_backend
+        dialect: Dialect | None = getattr(backend, "_dialect", None)
+        if dialect is None:
+            raise AttributeError(
+                f"{type(backend).__name__} does not name its SQLAlchemy dialect "
+                "(backends written for 0.9 set `self._dialect`)"
+            )
+        return dialect
+
+    def pool_stats(self) -> PoolStats | None:
+        """The running event loop's pool: its sizes and how many connections are in use.
+
+        None when this loop has opened no pool (yet, or with force_rollback, where the
+        session's connection is outside every loop's pool), outside a loop, or when the
+        backend does not tell.
+        """
+        state = self._current_state()
+        if state is None or not state.is_open:
+            return None
+        return state.backend.pool_stats()
 
     def _current_state(self) -> LoopState[Connection] | None:
         loop = running_loop()

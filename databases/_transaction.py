@@ -60,6 +60,12 @@ class Transaction:
         self._open: dict[TransactionBackend, TransactionHost] = {}
 
     @property
+    def is_active(self) -> bool:
+        """Whether this transaction is open: started and not yet committed or rolled back,
+        in whichever task (what `commit()` and `rollback()` would end)."""
+        return bool(self._open)
+
+    @property
     def _transaction(self) -> TransactionBackend | None:
         """The backend transaction of the current context (task), as in 0.9.
 

@@ -64,3 +64,19 @@ class ForceRollbackConnectionLostError(ConnectionError):
                 "query starts a new force-rollback session on a new connection."
             )
         super().__init__(message)
+
+
+class InvalidOptionError(ValueError):
+    """An option of `Database(url, **options)` or of its URL query has a bad value.
+
+    Raised when the `Database` is built, not at the first query; the message names the
+    option and what it takes.
+    """
+
+
+class UnknownOptionError(InvalidOptionError, TypeError):
+    """An option that neither `databases` nor the backend's driver takes.
+
+    Also a `TypeError`, as Python raises for an unexpected keyword argument (and as the
+    driver raised it in 0.9, at the first query).
+    """

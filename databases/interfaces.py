@@ -87,6 +87,29 @@ class ConnectionCapabilities:
 DEFAULT_CAPABILITIES = ConnectionCapabilities()
 
 
+@dataclasses.dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of one event loop's connection pool, for monitoring and tests.
+
+    `Database.pool_stats()` returns it for the running loop. SQLAlchemy's pool calls
+    `idle` `checkedin()` and `in_use` `checkedout()`.
+    """
+
+    # Connections the pool keeps open even when idle (0: it opens them on demand).
+    min_size: int
+    # The most connections it opens at once.
+    max_size: int
+    # Open and waiting in the pool.
+    idle: int
+    # Handed out to callers (a connection still being opened may count here).
+    in_use: int
+
+    @property
+    def size(self) -> int:
+        """Connections open now (or being opened): `idle + in_use`."""
+        return self.idle + self.in_use
+
+
 def capabilities_of(connection: object) -> ConnectionCapabilities:
     """A connection's capabilities; the defaults for one that does not derive from ours."""
     if isinstance(connection, ConnectionBackend):
@@ -188,6 +211,13 @@ class DatabaseBackend:
         `connection()`.
         """
         return self.connection()
+
+    def pool_stats(self) -> PoolStats | None:
+        """How many connections the pool holds, and how many are in use, while connected.
+
+        For `Database.pool_stats()`. The default, `None`, says the backend does not tell.
+        """
+        return None
 
 
 class ConnectionBackend:

@@ -147,19 +147,24 @@ def _run_postgres(url: str, statements: list[str], fetch: bool) -> list[tuple[ty
     import asyncpg
 
     async def work() -> list[tuple[typing.Any, ...]]:
+        # No prepared statement outlives its statement: through pgbouncer in transaction
+        # mode, the next client of the server connection may use the same names.
         connection = await asyncpg.connect(
-            **_postgres_kwargs(url),
-            timeout=ADMIN_TIMEOUT,
-            # never wait forever on a lock a leaked test connection holds
-            server_settings={"lock_timeout": f"{ADMIN_TIMEOUT * 1000:.0f}"},
+            **_postgres_kwargs(url), timeout=ADMIN_TIMEOUT, statement_cache_size=0
         )
         try:
             rows: list[tuple[typing.Any, ...]] = []
             for statement in statements:
-                if fetch:
-                    rows = [tuple(record.values()) for record in await connection.fetch(statement)]
-                else:
-                    await connection.execute(statement)
+                # Each in a transaction of its own, which (unlike a session setting) also
+                # holds through pgbouncer: never wait forever on a lock a leaked test
+                # connection holds.
+                async with connection.transaction():
+                    await connection.execute(f"SET LOCAL lock_timeout = '{ADMIN_TIMEOUT}s'")
+                    if fetch:
+                        records = await connection.fetch(statement)
+                        rows = [tuple(record.values()) for record in records]
+                    else:
+                        await connection.execute(statement)
             return rows
         finally:
             await connection.close()

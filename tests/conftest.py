@@ -7,6 +7,11 @@
   (`"postgresql+asyncpg"`: that driver only; see `admin.backend_name`). It is
   module-scoped so that module-scoped fixtures can build on it (a module may override it
   with a wider scope).
+- `@pytest.mark.needs_session("reason")`: the test needs a PostgreSQL server connection of
+  its own for its whole session (it tells connections apart by `pg_backend_pid()`, counts
+  them on the server, or keeps a cursor past its transaction). In a run whose PostgreSQL
+  URLs go through pgbouncer in transaction mode (`TEST_THROUGH_PGBOUNCER=1`), which lends
+  server connections per transaction, it is skipped there, with its reason.
 - `shared_tables`: the tables of `tests.tables` on the test's database, empty at the start
   of the test and emptied after it. Only tests that ask for it touch them, so tests that
   need no database (or work on tables of their own) connect to nothing.
@@ -26,7 +31,11 @@ import pytest
 pytest.register_assert_rewrite("tests.admin", "tests.differential", "tests.faults", "tests.loops")
 
 from tests import admin  # noqa: E402
-from tests.settings import DATABASE_URL_IDS, DATABASE_URLS  # noqa: E402
+from tests.settings import (  # noqa: E402
+    DATABASE_URL_IDS,
+    DATABASE_URLS,
+    THROUGH_PGBOUNCER,
+)
 from tests.tables import PointType, metadata  # noqa: E402
 
 
@@ -38,6 +47,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "'dialect+driver' ('postgresql+asyncpg', 'mysql+asyncmy', ...) that driver only, "
         "where a URL without '+driver' runs on its dialect's default (asyncpg, aiomysql, "
         "sqlite3)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "needs_session(reason): needs a PostgreSQL server connection of its own for its "
+        "whole session; skipped, with the reason, on PostgreSQL URLs that go through "
+        "pgbouncer in transaction mode (TEST_THROUGH_PGBOUNCER=1)",
     )
 
 
@@ -76,6 +91,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         ids=[test_id for _, test_id in chosen],
         indirect=True,
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `needs_session` tests, with their reason, on PostgreSQL through pgbouncer."""
+    for item in items:
+        marker = item.get_closest_marker("needs_session")
+        if marker is None:
+            continue
+        if len(marker.args) != 1 or not isinstance(marker.args[0], str):
+            raise pytest.UsageError(f"{item.nodeid}: needs_session takes one reason")
+        callspec = getattr(item, "callspec", None)
+        url = callspec.params.get("database_url") if callspec is not None else None
+        if THROUGH_PGBOUNCER and url is not None and admin.dialect_name(url) == "postgresql":
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"needs a server session of its own ({marker.args[0]}); "
+                    "pgbouncer in transaction mode lends server connections per transaction"
+                )
+            )
 
 
 @pytest.fixture(scope="module")

@@ -38,13 +38,21 @@ def url_ids(urls: typing.Sequence[str]) -> list[str]:
 # The test id of each URL of `DATABASE_URLS`, in the same order.
 DATABASE_URL_IDS: list[str] = url_ids(DATABASE_URLS)
 
+# `TEST_THROUGH_PGBOUNCER=1`: the PostgreSQL URLs of this run go through pgbouncer in
+# transaction mode (`.ci/run`'s pgbouncer run), so tests marked `needs_session` skip them.
+THROUGH_PGBOUNCER = os.environ.get("TEST_THROUGH_PGBOUNCER") == "1"
+# The `needs_session` reason of `iterate()` cases outside a transaction.
+ITERATE_NEEDS_SESSION = (
+    "iterate() outside a transaction keeps a WITH HOLD cursor on its server connection"
+)
+
 
 def backend_dialects() -> dict[str, typing.Any]:
     """The SQLAlchemy dialect of each bundled backend, built without connecting, by name."""
     return {
-        "sqlite": Database("sqlite:///unused.sqlite")._backend._dialect,
-        "postgresql": Database("postgresql://localhost/unused")._backend._dialect,
-        "mysql": Database("mysql://localhost/unused")._backend._dialect,
+        "sqlite": Database("sqlite:///unused.sqlite").dialect,
+        "postgresql": Database("postgresql://localhost/unused").dialect,
+        "mysql": Database("mysql://localhost/unused").dialect,
     }
 
 

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy
 
 from databases import Database, DatabaseURL
+from databases.errors import InvalidOptionError
 from tests.loops import committed_rows
 from tests.loops.support import database_url_with_table, empty_table_fixture
 
@@ -225,7 +226,7 @@ def test_option_from_the_url_or_keyword() -> None:
     )
     assert off._force_rollback_savepoints is False
     assert Database("sqlite:///app.db")._force_rollback_savepoints is False
-    with pytest.raises(ValueError, match="'force_rollback_savepoints' option: use true or false"):
+    with pytest.raises(InvalidOptionError, match="'force_rollback_savepoints' option: expected"):
         Database("sqlite:///app.db?force_rollback_savepoints=maybe")
-    with pytest.raises(ValueError, match="force_rollback_savepoints"):
+    with pytest.raises(InvalidOptionError, match="force_rollback_savepoints"):
         Database("sqlite:///app.db", force_rollback_savepoints="yes")  # type: ignore[arg-type]

@@ -54,10 +54,9 @@ def server_connections(url: str, app: str) -> int:
 
 
 def test_schemes_choose_their_driver(driver: str) -> None:
-    database = Database(url_for(driver))
-    assert type(database._backend) is DRIVERS[driver]
-    assert database._backend._dialect.name == "postgresql"
-    assert database._backend._dialect.driver == {"psycopg": "psycopg", "aiopg": "psycopg2"}[driver]
+    dialect = Database(url_for(driver)).dialect
+    assert dialect.name == "postgresql"
+    assert dialect.driver == {"psycopg": "psycopg", "aiopg": "psycopg2"}[driver]
 
 
 @pytest.mark.parametrize(
@@ -80,14 +79,12 @@ def test_url_options_become_pool_sizes_and_libpq_options(
 def test_ssl_follows_the_one_rule_with_libpq_modes(driver: str) -> None:
     backend = DRIVERS[driver](url_for(driver, "ssl=TRUE"))
     assert backend._get_connection_kwargs() == {"sslmode": "require"}
-    backend = DRIVERS[driver](url_for(driver, "ssl=sometimes"))
     with pytest.raises(ValueError, match="verify-full"):
-        backend._get_connection_kwargs()
+        DRIVERS[driver](url_for(driver, "ssl=sometimes"))
 
 
 def test_per_loop_instances_share_the_setup(driver: str) -> None:
-    database = Database(url_for(driver, "max_size=3"), application_name="x")
-    template = database._backend
+    template = DRIVERS[driver](url_for(driver, "max_size=3"), application_name="x")
     backend = template.for_new_loop()
     assert type(backend) is DRIVERS[driver]
     assert backend._dialect is template._dialect
@@ -106,6 +103,7 @@ def test_begin_statement_takes_asyncpg_options() -> None:
         begin_statement({"nosuch": 1})
 
 
+@pytest.mark.needs_session("counts its connections on the server")
 @libpq_urls
 @pytest.mark.asyncio
 async def test_pool_opens_min_size_and_never_more_than_max_size(database_url: str) -> None:
@@ -158,6 +156,7 @@ async def test_a_connection_comes_back_to_the_pool_out_of_any_transaction(
         await backend.disconnect()
 
 
+@pytest.mark.needs_session("counts its connections on the server")
 @libpq_urls
 def test_a_closed_loops_connections_are_closed_without_it(database_url: str) -> None:
     """A loop closed without disconnect(): disconnect() from another loop drops its
@@ -218,7 +217,7 @@ def test_psycopg_rows_are_decoded_with_sqlalchemys_adapters() -> None:
     """A canary: the installed SQLAlchemy's psycopg dialect offers the adapters map that
     makes psycopg decode rows as SQLAlchemy's engine does."""
     database = Database("postgresql+psycopg://localhost/unused")
-    adapters = compat.psycopg_adapters(database._backend._dialect)
+    adapters = compat.psycopg_adapters(database.dialect)
     assert adapters is not None
 
 

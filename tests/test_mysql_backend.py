@@ -28,8 +28,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as mysql_types
 from sqlalchemy.schema import CreateTable, DropTable
 
-from databases import Database
+from databases import Database, DatabaseURL
 from databases.backends.mysql import MySQLBackend, MySQLConnection
+from databases.importer import import_from_string
 from tests import admin
 
 pytestmark = pytest.mark.dialects("mysql")
@@ -137,6 +138,7 @@ async def fill_items(database: Database, count: int) -> None:
 
 
 def kwargs_of(url: str, **options: typing.Any) -> dict[str, typing.Any]:
+    # `_backend._get_connection_kwargs()`: semi-private API of 0.9, tested on purpose.
     backend = Database(url, **options)._backend
     assert isinstance(backend, MySQLBackend)
     return backend._get_connection_kwargs()
@@ -180,8 +182,7 @@ def test_connection_kwargs_from_options() -> None:
 
 
 def test_pool_kwargs() -> None:
-    backend = Database("mysql+aiomysql://user:p%40ss@db.example:3307/name?max_size=3")._backend
-    assert isinstance(backend, MySQLBackend)
+    backend = MySQLBackend("mysql+aiomysql://user:p%40ss@db.example:3307/name?max_size=3")
     assert backend._pool_kwargs() == {
         "host": "db.example",
         "port": 3307,
@@ -198,10 +199,9 @@ def test_pool_kwargs() -> None:
 
 
 def test_dialect(database_url: str) -> None:
-    backend = Database(database_url)._backend
-    assert isinstance(backend, MySQLBackend)
-    assert backend._dialect.name == "mysql"
-    assert backend._dialect.paramstyle == "format"
+    dialect = Database(database_url).dialect
+    assert dialect.name == "mysql"
+    assert dialect.paramstyle == "format"
 
 
 def test_asyncmy_module_imports_without_the_driver() -> None:
@@ -214,6 +214,7 @@ def test_asyncmy_module_imports_without_the_driver() -> None:
         with pytest.raises(ImportError, match="asyncmy"):
             Database("mysql+asyncmy://localhost/database")
     else:  # pragma: no cover - asyncmy installed
+        # `_backend`: semi-private API, on purpose (the dialect is aiomysql's too).
         assert isinstance(
             Database("mysql+asyncmy://localhost/database")._backend,
             asyncmy_backend.AsyncMyBackend,
@@ -587,7 +588,7 @@ async def test_transaction_options_are_checked(database_url: str, database: Data
         with pytest.raises(TypeError, match="isolation"):
             async with connection.transaction(readonly=True):
                 pass  # pragma: no cover
-        assert connection._transaction_stack == []
+        assert not connection.in_transaction()
         assert not connection.raw_connection.get_transaction_status()
         async with connection.transaction(isolation=None):
             await connection.execute(items.insert(), {"number": 1, "label": "ok"})
@@ -690,7 +691,9 @@ def transport_of(connection: typing.Any) -> typing.Any:
 
 def test_terminate_after_the_loop_closed(database_url: str) -> None:
     """A closed loop's connections are dropped without awaiting and without errors."""
-    backend_class = Database(database_url)._backend_class
+    # The class registered for the URL's scheme (aiomysql's or asyncmy's).
+    scheme = DatabaseURL(database_url).scheme
+    backend_class = import_from_string(Database.SUPPORTED_BACKENDS[scheme])
     backend = typing.cast(MySQLBackend, backend_class(database_url, min_size=2))
     assert isinstance(backend, MySQLBackend)
     loop = asyncio.new_event_loop()

@@ -30,6 +30,7 @@ from sqlalchemy.schema import CreateTable, DropTable
 
 from databases import Database, DatabaseURL
 from databases.backends.postgres import PostgresBackend
+from tests.settings import ITERATE_NEEDS_SESSION
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.dialects("postgresql+asyncpg")]
 
@@ -151,6 +152,7 @@ async def count_rows(url: str, table: sa.Table) -> int:
 
 
 def connection_kwargs(url: str, **options: typing.Any) -> dict[str, typing.Any]:
+    # `_backend._get_connection_kwargs()`: semi-private API of 0.9, tested on purpose.
     backend = Database(url, **options)._backend
     assert isinstance(backend, PostgresBackend)
     return backend._get_connection_kwargs()
@@ -206,29 +208,29 @@ def test_connection_kwargs_callable_password_passes_through() -> None:
 async def test_url_schemes_use_asyncpg(database_url: str, scheme: str) -> None:
     url = str(DatabaseURL(database_url).replace(scheme=scheme))
     async with Database(url) as database:
-        assert isinstance(database._backend, PostgresBackend)
-        assert database._backend._dialect.name == "postgresql"
-        assert isinstance(database._backend._pool, asyncpg.Pool)
+        assert (database.dialect.name, database.dialect.driver) == ("postgresql", "asyncpg")
         assert await database.fetch_val("SELECT 1 + 1") == 2
+        assert database.pool_stats() is not None
 
 
 @pytest.mark.asyncio
 async def test_pool_per_event_loop(database_url: str) -> None:
-    database = Database(database_url)
+    """Each loop has a pool of its own: while this loop's only connection is held, another
+    loop still gets one, from its own pool."""
+    database = Database(database_url, min_size=1, max_size=1)
     await database.connect()
     try:
-        main_pool = database._backend._pool
-        assert isinstance(main_pool, asyncpg.Pool)
+        async with database.connection() as connection:
+            pid = await connection.fetch_val("SELECT pg_backend_pid()")
 
-        async def in_other_loop() -> tuple[int, bool, int]:
-            value = await database.fetch_val("SELECT 41 + 1")
-            pool = database._backend._pool
-            return id(pool), isinstance(pool, asyncpg.Pool), value
+            async def in_other_loop() -> tuple[int, int]:
+                value = await asyncio.wait_for(database.fetch_val("SELECT 41 + 1"), 5)
+                return await database.fetch_val("SELECT pg_backend_pid()"), value
 
-        pool_id, is_pool, value = await asyncio.to_thread(asyncio.run, in_other_loop())
-        assert (is_pool, value) == (True, 42)
-        assert pool_id != id(main_pool)
-        assert database._backend._pool is main_pool
+            other_pid, value = await asyncio.to_thread(asyncio.run, in_other_loop())
+            assert value == 42
+            assert other_pid != pid
+            assert await connection.fetch_val("SELECT pg_backend_pid()") == pid
         assert await database.fetch_val("SELECT 1") == 1
     finally:
         await asyncio.wait_for(database.disconnect(), 10)
@@ -246,27 +248,31 @@ async def hold_connections(database: Database, tasks: int, seconds: float) -> se
     return set(await asyncio.gather(*(hold() for _ in range(tasks))))
 
 
+@pytest.mark.needs_session("tells its connections apart by their server pid")
 @pytest.mark.asyncio
 async def test_pool_sizes_from_url(database_url: str) -> None:
     database = Database(with_query(database_url, "min_size=2&max_size=2"))
     await database.connect()
     try:
-        pool = database._backend._pool
-        assert (pool.get_min_size(), pool.get_max_size()) == (2, 2)
-        assert pool.get_size() == 2  # min_size connections opened up front
+        stats = database.pool_stats()
+        assert stats is not None
+        assert (stats.min_size, stats.max_size) == (2, 2)
+        assert stats.size == 2  # min_size connections opened up front
         assert len(await hold_connections(database, tasks=4, seconds=0.05)) == 2
-        assert pool.get_size() == 2
+        stats = database.pool_stats()
+        assert stats is not None and stats.size == 2
     finally:
         await database.disconnect()
 
 
+@pytest.mark.needs_session("tells its connections apart by their server pid")
 @pytest.mark.asyncio
 async def test_pool_sizes_keyword_options_override_url(database_url: str) -> None:
     database = Database(with_query(database_url, "min_size=2&max_size=2"), min_size=1, max_size=3)
     await database.connect()
     try:
-        pool = database._backend._pool
-        assert (pool.get_min_size(), pool.get_max_size()) == (1, 3)
+        stats = database.pool_stats()
+        assert stats is not None and (stats.min_size, stats.max_size) == (1, 3)
         assert len(await hold_connections(database, tasks=5, seconds=0.05)) == 3
     finally:
         await database.disconnect()
@@ -277,6 +283,7 @@ async def server_ssl_enabled(url: str) -> bool:
     return bool(rows[0][0] == "on")
 
 
+@pytest.mark.needs_session("reads the SSL state of its server connection, pgbouncer's link")
 @pytest.mark.parametrize("query", ["ssl=false", "ssl=disable", "ssl=prefer", "ssl=allow"])
 @pytest.mark.asyncio
 async def test_ssl_modes_that_connect_without_ssl(database_url: str, query: str) -> None:
@@ -313,6 +320,7 @@ async def test_ssl_required_reaches_asyncpg(
     assert not database.is_connected
 
 
+@pytest.mark.needs_session("counts the prepared statements of its server session")
 @pytest.mark.parametrize("source", ["url", "option"])
 @pytest.mark.asyncio
 async def test_statement_cache_size_zero(
@@ -346,6 +354,7 @@ async def test_statement_cache_size_zero(
     assert await count_rows(database_url, notes) == 12
 
 
+@pytest.mark.needs_session("counts the prepared statements of its server session")
 @pytest.mark.asyncio
 async def test_statement_cache_by_default_prepares_named_statements(
     database_url: str, notes: sa.Table
@@ -378,6 +387,7 @@ async def test_command_timeout(database_url: str, source: str) -> None:
         await asyncio.wait_for(database.disconnect(), 10)
 
 
+@pytest.mark.needs_session("tells its connections apart by their server pid")
 @pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.asyncio
 async def test_callable_password_is_used_by_asyncpg(database_url: str, kind: str) -> None:
@@ -393,6 +403,7 @@ async def test_callable_password_is_used_by_asyncpg(database_url: str, kind: str
 
     password = sync_password if kind == "sync" else async_password
     database = Database(database_url, password=password, min_size=1, max_size=2)
+    # `_backend._get_connection_kwargs()`: semi-private API of 0.9, tested on purpose.
     assert database._backend._get_connection_kwargs()["password"] is password
     await database.connect()
     try:
@@ -928,8 +939,20 @@ async def test_iterate_inside_transaction(
     assert await count_rows(database_url, big_table) == BIG_ROWS
 
 
-@pytest.mark.parametrize("in_transaction", [False, True], ids=["no-transaction", "transaction"])
-@pytest.mark.parametrize("force_rollback", [False, True], ids=["pool", "force-rollback"])
+@pytest.mark.parametrize(
+    ("force_rollback", "in_transaction"),
+    [
+        pytest.param(
+            False,
+            False,
+            id="pool-no-transaction",
+            marks=pytest.mark.needs_session(ITERATE_NEEDS_SESSION),
+        ),
+        pytest.param(False, True, id="pool-transaction"),
+        pytest.param(True, False, id="force-rollback-no-transaction"),
+        pytest.param(True, True, id="force-rollback-transaction"),
+    ],
+)
 @pytest.mark.asyncio
 async def test_iterate_while_other_tasks_query(
     database_url: str, big_table: sa.Table, force_rollback: bool, in_transaction: bool
@@ -1143,6 +1166,7 @@ async def test_outer_rollback_discards_committed_savepoints(
     assert await count_rows(database_url, notes) == 0
 
 
+@pytest.mark.needs_session("tells its connections apart by their server pid")
 @pytest.mark.asyncio
 async def test_raw_connection_is_asyncpg_connection(database: Database) -> None:
     async with database.connection() as connection:
@@ -1177,6 +1201,7 @@ async def connections_of_two_tasks(database: Database) -> list[tuple[typing.Any,
     return list(await asyncio.gather(task(), task()))
 
 
+@pytest.mark.needs_session("tells its connections apart by their server pid")
 @pytest.mark.asyncio
 async def test_two_tasks_get_two_connections(database: Database) -> None:
     (raw_a, pid_a), (raw_b, pid_b) = await connections_of_two_tasks(database)
@@ -1202,6 +1227,7 @@ async def test_two_tasks_share_the_connection_with_force_rollback(
     assert await count_rows(database_url, notes) == 0
 
 
+@pytest.mark.needs_session("tells its connections apart by their server pid")
 @pytest.mark.asyncio
 async def test_same_task_gets_same_connection(database: Database) -> None:
     assert database.connection() is database.connection()
@@ -1220,11 +1246,12 @@ async def test_same_task_gets_same_connection(database: Database) -> None:
 ENDED_CONNECTION_ERRORS = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    asyncpg.exceptions._base.InternalClientError,
+    asyncpg.InternalClientError,
     OSError,
 )
 
 
+@pytest.mark.needs_session("terminates its own server connections")
 @pytest.mark.asyncio
 async def test_connections_ended_by_the_server_leak_no_pool_slot(database_url: str) -> None:
     """A query that meets a connection the server has just ended fails, and its pool slot

@@ -439,7 +439,7 @@ def test_datetime_values_are_bound_as_sqlalchemy_binds_them(
 ) -> None:
     """The backend's faster DATETIME binding writes the same text as SQLAlchemy's, and
     custom storage formats keep SQLAlchemy's own processing."""
-    ours = Database("sqlite:///unused.sqlite")._backend._dialect
+    ours = Database("sqlite:///unused.sqlite").dialect
     reference = sqlite_dialect.dialect()
     bind = column_type.dialect_impl(ours).bind_processor(ours)
     expected = column_type.dialect_impl(reference).bind_processor(reference)
@@ -472,7 +472,7 @@ def test_boolean_values_are_bound_as_sqlalchemy_binds_them(
 ) -> None:
     """The backend's faster Boolean binding gives the same values, and refuses what
     SQLAlchemy refuses."""
-    ours = Database("sqlite:///unused.sqlite")._backend._dialect
+    ours = Database("sqlite:///unused.sqlite").dialect
     reference = sqlite_dialect.dialect()
     bind = column_type.dialect_impl(ours).bind_processor(ours)
     expected = column_type.dialect_impl(reference).bind_processor(reference)

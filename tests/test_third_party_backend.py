@@ -66,7 +66,9 @@ async def test_queries_run_through_a_0_9_style_backend(
     mini_backend: type[DatabaseBackend], url: str
 ) -> None:
     async with Database(url) as database:
+        # The registered class is the one in use (semi-private API, on purpose).
         assert isinstance(database._backend, mini_backend)
+        assert database.dialect.name == "sqlite"
         await database.execute(notes.insert(), {"text": "one"})
         await database.execute_many(notes.insert(), [{"text": "two"}, {"text": "three"}])
         await database.execute("UPDATE notes SET text = :text WHERE id = 3", {"text": "3"})
@@ -135,6 +137,8 @@ async def test_a_0_9_style_backend_gets_the_default_hooks_and_capabilities(
     mini_backend: type[DatabaseBackend], url: str
 ) -> None:
     async with Database(url) as database:
+        assert database.pool_stats() is None
+        # The hooks are called on the backend itself (semi-private API, on purpose).
         backend = database._backend
         assert backend.for_new_loop() is None
         connection = backend.statement_connection()
@@ -182,3 +186,13 @@ async def test_a_connection_not_derived_from_ours_gets_the_default_savepoints() 
     with pytest.raises(ValueError, match="refused"):
         await in_savepoint(Bare(), statement, -1)
     assert steps == ["start root=False", "release", "start root=False", "rollback"]
+
+
+def test_a_backend_without_a_dialect_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoDialect(DatabaseBackend):
+        def __init__(self, database_url: object, **options: object) -> None:
+            pass
+
+    monkeypatch.setitem(Database.SUPPORTED_BACKENDS, "nodialect", NoDialect)
+    with pytest.raises(AttributeError, match="NoDialect does not name its SQLAlchemy dialect"):
+        Database("nodialect:///x").dialect  # noqa: B018

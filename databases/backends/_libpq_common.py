@@ -25,12 +25,13 @@ from databases.backends._libpq_pool import (
 )
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common._driver import ITERATE_CHUNK
+from databases.backends.common._option_values import LIBPQ_SSL_MODES, ssl_reader
 from databases.backends.common._options import (
-    LIBPQ_SSL_MODES,
+    DriverKeywords,
     OptionRules,
-    connection_kwargs,
     pool_sizes,
     server_kwargs,
+    signature_keywords,
 )
 from databases.backends.common.base import (
     BackendSetup,
@@ -40,18 +41,17 @@ from databases.backends.common.base import (
     SQLConnection,
 )
 from databases.backends.common.compiler import Args, CompiledStatement
-from databases.interfaces import Record, Statement
+from databases.interfaces import PoolStats, Record, Statement
 from databases.url import DatabaseURL
 
 CLOSE_TIMEOUT = 5.0
-# Pool sizes, and `ssl` as libpq's `sslmode` (`true` is `require`); keyword options are
-# libpq connection keywords.
+# `ssl` as libpq's `sslmode` (`true` is `require`); keyword options are the driver's
+# connect() keywords and libpq's connection parameters.
 OPTION_RULES = OptionRules(
-    ints=("min_size", "max_size"),
-    ssl_modes=LIBPQ_SSL_MODES,
-    ssl_booleans={True: "require", False: "disable"},
+    url={"ssl": ssl_reader(LIBPQ_SSL_MODES, {True: "require", False: "disable"})},
     renames={"ssl": "sslmode"},
 )
+LIBPQ_PARAMETERS = "libpq's connection parameters (application_name, options, sslmode, ...)"
 
 ISOLATION_LEVELS = {
     "serializable": "SERIALIZABLE",
@@ -96,10 +96,27 @@ def begin_statement(options: typing.Mapping[str, typing.Any]) -> str:
     return " ".join(parts)
 
 
+def libpq_keywords(
+    driver: str,
+    connect: typing.Callable[..., typing.Any],
+    taken: tuple[str, ...],
+    is_parameter: typing.Callable[[str], bool],
+) -> DriverKeywords:
+    """What a libpq driver's `connect` takes by keyword (but the keywords in `taken`, which
+    we give it ourselves), and libpq's connection parameters, as `is_parameter` says."""
+    return DriverKeywords(
+        driver,
+        signature_keywords(connect, leave_out=taken),
+        more=is_parameter,
+        more_note=LIBPQ_PARAMETERS,
+    )
+
+
 class LibpqBackend(SQLBackend):
     """One pool per event loop of a libpq-based driver; subclasses make the driver calls."""
 
     name = "PostgreSQL"
+    option_rules = OPTION_RULES
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -107,20 +124,16 @@ class LibpqBackend(SQLBackend):
         super().__init__(database_url, **options)
         self._pool: ConnectionPool | None = None
 
-    def _get_connection_kwargs(self) -> dict[str, typing.Any]:
-        """Pool sizes and libpq options from the URL query, overridden by keyword options."""
-        return connection_kwargs(self._database_url, self._options, OPTION_RULES)
-
     async def connect(self) -> None:
         if self._pool is not None:
             return
-        kwargs = server_kwargs(self._database_url, "dbname")
+        # The URL's parts it has; options pass as given (psycopg's `prepare_threshold=None`).
+        server = server_kwargs(self._database_url, "dbname")
+        kwargs = {key: value for key, value in server.items() if value is not None}
         kwargs.update(self._get_connection_kwargs())
         min_size, max_size = pool_sizes(kwargs)
         kwargs = {
-            key: value
-            for key, value in kwargs.items()
-            if value is not None and key not in ("min_size", "max_size")
+            key: value for key, value in kwargs.items() if key not in ("min_size", "max_size")
         }
         pool = ConnectionPool(self, kwargs, min_size, max_size)
         await pool.open()
@@ -136,7 +149,8 @@ class LibpqBackend(SQLBackend):
         if pool is not None:
             pool.terminate()
 
-    # -- the driver's part --------------------------------------------------------------
+    def pool_stats(self) -> PoolStats | None:
+        return None if self._pool is None else self._pool.stats()
 
     async def _open_connection(self, kwargs: dict[str, typing.Any]) -> typing.Any:
         raise NotImplementedError()  # pragma: no cover

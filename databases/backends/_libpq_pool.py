@@ -14,6 +14,7 @@ import typing
 from databases._logging import logger
 from databases._loops import running_loop
 from databases.backends.common._driver import tear_down
+from databases.interfaces import PoolStats
 
 # libpq's transaction status (psycopg's pq.TransactionStatus, psycopg2's
 # TRANSACTION_STATUS_*): the same numbers in both drivers.
@@ -50,6 +51,7 @@ class ConnectionPool:
         # The driver's connect() arguments.
         self._kwargs = kwargs
         self._min_size = min_size
+        self._max_size = max_size
         self._slots = asyncio.Semaphore(max_size)
         self._idle: list[typing.Any] = []
         self._used: set[typing.Any] = set()
@@ -79,6 +81,9 @@ class ConnectionPool:
             raise
         self._used.add(connection)
         return connection
+
+    def stats(self) -> PoolStats:
+        return PoolStats(self._min_size, self._max_size, len(self._idle), len(self._used))
 
     async def release(self, connection: typing.Any) -> None:
         """Take a connection back, rolled back to no transaction, or drop it."""

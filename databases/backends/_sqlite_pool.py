@@ -18,14 +18,20 @@ from databases.backends import _sqlite_worker as worker
 from databases.backends._sqlite_gate import FileGate, gate_for
 from databases.backends._sqlite_raw import SQLiteRawConnection
 from databases.backends._sqlite_worker import Worker
+from databases.backends.common._options import LIBRARY_OPTIONS, library_options
+from databases.interfaces import PoolStats
 from databases.url import DatabaseURL
 
-# Our pool's own options; every other option goes to `sqlite3.connect`.
-POOL_OPTIONS = ("min_size", "max_size")
-# Options of `aiosqlite.connect` (0.9 passed options to it) that are not sqlite3's, and
-# sqlite3's options that we set ourselves: the URI flag follows from the URL, the worker
-# thread is the only one running statements but others read `in_transaction`.
+# Keyword options of `sqlite3.connect` passed on to it. The others we set ourselves:
+# `isolation_level` (autocommit: we BEGIN), `check_same_thread` (the worker thread is the
+# only one running statements but others read `in_transaction`), `uri` (follows from the URL).
+SQLITE3_KEYWORDS = ("timeout", "detect_types", "cached_statements", "factory")
+# Keyword options read here and not passed on: aiosqlite's (0.9 passed options to
+# `aiosqlite.connect`), and sqlite3's that we set ourselves but accept as 0.9 did.
 NOT_SQLITE3_OPTIONS = ("iter_chunk_size", "loop", "uri", "check_same_thread")
+# The URI query parameters SQLite itself reads (https://sqlite.org/uri.html): the URL's
+# query options other than the library's (`max_size`, ...) go into the file URI.
+URI_PARAMETERS = ("cache", "immutable", "mode", "modeof", "nolock", "psow", "vfs")
 # Rows per trip to the worker thread when iterating a raw cursor, as aiosqlite's default.
 DEFAULT_ITER_CHUNK_SIZE = 64
 # Connections per loop unless `max_size` says otherwise. SQLite runs one writer at a time,
@@ -36,10 +42,24 @@ DEFAULT_MAX_SIZE = 5
 TERMINATE_TIMEOUT = 5.0
 
 
+def split_query(url: DatabaseURL) -> tuple[dict[str, str], dict[str, typing.Any]]:
+    """The URL's query: the parameters for the file URI, and the library's own options
+    (`max_size`, ...), read. SQLite honours those, never sees them in its URI."""
+    ours = library_options(server=False)
+    uri_query: dict[str, str] = {}
+    pool_options: dict[str, typing.Any] = {}
+    for name, value in url.options.items():
+        if name in ours:
+            pool_options[name] = ours[name].read(name, value)
+        else:
+            uri_query[name] = value
+    return uri_query, pool_options
+
+
 def _is_memory(url: DatabaseURL, uri: bool) -> bool:
     """Whether the URL names a memory database, which lives only while a connection does."""
     database = url.database
-    if database in ("", ":memory:") or url.options.get("mode") == "memory":
+    if database in ("", ":memory:") or split_query(url)[0].get("mode") == "memory":
         return True
     return uri and database.startswith("file::memory:")
 
@@ -68,7 +88,7 @@ def _connect_target(url: DatabaseURL, uri: bool) -> tuple[str, bool]:
     a URI already.
     """
     database = url.database
-    options = url.options
+    options = split_query(url)[0]
     if database in ("", ":memory:") and not options:
         return f"file:databases-memory-{uuid.uuid4().hex}?mode=memory&cache=shared", True
     query = "&".join(f"{key}={value}" for key, value in options.items())
@@ -112,10 +132,13 @@ class SQLitePool:
         self._connect_kwargs = {
             key: value
             for key, value in options.items()
-            if key not in POOL_OPTIONS and key not in NOT_SQLITE3_OPTIONS
+            if key not in LIBRARY_OPTIONS and key not in NOT_SQLITE3_OPTIONS
         }
         self._iter_chunk_size = int(options.get("iter_chunk_size", DEFAULT_ITER_CHUNK_SIZE))
-        self._max_size = int(options.get("max_size", DEFAULT_MAX_SIZE))
+        # Keyword options override the URL's.
+        sizes = {**split_query(self._url)[1], **options}
+        self._min_size = int(sizes.get("min_size", 0))
+        self._max_size = int(sizes.get("max_size", max(DEFAULT_MAX_SIZE, self._min_size)))
         self._idle: list[Worker] = []
         self._in_use: set[Worker] = set()
         self._waiters: deque[asyncio.Future[Worker]] = deque()
@@ -175,6 +198,22 @@ class SQLitePool:
                 raise
         self._in_use.add(connection)
         return connection
+
+    def stats(self) -> PoolStats:
+        """The pooled connections; the statement connection is outside the pool's size."""
+        idle = len(self._idle)
+        return PoolStats(min_size=0, max_size=self._max_size, idle=idle, in_use=self._size - idle)
+
+    async def open_min_size(self) -> None:
+        """Open connections until the pool holds `min_size` (on `connect()`)."""
+        while self._size < self._min_size and not self._closed:
+            self._size += 1
+            try:
+                connection = await self._open()
+            except BaseException:
+                self._size -= 1
+                raise
+            self._hand_over(connection)
 
     def statement_connection_is_free(self) -> bool:
         """Whether one-statement calls may share the statement connection now.

@@ -9,6 +9,7 @@ hstore decoded by psycopg2). asyncpg (`postgresql://`) is the faster path.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import typing
 
@@ -19,11 +20,13 @@ from databases.backends._libpq_common import (
     CursorRead,
     LibpqBackend,
     LibpqConnection,
+    libpq_keywords,
     make_dialect,
 )
 from databases.backends._libpq_pool import STATUS_IDLE
 from databases.backends.common import _driver_compat as driver
 from databases.backends.common._driver import require_driver
+from databases.backends.common._options import DriverKeywords
 from databases.backends.common.base import BackendSetup, SQLTransaction
 from databases.backends.common.compiler import Args, CompiledStatement
 from databases.interfaces import ConnectionCapabilities, StatementCancellation
@@ -35,10 +38,24 @@ psycopg2: typing.Any
 try:
     aiopg = importlib.import_module("aiopg")
     psycopg2 = importlib.import_module("psycopg2")
+    importlib.import_module("psycopg2.extensions")
 except ImportError:  # pragma: no cover - reported when the backend is used
     aiopg = psycopg2 = None
 
 __all__ = ["AiopgBackend", "AiopgConnection", "AiopgTransaction"]
+
+
+def _is_libpq_parameter(name: str) -> bool:
+    try:
+        psycopg2.extensions.parse_dsn(f"{name}=0")
+    except psycopg2.ProgrammingError:
+        return False
+    return True
+
+
+@functools.cache
+def _aiopg_keywords() -> DriverKeywords:
+    return libpq_keywords("aiopg", aiopg.connect, (), _is_libpq_parameter)
 
 
 class AiopgBackend(LibpqBackend):
@@ -54,6 +71,9 @@ class AiopgBackend(LibpqBackend):
 
     def _make_dialect(self) -> Dialect:
         return make_dialect(PGDialect_psycopg2, psycopg2)
+
+    def _driver_keywords(self) -> DriverKeywords:
+        return _aiopg_keywords()
 
     def connection(self) -> AiopgConnection:
         return AiopgConnection(self)

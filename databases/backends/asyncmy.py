@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import typing
 
+from databases.backends.common._options import DriverKeywords
 from databases.backends.mysql import (
     MySQLBackend,
     MySQLConnection,
@@ -26,6 +27,23 @@ except ImportError:  # pragma: no cover - reported when the backend is used
 
 __all__ = ["AsyncMyBackend", "AsyncMyConnection", "AsyncMyTransaction"]
 
+# What `asyncmy.create_pool()` takes, listed: asyncmy is compiled, its signatures cannot be
+# read. Its pool's own keywords, then `asyncmy.connection.Connection`'s (asyncmy 0.2.9+).
+ASYNCMY_KEYWORDS = DriverKeywords(
+    "asyncmy",
+    frozenset(
+        (
+            *("minsize", "maxsize", "echo", "pool_recycle"),
+            *("user", "password", "host", "database", "db", "unix_socket", "port"),
+            *("charset", "sql_mode", "read_default_file", "conv", "use_unicode"),
+            *("client_flag", "cursor_cls", "init_command", "connect_timeout"),
+            *("read_default_group", "autocommit", "local_infile", "max_allowed_packet"),
+            *("auth_plugin_map", "read_timeout", "write_timeout", "binary_prefix"),
+            *("program_name", "server_public_key", "ssl"),
+        )
+    ),
+)
+
 
 class AsyncMyBackend(MySQLBackend):
     """MySQL/MariaDB over asyncmy: `mysql+asyncmy://user:password@host:3306/name`."""
@@ -35,6 +53,9 @@ class AsyncMyBackend(MySQLBackend):
 
     def _driver_module(self) -> typing.Any:
         return asyncmy
+
+    def _driver_keywords(self) -> DriverKeywords:
+        return ASYNCMY_KEYWORDS
 
     def _pool_kwargs(self) -> dict[str, typing.Any]:
         kwargs = super()._pool_kwargs()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import typing
 from collections.abc import AsyncGenerator, Sequence
 
@@ -27,7 +28,12 @@ from databases.backends.common._driver import (
     require_driver,
     tear_down,
 )
-from databases.backends.common._options import OptionRules, connection_kwargs
+from databases.backends.common._option_values import read_int, read_text, ssl_reader
+from databases.backends.common._options import (
+    DriverKeywords,
+    OptionRules,
+    signature_keywords,
+)
 from databases.backends.common.base import (
     BackendSetup,
     DriverResult,
@@ -39,6 +45,7 @@ from databases.backends.common.base import (
 from databases.backends.common.compiler import Args, CompiledStatement
 from databases.interfaces import (
     ConnectionCapabilities,
+    PoolStats,
     Record,
     Statement,
     StatementCancellation,
@@ -55,9 +62,7 @@ __all__ = ["MySQLBackend", "MySQLConnection", "MySQLTransaction"]
 DEFAULT_PORT = 3306
 # URL query options the driver takes; `ssl` is true or false only.
 OPTION_RULES = OptionRules(
-    ints=("min_size", "max_size", "pool_recycle"),
-    strings=("unix_socket",),
-    ssl_modes=(),
+    url={"pool_recycle": read_int, "unix_socket": read_text, "ssl": ssl_reader()},
     renames={"min_size": "minsize", "max_size": "maxsize"},
 )
 
@@ -120,6 +125,13 @@ def _check_transaction_options(options: typing.Mapping[typing.Any, typing.Any]) 
         _isolation_level(isolation)
 
 
+@functools.cache
+def _aiomysql_keywords() -> DriverKeywords:
+    """What `aiomysql.create_pool()` takes, its own and `aiomysql.connect()`'s."""
+    names = signature_keywords(aiomysql.create_pool, aiomysql.connect)
+    return DriverKeywords("aiomysql", names)
+
+
 def _drop_connection(connection: typing.Any) -> None:
     """Close a driver connection's socket without awaiting anything; never raises.
 
@@ -142,6 +154,7 @@ class MySQLBackend(SQLBackend):
     """MySQL/MariaDB: `mysql://user:password@host:3306/name` (also `mysql+aiomysql://`)."""
 
     name = "MySQL"
+    option_rules = OPTION_RULES
     # How the driver is named in messages, and the extra that installs it.
     _driver_name = "aiomysql"
     _driver_extra = "mysql"
@@ -160,6 +173,9 @@ class MySQLBackend(SQLBackend):
 
     def _require_driver(self) -> None:
         require_driver(self._driver_module(), self._driver_name, self._driver_extra, self.name)
+
+    def _driver_keywords(self) -> DriverKeywords:
+        return _aiomysql_keywords()
 
     async def _create_pool(self, **kwargs: typing.Any) -> typing.Any:
         return await self._driver_module().create_pool(**kwargs)
@@ -208,10 +224,6 @@ class MySQLBackend(SQLBackend):
         dialect: Dialect = pymysql_dialect.dialect(paramstyle="format")
         return dialect
 
-    def _get_connection_kwargs(self) -> dict[str, typing.Any]:
-        """Pool and driver options from the URL query, overridden by keyword options."""
-        return connection_kwargs(self._database_url, self._options, OPTION_RULES)
-
     def _pool_kwargs(self) -> dict[str, typing.Any]:
         """Everything `create_pool` gets: the URL's server and login, then the options."""
         url = self._database_url
@@ -255,6 +267,14 @@ class MySQLBackend(SQLBackend):
 
     def connection(self) -> MySQLConnection:
         return MySQLConnection(self)
+
+    def pool_stats(self) -> PoolStats | None:
+        pool = self._pool
+        if pool is None:
+            return None
+        # aiomysql's and asyncmy's public counters; `size` counts connections being opened.
+        idle = pool.freesize
+        return PoolStats(pool.minsize, pool.maxsize, idle, pool.size - idle)
 
     def terminate(self) -> None:
         pool, self._pool = self._pool, None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import decimal
+import functools
 import hashlib
 import typing
 from collections.abc import AsyncGenerator
@@ -24,12 +25,18 @@ from databases._logging import logger
 from databases.backends.common import _driver_compat as driver
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common._driver import ITERATE_CHUNK, require_driver
-from databases.backends.common._options import (
+from databases.backends.common._option_values import (
     LIBPQ_SSL_MODES,
+    read_float,
+    read_int,
+    ssl_reader,
+)
+from databases.backends.common._options import (
+    DriverKeywords,
     OptionRules,
-    connection_kwargs,
     pool_sizes,
     server_kwargs,
+    signature_keywords,
 )
 from databases.backends.common.base import (
     BackendSetup,
@@ -41,7 +48,7 @@ from databases.backends.common.base import (
 from databases.backends.common.compiler import Args, CompiledStatement
 from databases.backends.common.records import RecordShape
 from databases.backends.common.transports import close_now
-from databases.interfaces import Record, Statement, TransactionBackend
+from databases.interfaces import PoolStats, Record, Statement, TransactionBackend
 from databases.url import DatabaseURL
 
 try:
@@ -55,9 +62,11 @@ __all__ = ["PostgresBackend", "PostgresConnection", "PostgresTransaction"]
 CLOSE_TIMEOUT = 5.0
 # URL query options asyncpg takes, and the `ssl` modes besides true and false (libpq's).
 OPTION_RULES = OptionRules(
-    ints=("min_size", "max_size", "statement_cache_size"),
-    floats=("command_timeout",),
-    ssl_modes=LIBPQ_SSL_MODES,
+    url={
+        "statement_cache_size": read_int,
+        "command_timeout": read_float,
+        "ssl": ssl_reader(LIBPQ_SSL_MODES),
+    },
 )
 
 
@@ -121,10 +130,18 @@ class PostgresDialect(PGDialect_asyncpg):
         compat.assume_standard_conforming_strings(self)
 
 
+@functools.cache
+def _asyncpg_keywords() -> DriverKeywords:
+    """What `asyncpg.create_pool()` takes, its own and `asyncpg.connect()`'s."""
+    names = signature_keywords(asyncpg.create_pool, asyncpg.connect)
+    return DriverKeywords("asyncpg", names)
+
+
 class PostgresBackend(SQLBackend):
     """`postgresql://user:password@host:5432/name?min_size=1&max_size=10&ssl=true`."""
 
     name = "PostgreSQL"
+    option_rules = OPTION_RULES
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -137,9 +154,8 @@ class PostgresBackend(SQLBackend):
         dialect: Dialect = PostgresDialect()
         return dialect
 
-    def _get_connection_kwargs(self) -> dict[str, typing.Any]:
-        """asyncpg pool arguments from the URL query, overridden by keyword options."""
-        return connection_kwargs(self._database_url, self._options, OPTION_RULES)
+    def _driver_keywords(self) -> DriverKeywords:
+        return _asyncpg_keywords()
 
     async def connect(self) -> None:
         if self._pool is not None:
@@ -172,6 +188,13 @@ class PostgresBackend(SQLBackend):
         except asyncpg.InterfaceError:
             # Its pool detaches a connection that closed: "released back to the pool".
             return True
+
+    def pool_stats(self) -> PoolStats | None:
+        pool = self._pool
+        if pool is None:
+            return None
+        idle = pool.get_idle_size()
+        return PoolStats(pool.get_min_size(), pool.get_max_size(), idle, pool.get_size() - idle)
 
     def terminate(self) -> None:
         pool, self._pool = self._pool, None

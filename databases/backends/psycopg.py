@@ -7,6 +7,7 @@ gives them. Connections are autocommit: transactions are the SQL the core asks f
 
 from __future__ import annotations
 
+import functools
 import importlib
 import typing
 
@@ -14,13 +15,17 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine.interfaces import Dialect
 
 from databases.backends._libpq_common import (
+    OPTION_RULES,
     CursorRead,
     LibpqBackend,
     LibpqConnection,
+    libpq_keywords,
     make_dialect,
 )
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common._driver import require_driver
+from databases.backends.common._option_values import read_int_or_none
+from databases.backends.common._options import DriverKeywords
 from databases.backends.common.base import BackendSetup, SQLTransaction
 from databases.backends.common.compiler import Args
 from databases.url import DatabaseURL
@@ -34,11 +39,32 @@ except ImportError:  # pragma: no cover - reported when the backend is used
 
 __all__ = ["PsycopgBackend", "PsycopgConnection", "PsycopgTransaction"]
 
+# Keywords of `AsyncConnection.connect()` we give it ourselves.
+_OWN_KEYWORDS = ("autocommit", "context")
+
+
+def _is_libpq_parameter(name: str) -> bool:
+    try:
+        psycopg.conninfo.conninfo_to_dict(f"{name}=0")
+    except psycopg.ProgrammingError:
+        return False
+    return True
+
+
+@functools.cache
+def _psycopg_keywords() -> DriverKeywords:
+    connect = psycopg.AsyncConnection.connect
+    return libpq_keywords("psycopg", connect, _OWN_KEYWORDS, _is_libpq_parameter)
+
 
 class PsycopgBackend(LibpqBackend):
     """`postgresql+psycopg://user:password@host:5432/name?min_size=1&max_size=10`."""
 
     name = "PostgreSQL (psycopg)"
+    # `prepare_threshold=none` turns server-side prepared statements off (pgbouncer).
+    option_rules = OPTION_RULES._replace(
+        url={**OPTION_RULES.url, "prepare_threshold": read_int_or_none}
+    )
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -48,6 +74,9 @@ class PsycopgBackend(LibpqBackend):
 
     def _make_dialect(self) -> Dialect:
         return make_dialect(PGDialect_psycopg, psycopg)
+
+    def _driver_keywords(self) -> DriverKeywords:
+        return _psycopg_keywords()
 
     def connection(self) -> PsycopgConnection:
         return PsycopgConnection(self)

@@ -21,11 +21,20 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import sqltypes
 
 from databases.backends import _sqlite_worker as worker
-from databases.backends._sqlite_pool import MemoryKeeper, SQLitePool, target_for
+from databases.backends._sqlite_pool import (
+    NOT_SQLITE3_OPTIONS,
+    SQLITE3_KEYWORDS,
+    URI_PARAMETERS,
+    MemoryKeeper,
+    SQLitePool,
+    target_for,
+)
 from databases.backends._sqlite_raw import SQLiteRawConnection, SQLiteRawCursor
 from databases.backends._sqlite_worker import Worker
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common._driver import ITERATE_CHUNK, Converter
+from databases.backends.common._option_values import read_text
+from databases.backends.common._options import DriverKeywords, OptionRules
 from databases.backends.common.base import (
     BackendSetup,
     DriverResult,
@@ -37,6 +46,7 @@ from databases.backends.common.base import (
 from databases.backends.common.compiler import Args, CompiledStatement, with_column_bind
 from databases.interfaces import (
     ConnectionCapabilities,
+    PoolStats,
     Record,
     Statement,
     StatementCancellation,
@@ -59,6 +69,11 @@ T = typing.TypeVar("T")
 _IN_SAVEPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "databases:sqlite_in_savepoint", default=False
 )
+
+# The URL's query: the library's options (`max_size`, ...) and SQLite's URI parameters.
+OPTION_RULES = OptionRules(url=dict.fromkeys(URI_PARAMETERS, read_text), server=False)
+# Keyword options: sqlite3's, and aiosqlite's and the ones sqlite3 takes that we set.
+SQLITE_KEYWORDS = DriverKeywords("sqlite3", frozenset((*SQLITE3_KEYWORDS, *NOT_SQLITE3_OPTIONS)))
 
 
 _TZINFO = operator.attrgetter("tzinfo")
@@ -142,6 +157,7 @@ class SQLiteBackend(SQLBackend):
     """SQLite: `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:`."""
 
     name = "SQLite"
+    option_rules = OPTION_RULES
     _setup: _SQLiteSetup
 
     def __init__(
@@ -165,6 +181,9 @@ class SQLiteBackend(SQLBackend):
     def _make_setup(self, url: DatabaseURL, options: dict[str, typing.Any]) -> _SQLiteSetup:
         return _SQLiteSetup(url, options, self._make_dialect())
 
+    def _driver_keywords(self) -> DriverKeywords:
+        return SQLITE_KEYWORDS
+
     def _make_dialect(self) -> Dialect:
         dialect = SQLiteDialect(paramstyle="qmark")
         dialect.supports_native_decimal = False
@@ -175,6 +194,7 @@ class SQLiteBackend(SQLBackend):
         target = self._pool.target
         if target.is_memory:
             self._memory_keeper.open(target.name)
+        await self._pool.open_min_size()
 
     async def disconnect(self) -> None:
         await self._pool.close()
@@ -184,6 +204,9 @@ class SQLiteBackend(SQLBackend):
 
     def statement_connection(self) -> SQLiteConnection:
         return SQLiteConnection(self, one_statement=True)
+
+    def pool_stats(self) -> PoolStats:
+        return self._pool.stats()
 
     def terminate(self) -> None:
         self._pool.terminate()

@@ -28,7 +28,6 @@ import pytest
 import sqlalchemy
 
 from databases import Database, DatabaseURL
-from databases._force_rollback import SessionConnection
 from databases.core import Connection
 from tests import admin
 from tests.loops import committed_rows, insert_and_select, is_sqlite
@@ -188,6 +187,7 @@ async def write_and_check(
 
 def assert_loop_states(
     database: Database,
+    force_rollback: bool,
     connected_in: asyncio.AbstractEventLoop,
     *loops: asyncio.AbstractEventLoop | None,
 ) -> None:
@@ -200,7 +200,6 @@ def assert_loop_states(
     (`open` is False): the session's connection lives on the session loop. `database`'s
     `connection()` is then the session's, the same object in every loop.
     """
-    force_rollback = database._force_rollback
     states = database.loop_states()
     assert all(state["alive"] for state in states), states
     assert all(state["open"] is not force_rollback for state in states), states
@@ -216,14 +215,13 @@ def assert_loop_states(
 
 
 def assert_session_connection(database: Database, seen_before: Connection | None) -> Connection:
-    """With force_rollback, `database.connection()` in the running loop is the session's
-    `SessionConnection`, inside its transaction, and is `seen_before` (unless None, one
-    got in another loop or task of the same session). Returns it."""
+    """With force_rollback, `database.connection()` in the running loop is the session's,
+    inside its transaction, and is `seen_before` (unless None, one got in another loop or
+    task of the same session). Returns it."""
     connection = database.connection()
-    assert isinstance(connection, SessionConnection), connection
     assert seen_before is None or connection is seen_before
     # The session's transaction, begun at connect(); tests nest none between their calls.
-    assert len(connection._transaction_stack) == 1
+    assert connection.in_transaction() and not connection.in_nested_transaction()
     return connection
 
 
@@ -251,7 +249,7 @@ class ConnectedInWideLoop:
         `loops`: the states of function loops that ended were closed with them. With
         force_rollback every loop's `database.connection()` is the one session connection,
         the same object in every check (the wide loop's connection keeps the session)."""
-        assert_loop_states(self.database, self.wide_loop, *loops)
+        assert_loop_states(self.database, self.force_rollback, self.wide_loop, *loops)
         if self.force_rollback:
             seen_before = self.__dict__.get("_session_connection")
             self.__dict__["_session_connection"] = assert_session_connection(

@@ -244,7 +244,8 @@ async def test_module_fixture_in_a_transaction(
     # force_rollback the connection is the session's, and the fixture's transaction a
     # savepoint nested in the session's transaction.
     connection = database.connection()
-    assert len(connection._transaction_stack) == (2 if connected_per_module.case[1] else 1)
+    assert connection.in_transaction()
+    assert connection.in_nested_transaction() is connected_per_module.case[1]
     written_before = len(ledger.writes)
     await write_and_check(connection, module_items, ledger, "in-transaction")
     # Rolled back at the end of the test: forget these rows.

@@ -72,11 +72,13 @@ def states_of(database: Database, loop: asyncio.AbstractEventLoop) -> list[dict[
     return [state for state in database.loop_states() if state["loop"] is loop]
 
 
-def check_queried_without_connecting(database: Database, loop: asyncio.AbstractEventLoop) -> None:
+def check_queried_without_connecting(
+    database: Database, force_rollback: bool, loop: asyncio.AbstractEventLoop
+) -> None:
     """`loop` queried without connecting: without force_rollback its state opened on first
     use; with force_rollback it only forwarded its statements to the session (no state)."""
     states = states_of(database, loop)
-    if database._force_rollback:
+    if force_rollback:
         assert states == []
     else:
         [state] = states
@@ -148,7 +150,7 @@ async def test_use_and_disconnect_in_a_later_test(case: Case) -> None:
     assert database.loop_states() == []
     assert "kept" in ledger.visible()
     await write_and_check(database, per_test_items, ledger, "later")
-    check_queried_without_connecting(database, loop)
+    check_queried_without_connecting(database, case[1], loop)
     # No live loop is connected (the one that connected ended): this disconnect is the last,
     # and with force_rollback rolls the session back.
     await database.disconnect()
@@ -210,7 +212,7 @@ async def test_sync_fixture_per_test(case: Case, sync_connected: Database, round
     # With force_rollback the fixture's disconnect ended the earlier test's session.
     assert set(ledger.visible()) == (set() if case[1] else {f"r{n}" for n in range(round_)})
     await write_and_check(database, sync_items, ledger, f"r{round_}")
-    check_queried_without_connecting(database, loop)
+    check_queried_without_connecting(database, case[1], loop)
     assert len(database.loop_states()) == (0 if case[1] else 1)
 
 
@@ -240,7 +242,7 @@ class TestSyncFixturePerClass:
         # One session for the class: every earlier test's rows, with force_rollback too.
         assert set(ledger.visible()) == {f"r{n}" for n in range(round_)}
         await write_and_check(database, sync_class_items, ledger, f"r{round_}")
-        check_queried_without_connecting(database, loop)
+        check_queried_without_connecting(database, case[1], loop)
         assert len(database.loop_states()) == (0 if case[1] else 1)
 
     def test_sync_fixture_per_class_committed(
@@ -294,7 +296,7 @@ async def test_mixed_function_loop_uses_it(case: Case) -> None:
     assert loop is not MODULE_LOOP[0]
     assert database.is_connected
     await write_and_check(database, mixed_items, ledger_for("mixed", case), "function-0")
-    check_queried_without_connecting(database, loop)
+    check_queried_without_connecting(database, case[1], loop)
     assert len(database.loop_states()) == (1 if case[1] else 2)
 
 
@@ -329,7 +331,7 @@ async def test_mixed_function_loop_connects_and_disconnects(case: Case) -> None:
     # Without force_rollback the next query opens a fresh state for this loop.
     assert await seen(database, mixed_items) == ledger.visible()
     assert "function-block" in ledger.visible()
-    check_queried_without_connecting(database, loop)
+    check_queried_without_connecting(database, case[1], loop)
     assert len(database.loop_states()) == (1 if case[1] else 2)
 
 

@@ -13,6 +13,13 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from databases.backends.common._driver import NOT_ACQUIRED
+from databases.backends.common._options import (
+    DriverKeywords,
+    OptionRules,
+    ReadOptions,
+    connection_kwargs,
+    read_options,
+)
 from databases.backends.common.compiler import Args, CompiledStatement, QueryCompiler
 from databases.backends.common.records import RecordShape
 from databases.interfaces import (
@@ -56,6 +63,8 @@ class SQLBackend(DatabaseBackend):
 
     # The backend's name in messages.
     name = "SQL"
+    # What the backend reads from its URL query besides the library's options.
+    option_rules: typing.ClassVar[OptionRules] = OptionRules()
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -63,12 +72,43 @@ class SQLBackend(DatabaseBackend):
         if isinstance(database_url, BackendSetup):
             setup = database_url
         else:
-            setup = self._make_setup(DatabaseURL(database_url), options)
+            url = DatabaseURL(database_url)
+            # Checked once, when the `Database` is built: not at the first query.
+            self._read_options(url, options)
+            setup = self._make_setup(url, options)
         self._setup = setup
         self._database_url = setup.url
         self._options = setup.options
         self._dialect = setup.dialect
         self._compiler = setup.compiler
+
+    def _driver_keywords(self) -> DriverKeywords | None:
+        """The keyword arguments the driver takes (it is imported by now); `None`: options
+        are not checked (a backend deriving from this one that does not say)."""
+        return None
+
+    def _read_options(
+        self, url: DatabaseURL, options: typing.Mapping[str, typing.Any]
+    ) -> ReadOptions | None:
+        """The URL's and keyword options, checked and converted; `None` when unchecked."""
+        keywords = self._driver_keywords()
+        if keywords is None:
+            return None
+        return read_options(url, options, self.option_rules, keywords, self.name)
+
+    def _library_options(self) -> dict[str, typing.Any]:
+        """The library's own options given (URL, then keywords), checked and converted."""
+        read = self._read_options(self._database_url, self._options)
+        return {} if read is None else read.library
+
+    def _get_connection_kwargs(self) -> dict[str, typing.Any]:
+        """The driver's keyword arguments: the URL's options, overridden by keyword options."""
+        keywords = self._driver_keywords()
+        if keywords is None:
+            keywords = DriverKeywords(self.name, frozenset(), more=lambda name: True)
+        return connection_kwargs(
+            self._database_url, self._options, self.option_rules, keywords, self.name
+        )
 
     def _make_setup(self, url: DatabaseURL, options: dict[str, typing.Any]) -> BackendSetup:
         return BackendSetup(url, options, self._make_dialect())

@@ -32,6 +32,6 @@ async def database() -> AsyncIterator[Database]:
     database = Database(URL, force_rollback=True)
     await database.connect()
     if os.environ["SESSION_DDL"] == "1":
-        await database.execute(str(CreateTable(rules).compile(dialect=database._backend._dialect)))
+        await database.execute(str(CreateTable(rules).compile(dialect=database.dialect)))
     yield database
     await database.disconnect()
