@@ -18,10 +18,13 @@ from databases.backends import _sqlite_worker as worker
 from databases.backends._sqlite_gate import FileGate, gate_for
 from databases.backends._sqlite_raw import SQLiteRawConnection
 from databases.backends._sqlite_worker import Worker
+from databases.backends.common._options import POOL_HEALTH_OPTIONS
 from databases.url import DatabaseURL
 
-# Our pool's own options; every other option goes to `sqlite3.connect`.
-POOL_OPTIONS = ("min_size", "max_size")
+# Our pool's own options; every other option goes to `sqlite3.connect`. The pool-health
+# options are accepted, so one configuration serves every URL, and do nothing: no server
+# can drop a SQLite connection.
+POOL_OPTIONS = ("min_size", "max_size", *POOL_HEALTH_OPTIONS)
 # Options of `aiosqlite.connect` (0.9 passed options to it) that are not sqlite3's, and
 # sqlite3's options that we set ourselves: the URI flag follows from the URL, the worker
 # thread is the only one running statements but others read `in_transaction`.

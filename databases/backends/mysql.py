@@ -55,7 +55,7 @@ __all__ = ["MySQLBackend", "MySQLConnection", "MySQLTransaction"]
 DEFAULT_PORT = 3306
 # URL query options the driver takes; `ssl` is true or false only.
 OPTION_RULES = OptionRules(
-    ints=("min_size", "max_size", "pool_recycle"),
+    ints=("min_size", "max_size"),
     strings=("unix_socket",),
     ssl_modes=(),
     renames={"min_size": "minsize", "max_size": "maxsize"},
@@ -365,6 +365,26 @@ class MySQLConnection(SQLConnection):
             self._connection = None
             self._pool = None
             await backend._release_to(pool, connection)
+
+    # -- pool health: the driver calls ---------------------------------------------------
+
+    async def _ping(self, connection: typing.Any) -> None:
+        # COM_PING, never reconnecting: a dead connection is replaced, not revived.
+        await _resolve(connection.ping(reconnect=False))
+
+    def _is_broken(self, connection: typing.Any) -> bool:
+        return self._backend._is_closed(connection)
+
+    async def _close(self, connection: typing.Any) -> None:
+        await connection.ensure_closed()
+
+    def _close_now(self, connection: typing.Any) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            # Its rows are gone with the connection.
+            stream.live = False
+            stream.error = RuntimeError("The MySQL connection was lost while iterating.")
+        _drop_connection(connection)
 
     # -- the wire ---------------------------------------------------------------------------
 

@@ -136,6 +136,9 @@ class SQLiteBackend(SQLBackend):
 
     name = "SQLite"
     _setup: _SQLiteSetup
+    # No server can drop a connection: `pool_pre_ping` and `pool_recycle` are accepted
+    # (one configuration serves every URL) and change nothing.
+    checks_connections = False
 
     def __init__(
         self,

@@ -18,6 +18,9 @@ DEFAULT_MIN_SIZE = 1
 DEFAULT_MAX_SIZE = 10
 # libpq's `sslmode` values: the `ssl` modes of every PostgreSQL driver.
 LIBPQ_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# Options of every bundled backend that the shared pool-health step reads
+# (`_pool_health.HealthOptions`), never passed to a driver.
+POOL_HEALTH_OPTIONS = ("pool_pre_ping", "pool_recycle")
 
 
 def ssl_option(value: str, modes: typing.Collection[str] = ()) -> bool | str:
@@ -69,7 +72,11 @@ def connection_kwargs(
         kwargs["ssl"] = rules.ssl_booleans.get(ssl, ssl) if isinstance(ssl, bool) else ssl
     kwargs.update(options)
     renames = rules.renames
-    return {renames.get(name, name): value for name, value in kwargs.items()}
+    return {
+        renames.get(name, name): value
+        for name, value in kwargs.items()
+        if name not in POOL_HEALTH_OPTIONS
+    }
 
 
 def server_kwargs(url: DatabaseURL, database_keyword: str) -> dict[str, typing.Any]:

@@ -5,6 +5,7 @@ A backend module then only says how its driver connects, runs SQL and reports co
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import typing
 from collections.abc import AsyncGenerator, Awaitable, Sequence
@@ -12,7 +13,9 @@ from collections.abc import AsyncGenerator, Awaitable, Sequence
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
+from databases._logging import logger
 from databases.backends.common._driver import NOT_ACQUIRED
+from databases.backends.common._pool_health import PING_TIMEOUT, HealthOptions, PoolHealth, Verdict
 from databases.backends.common.compiler import Args, CompiledStatement, QueryCompiler
 from databases.backends.common.records import RecordShape
 from databases.interfaces import (
@@ -27,6 +30,12 @@ from databases.interfaces import (
 from databases.url import DatabaseURL
 
 _savepoint_ids = itertools.count(1)
+
+# Seconds a polite close of a recycled connection may take before it is cut instead.
+RECYCLE_CLOSE_TIMEOUT = 5.0
+# Connections one take may replace before giving up (each replaced one leaves the pool,
+# and a new one answers its ping, so a healthy server needs at most the pool's size).
+MAX_REPLACEMENTS = 100
 
 # Rows as the driver returns them, and what it says about their columns.
 DriverResult = tuple[Sequence[typing.Any], typing.Any]
@@ -45,6 +54,7 @@ class BackendSetup:
         self.options = options
         self.dialect = dialect
         self.compiler = QueryCompiler(dialect)
+        self.health = HealthOptions.parse(url, options)
 
 
 class SQLBackend(DatabaseBackend):
@@ -56,6 +66,9 @@ class SQLBackend(DatabaseBackend):
 
     # The backend's name in messages.
     name = "SQL"
+    # Whether connections can die under us (a server): then `pool_pre_ping` and
+    # `pool_recycle` apply, and connections found broken are discarded.
+    checks_connections: typing.ClassVar[bool] = True
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -69,6 +82,8 @@ class SQLBackend(DatabaseBackend):
         self._options = setup.options
         self._dialect = setup.dialect
         self._compiler = setup.compiler
+        # This loop's pool's health records (`_pool_health`).
+        self._health = PoolHealth(setup.health if self.checks_connections else HealthOptions())
 
     def _make_setup(self, url: DatabaseURL, options: dict[str, typing.Any]) -> BackendSetup:
         return BackendSetup(url, options, self._make_dialect())
@@ -107,13 +122,23 @@ class SQLConnection(ConnectionBackend):
     async def acquire(self) -> None:
         if self._connection is None:
             self._connection = await self._take()
+            if self._backend._health.active:
+                await self._make_healthy()
 
     async def release(self) -> None:
         connection = self._connection
         if connection is None:
             return
+        health = self._backend._health
         try:
-            await self._give_back(connection)
+            if self._is_broken(connection):
+                # Lost (server gone, killed, cut): never back into the pool.
+                health.found_dead()
+                await self._discard(connection, polite=False)
+            else:
+                if health.active:
+                    health.alive(self._health_key(connection))
+                await self._give_back(connection)
         finally:
             self._connection = None
 
@@ -123,6 +148,89 @@ class SQLConnection(ConnectionBackend):
 
     async def _give_back(self, connection: typing.Any) -> None:
         """Return `connection` to the pool (it is still `self._connection` meanwhile)."""
+        raise NotImplementedError()  # pragma: no cover
+
+    # -- healthy pools: the step after the take (rules in `_pool_health`) ------------------
+
+    async def _make_healthy(self) -> None:
+        """Recycle or ping the connection just taken as the pool's health rules say, and
+        replace it until one may be handed out."""
+        health = self._backend._health
+        dead_if_idle_since: float | None = None
+        for _ in range(MAX_REPLACEMENTS):
+            connection = self._connection
+            key = self._health_key(connection)
+            verdict = health.verdict(key, dead_if_idle_since)
+            if verdict is Verdict.READY:
+                return
+            if verdict is Verdict.PING:
+                try:
+                    answered = await self._pinged(connection)
+                except BaseException:
+                    # Cancelled while pinging: its state is unknown, so it goes.
+                    await self._discard(connection, polite=False)
+                    raise
+                if answered:
+                    health.alive(key)
+                    return
+                health.found_dead()
+                alive_at = health.alive_at(key)
+                if alive_at is not None:
+                    dead_if_idle_since = max(alive_at, dead_if_idle_since or alive_at)
+                logger.info(
+                    "A pooled %s connection did not answer its ping: replacing it",
+                    self._backend.name,
+                )
+            await self._discard(connection, polite=verdict is Verdict.RECYCLE)
+            self._connection = await self._take()
+        raise RuntimeError(
+            f"No healthy {self._backend.name} connection after replacing {MAX_REPLACEMENTS}."
+        )
+
+    async def _pinged(self, connection: typing.Any) -> bool:
+        """Whether `connection` answers a ping within `PING_TIMEOUT`."""
+        try:
+            await asyncio.wait_for(self._ping(connection), PING_TIMEOUT)
+        except Exception:
+            logger.debug("Ping failed", exc_info=True)
+            return False
+        return True
+
+    async def _discard(self, connection: typing.Any, polite: bool) -> None:
+        """Close `connection` (a recycled one politely, within `RECYCLE_CLOSE_TIMEOUT`),
+        then give it back: every pool drops a closed connection, freeing its slot."""
+        try:
+            if polite:
+                try:
+                    await asyncio.wait_for(self._close(connection), RECYCLE_CLOSE_TIMEOUT)
+                except Exception:
+                    self._close_now(connection)
+            else:
+                self._close_now(connection)
+        finally:
+            try:
+                await self._give_back(connection)
+            finally:
+                self._connection = None
+
+    def _health_key(self, connection: typing.Any) -> typing.Any:
+        """What identifies the driver connection across takes (the pool may wrap it)."""
+        return connection
+
+    async def _ping(self, connection: typing.Any) -> None:
+        """One cheap round trip to the server; raises if the connection is dead."""
+        raise NotImplementedError()  # pragma: no cover
+
+    def _is_broken(self, connection: typing.Any) -> bool:
+        """Whether the driver says `connection` is closed or lost (no I/O)."""
+        return False
+
+    async def _close(self, connection: typing.Any) -> None:
+        """Close `connection` the polite way (the server is told)."""
+        self._close_now(connection)
+
+    def _close_now(self, connection: typing.Any) -> None:
+        """Close `connection` at once, awaiting nothing; never raises."""
         raise NotImplementedError()  # pragma: no cover
 
     def _live(self) -> typing.Any:

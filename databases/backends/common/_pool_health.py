@@ -1,0 +1,160 @@
+"""Healthy pools: whether a connection just taken from a pool may be handed out.
+
+One mechanism for every bundled server backend. `SQLConnection` asks it after each take
+and tells it about each release; a backend only supplies the driver calls (`_ping()`,
+`_is_broken()`, `_close()`, `_close_now()`). The rules:
+
+- `pool_recycle` (seconds): a connection older than that is closed and replaced when
+  taken. Its age counts from the first time the pool handed it out.
+- `pool_pre_ping`: a connection idle for more than `PRE_PING_IDLE` seconds is pinged (one
+  round trip) first, and replaced if that fails. Busy connections are not pinged, so
+  the option costs nothing under steady load.
+- A connection the driver reports broken at release is discarded, never pooled again.
+  Whatever killed it (a server restart, a kill, a network cut) has likely killed the
+  connections idle at that moment too: each of those is pinged once when next taken,
+  pre-ping or not.
+- When a ping fails, the connections idle at least as long as the dead one are presumed
+  dead too (restarts, `wait_timeout` and dropped idle network flows take the longest
+  idle first): they are replaced without waiting for a ping of each.
+
+With no option set and no dead connection found, nothing is recorded: the default costs
+one attribute check per take and release.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+import typing
+import weakref
+
+from databases.backends.common._options import TRUE_FALSE
+from databases.url import DatabaseURL
+
+__all__ = ["PING_TIMEOUT", "PRE_PING_IDLE", "HealthOptions", "PoolHealth", "Verdict"]
+
+# Seconds a connection must have been idle before `pool_pre_ping` checks it: busy
+# connections are in use every few milliseconds, so they go unchecked.
+PRE_PING_IDLE = 1.0
+# Seconds a ping may take before its connection counts as dead.
+PING_TIMEOUT = 5.0
+
+
+class HealthOptions(typing.NamedTuple):
+    """`pool_pre_ping` and `pool_recycle` (seconds, `None`: never), parsed."""
+
+    pre_ping: bool = False
+    recycle: float | None = None
+
+    @classmethod
+    def parse(cls, url: DatabaseURL, options: typing.Mapping[str, typing.Any]) -> HealthOptions:
+        """From the URL query, overridden by keyword options; a bad value names its option."""
+        query = url.options
+        pre_ping = options.get("pool_pre_ping", query.get("pool_pre_ping", False))
+        recycle = options.get("pool_recycle", query.get("pool_recycle"))
+        return cls(_flag("pool_pre_ping", pre_ping), _seconds("pool_recycle", recycle))
+
+
+def _flag(name: str, value: typing.Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE_FALSE:
+        return TRUE_FALSE[value.strip().lower()]
+    raise ValueError(f"Invalid value {value!r} for the {name!r} option: use true or false.")
+
+
+def _seconds(name: str, value: typing.Any) -> float | None:
+    """Seconds as a float; `None` or a negative number (SQLAlchemy's -1): never."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if math.isnan(seconds):
+        raise ValueError(
+            f"Invalid value {value!r} for the {name!r} option: use a number of seconds "
+            "(negative: never)."
+        )
+    return None if seconds < 0 else seconds
+
+
+class Verdict(enum.Enum):
+    """What to do with a connection just taken from the pool."""
+
+    READY = "ready"  # hand it out
+    PING = "ping"  # ping it first
+    RECYCLE = "recycle"  # too old: close it politely and take another
+    DEAD = "dead"  # presumed dead: drop it and take another
+
+
+class _Stamp:
+    __slots__ = ("alive_at", "born")
+
+    def __init__(self, born: float) -> None:
+        self.born = born
+        # When it was last known alive (released after use, or answered a ping); `None`
+        # until then: it may have sat in the pool since the pool opened.
+        self.alive_at: float | None = None
+
+
+class PoolHealth:
+    """The health records of one event loop's pool (a backend instance has one)."""
+
+    def __init__(self, options: HealthOptions) -> None:
+        self.options = options
+        # By driver connection: held weakly, so a connection the pool dropped goes too.
+        self._stamps: weakref.WeakKeyDictionary[typing.Any, _Stamp] = weakref.WeakKeyDictionary()
+        # When a dead connection was last found (broken at release, or a failed ping).
+        self._found_dead_at = -math.inf
+        # Whether takes are checked: an option is on, or a dead connection was found.
+        self.active = options.pre_ping or options.recycle is not None
+
+    def _stamp(self, key: typing.Any, now: float) -> _Stamp:
+        stamp = self._stamps.get(key)
+        if stamp is None:
+            stamp = self._stamps[key] = _Stamp(now)
+        return stamp
+
+    def verdict(self, key: typing.Any, dead_if_idle_since: float | None = None) -> Verdict:
+        """What to do with the connection `key` just taken. `dead_if_idle_since`: a ping
+        failed during this take on a connection last alive then; connections last alive
+        no later are presumed dead."""
+        if not self.active:
+            return Verdict.READY
+        now = time.monotonic()
+        stamp = self._stamp(key, now)
+        recycle = self.options.recycle
+        if recycle is not None and now - stamp.born > recycle:
+            return Verdict.RECYCLE
+        alive_at = stamp.alive_at
+        if alive_at is None:
+            # Never back from use: maybe new, maybe idle since the pool opened.
+            suspect = self.options.pre_ping or self._found_dead_at > -math.inf
+            return Verdict.PING if suspect else Verdict.READY
+        if dead_if_idle_since is not None and alive_at <= dead_if_idle_since:
+            return Verdict.DEAD
+        if alive_at < self._found_dead_at:
+            return Verdict.PING
+        if self.options.pre_ping and now - alive_at > PRE_PING_IDLE:
+            return Verdict.PING
+        return Verdict.READY
+
+    def alive_at(self, key: typing.Any) -> float | None:
+        """When the connection `key` was last known alive, if ever."""
+        stamp = self._stamps.get(key)
+        return None if stamp is None else stamp.alive_at
+
+    def alive(self, key: typing.Any) -> None:
+        """The connection `key` answered a ping, or comes back from use unbroken."""
+        if self.active:
+            now = time.monotonic()
+            self._stamp(key, now).alive_at = now
+
+    def found_dead(self) -> None:
+        """A connection turned out dead: the ones idle now are suspects from here on."""
+        self._found_dead_at = time.monotonic()
+        self.active = True
