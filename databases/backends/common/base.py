@@ -32,7 +32,7 @@ from databases.url import DatabaseURL
 _savepoint_ids = itertools.count(1)
 
 # Seconds a polite close of a recycled connection may take before it is cut instead.
-RECYCLE_CLOSE_TIMEOUT = 5.0
+RECYCLE_CLOSE_TIMEOUT = 2.0
 # Connections one take may replace before giving up (each replaced one leaves the pool,
 # and a new one answers its ping, so a healthy server needs at most the pool's size).
 MAX_REPLACEMENTS = 100
