@@ -139,9 +139,10 @@ class DisposablePostgres:
             )
         return os.path.dirname(initdb)
 
-    def url(self, scheme: str = "postgresql", **query: typing.Any) -> str:
-        """A URL of this server for `databases` (`scheme` picks the driver)."""
-        url = f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
+    def url(self, scheme: str = "postgresql", port: int | None = None, **query: typing.Any) -> str:
+        """A URL of this server for `databases` (`scheme` picks the driver; `port` another
+        way in, such as a proxy's)."""
+        url = f"{scheme}://{self.user}@{self.host}:{port or self.port}/{self.database}"
         if query:
             url += "?" + "&".join(f"{key}={value}" for key, value in query.items())
         return url
@@ -311,9 +312,10 @@ class DisposableMariaDB:
         self._process: subprocess.Popen[bytes] | None = None
         self._initialised = False
 
-    def url(self, scheme: str = "mysql", **query: typing.Any) -> str:
-        """A URL of this server for `databases` (`scheme` picks the driver)."""
-        url = f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
+    def url(self, scheme: str = "mysql", port: int | None = None, **query: typing.Any) -> str:
+        """A URL of this server for `databases` (`scheme` picks the driver; `port` another
+        way in, such as a proxy's)."""
+        url = f"{scheme}://{self.user}@{self.host}:{port or self.port}/{self.database}"
         if query:
             url += "?" + "&".join(f"{key}={value}" for key, value in query.items())
         return url

@@ -14,7 +14,8 @@ import typing
 import pytest
 
 from databases import Database
-from databases.backends.common._pool_health import PRE_PING_IDLE
+from databases.backends.common._pool_health import PING_TIMEOUT, PRE_PING_IDLE
+from tests.faults.proxy import TcpProxy
 from tests.faults.servers import Server
 
 # Seconds any single query below may take before the test fails.
@@ -72,6 +73,26 @@ async def test_pre_ping_survives_an_idle_timeout_that_expired_while_the_loop_was
         await fill_pool(database, fault_server, 3)
         block_the_loop(2.5)
         for _ in range(5):
+            assert await query(database) == 1
+
+
+@pytest.mark.asyncio
+async def test_pre_ping_replaces_connections_whose_idle_flows_were_silently_dropped(
+    fault_backend: str, fault_server: Server, tcp_proxy: typing.Callable[[int], TcpProxy]
+) -> None:
+    """A NAT or load balancer that forgot the idle flows: their connections hang without a
+    word while new ones work. One ping times out; the other idle connections are then
+    replaced without waiting for a ping of each."""
+    proxy = tcp_proxy(fault_server.port)
+    url = fault_server.url(fault_backend, port=proxy.port)
+    async with Database(url, pool_pre_ping=True) as database:
+        await fill_pool(database, fault_server, 3)
+        proxy.stall(existing_only=True)
+        await asyncio.sleep(PRE_PING_IDLE + 0.2)
+        started = time.monotonic()
+        assert await query(database) == 1
+        assert time.monotonic() - started < 2 * PING_TIMEOUT
+        for _ in range(3):
             assert await query(database) == 1
 
 

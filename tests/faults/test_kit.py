@@ -187,7 +187,18 @@ def test_proxy_forwards_stalls_cuts_and_blackholes(
         again = client(proxy)
         again.sendall(b"back")
         assert again.recv(100) == b"back"
+
+        proxy.stall(existing_only=True)  # a dropped idle flow: new ones still work
+        again.sendall(b"lost?")
+        with pytest.raises(socket.timeout):
+            again.recv(100)
+        fresh = client(proxy)
+        fresh.sendall(b"new")
+        assert fresh.recv(100) == b"new"
+        proxy.resume()
+        assert again.recv(100) == b"lost?"
         again.close()
+        fresh.close()
         wait_until(lambda: proxy.connections == 0)
     finally:
         echo.close()

@@ -13,9 +13,11 @@ and tells it about each release; a backend only supplies the driver calls (`_pin
   Whatever killed it (a server restart, a kill, a network cut) has likely killed the
   connections idle at that moment too: each of those is pinged once when next taken,
   pre-ping or not.
-- When a ping fails, the connections idle at least as long as the dead one are presumed
-  dead too (restarts, `wait_timeout` and dropped idle network flows take the longest
-  idle first): they are replaced without waiting for a ping of each.
+- A ping that gets no answer within `PING_TIMEOUT` means the path to the server drops
+  idle flows silently (a NAT or load balancer timeout): the other connections of that
+  take that would need a ping are replaced without one, instead of each costing the
+  timeout again. A ping that fails at once (the server closed it) costs nothing to repeat,
+  so the others are still pinged and the live ones kept.
 
 With no option set and no dead connection found, nothing is recorded: the default costs
 one attribute check per take and release.
@@ -32,13 +34,14 @@ import weakref
 from databases.backends.common._options import TRUE_FALSE
 from databases.url import DatabaseURL
 
-__all__ = ["PING_TIMEOUT", "PRE_PING_IDLE", "HealthOptions", "PoolHealth", "Verdict"]
+__all__ = ["PING_TIMEOUT", "PRE_PING_IDLE", "HealthOptions", "Ping", "PoolHealth", "Verdict"]
 
 # Seconds a connection must have been idle before `pool_pre_ping` checks it: busy
 # connections are in use every few milliseconds, so they go unchecked.
 PRE_PING_IDLE = 1.0
-# Seconds a ping may take before its connection counts as dead.
-PING_TIMEOUT = 5.0
+# Seconds a ping may take before its connection counts as dead: a healthy server answers
+# `SELECT 1` in milliseconds.
+PING_TIMEOUT = 3.0
 
 
 class HealthOptions(typing.NamedTuple):
@@ -91,6 +94,14 @@ class Verdict(enum.Enum):
     DEAD = "dead"  # presumed dead: drop it and take another
 
 
+class Ping(enum.Enum):
+    """How a ping went."""
+
+    ANSWERED = "answered"
+    FAILED = "failed"  # an error at once: the connection is dead
+    TIMED_OUT = "timed out"  # no answer: the path to the server may drop idle flows
+
+
 class _Stamp:
     __slots__ = ("alive_at", "born")
 
@@ -119,10 +130,10 @@ class PoolHealth:
             stamp = self._stamps[key] = _Stamp(now)
         return stamp
 
-    def verdict(self, key: typing.Any, dead_if_idle_since: float | None = None) -> Verdict:
-        """What to do with the connection `key` just taken. `dead_if_idle_since`: a ping
-        failed during this take on a connection last alive then; connections last alive
-        no later are presumed dead."""
+    def verdict(self, key: typing.Any, presume_dead: bool = False) -> Verdict:
+        """What to do with the connection `key` just taken. `presume_dead`: a ping timed
+        out during this take, so one that would be pinged is replaced instead (one never
+        back from use is still pinged: it may be new)."""
         if not self.active:
             return Verdict.READY
         now = time.monotonic()
@@ -135,18 +146,11 @@ class PoolHealth:
             # Never back from use: maybe new, maybe idle since the pool opened.
             suspect = self.options.pre_ping or self._found_dead_at > -math.inf
             return Verdict.PING if suspect else Verdict.READY
-        if dead_if_idle_since is not None and alive_at <= dead_if_idle_since:
-            return Verdict.DEAD
-        if alive_at < self._found_dead_at:
-            return Verdict.PING
-        if self.options.pre_ping and now - alive_at > PRE_PING_IDLE:
-            return Verdict.PING
+        if alive_at < self._found_dead_at or (
+            self.options.pre_ping and now - alive_at > PRE_PING_IDLE
+        ):
+            return Verdict.DEAD if presume_dead else Verdict.PING
         return Verdict.READY
-
-    def alive_at(self, key: typing.Any) -> float | None:
-        """When the connection `key` was last known alive, if ever."""
-        stamp = self._stamps.get(key)
-        return None if stamp is None else stamp.alive_at
 
     def alive(self, key: typing.Any) -> None:
         """The connection `key` answered a ping, or comes back from use unbroken."""

@@ -15,7 +15,13 @@ from sqlalchemy.sql import ClauseElement
 
 from databases._logging import logger
 from databases.backends.common._driver import NOT_ACQUIRED
-from databases.backends.common._pool_health import PING_TIMEOUT, HealthOptions, PoolHealth, Verdict
+from databases.backends.common._pool_health import (
+    PING_TIMEOUT,
+    HealthOptions,
+    Ping,
+    PoolHealth,
+    Verdict,
+)
 from databases.backends.common.compiler import Args, CompiledStatement, QueryCompiler
 from databases.backends.common.records import RecordShape
 from databases.interfaces import (
@@ -98,6 +104,12 @@ class SQLBackend(DatabaseBackend):
         return RuntimeError(f"The {self.name} backend is not connected: call connect() first.")
 
 
+def _retrieve(task: asyncio.Future[typing.Any]) -> None:
+    """Mark a task's error as seen (a ping given up on may fail later, unawaited)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class SQLConnection(ConnectionBackend):
     """A driver connection running statements compiled by the backend's shared compiler.
 
@@ -156,30 +168,29 @@ class SQLConnection(ConnectionBackend):
         """Recycle or ping the connection just taken as the pool's health rules say, and
         replace it until one may be handed out."""
         health = self._backend._health
-        dead_if_idle_since: float | None = None
+        presume_dead = False
         for _ in range(MAX_REPLACEMENTS):
             connection = self._connection
             key = self._health_key(connection)
-            verdict = health.verdict(key, dead_if_idle_since)
+            verdict = health.verdict(key, presume_dead)
             if verdict is Verdict.READY:
                 return
             if verdict is Verdict.PING:
                 try:
-                    answered = await self._pinged(connection)
+                    ping = await self._ping_within_timeout(connection)
                 except BaseException:
                     # Cancelled while pinging: its state is unknown, so it goes.
                     await self._discard(connection, polite=False)
                     raise
-                if answered:
+                if ping is Ping.ANSWERED:
                     health.alive(key)
                     return
                 health.found_dead()
-                alive_at = health.alive_at(key)
-                if alive_at is not None:
-                    dead_if_idle_since = max(alive_at, dead_if_idle_since or alive_at)
+                presume_dead = presume_dead or ping is Ping.TIMED_OUT
                 logger.info(
-                    "A pooled %s connection did not answer its ping: replacing it",
+                    "A pooled %s connection failed its ping (%s): replacing it",
                     self._backend.name,
+                    ping.value,
                 )
             await self._discard(connection, polite=verdict is Verdict.RECYCLE)
             self._connection = await self._take()
@@ -187,14 +198,29 @@ class SQLConnection(ConnectionBackend):
             f"No healthy {self._backend.name} connection after replacing {MAX_REPLACEMENTS}."
         )
 
-    async def _pinged(self, connection: typing.Any) -> bool:
-        """Whether `connection` answers a ping within `PING_TIMEOUT`."""
+    async def _ping_within_timeout(self, connection: typing.Any) -> Ping:
+        """Ping `connection` in a task of its own, given up after `PING_TIMEOUT`.
+
+        A ping without an answer is not cancelled and awaited: some drivers' cancellation
+        waits for the server (psycopg), which may never answer. The connection is cut
+        first, which ends whatever the driver waits for, and the ping is left to finish.
+        """
+        ping = asyncio.ensure_future(self._ping(connection))
+        ping.add_done_callback(_retrieve)
         try:
-            await asyncio.wait_for(self._ping(connection), PING_TIMEOUT)
-        except Exception:
-            logger.debug("Ping failed", exc_info=True)
-            return False
-        return True
+            await asyncio.wait((ping,), timeout=PING_TIMEOUT)
+        except BaseException:
+            self._close_now(connection)
+            ping.cancel()
+            raise
+        if not ping.done():
+            self._close_now(connection)
+            ping.cancel()
+            return Ping.TIMED_OUT
+        if ping.cancelled() or ping.exception() is not None:
+            logger.debug("Ping failed", exc_info=None if ping.cancelled() else ping.exception())
+            return Ping.FAILED
+        return Ping.ANSWERED
 
     async def _discard(self, connection: typing.Any, polite: bool) -> None:
         """Close `connection` (a recycled one politely, within `RECYCLE_CLOSE_TIMEOUT`),
