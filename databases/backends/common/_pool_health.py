@@ -20,7 +20,7 @@ and tells it about each release; a backend only supplies the driver calls (`_pin
   so the others are still pinged and the live ones kept.
 
 With no option set and no dead connection found, nothing is recorded: the default costs
-one attribute check per take and release.
+an attribute check per take and the driver's closed check per release.
 """
 
 from __future__ import annotations
