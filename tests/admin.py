@@ -142,6 +142,11 @@ def _postgres_kwargs(url: str) -> dict[str, typing.Any]:
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
+# PostgreSQL statements that refuse to run inside a transaction block (the fault kit's
+# server settings, databases made by tests): run as they are.
+OUTSIDE_TRANSACTIONS = ("ALTER SYSTEM", "CREATE DATABASE", "DROP DATABASE", "VACUUM")
+
+
 def _run_postgres(url: str, statements: list[str], fetch: bool) -> list[tuple[typing.Any, ...]]:
     """Run the statements on one asyncpg connection; return the rows of the last one if `fetch`."""
     import asyncpg
@@ -155,6 +160,9 @@ def _run_postgres(url: str, statements: list[str], fetch: bool) -> list[tuple[ty
         try:
             rows: list[tuple[typing.Any, ...]] = []
             for statement in statements:
+                if statement.lstrip().upper().startswith(OUTSIDE_TRANSACTIONS):
+                    await connection.execute(statement)
+                    continue
                 # Each in a transaction of its own, which (unlike a session setting) also
                 # holds through pgbouncer: never wait forever on a lock a leaked test
                 # connection holds.

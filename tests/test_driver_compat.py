@@ -21,6 +21,7 @@ from tests.tables import notes
 DRIVER_CLASSES: list[tuple[type, tuple[str, ...]]] = [
     (asyncpg.pool.Pool, driver.ASYNCPG_POOL),
     (asyncpg.pool.PoolConnectionHolder, driver.ASYNCPG_HOLDER),
+    (asyncpg.pool.PoolConnectionProxy, driver.ASYNCPG_PROXY),
     (asyncpg.connection.Connection, driver.ASYNCPG_CONNECTION),
     (aiomysql.Pool, driver.MYSQL_POOL),
     (aiomysql.Connection, driver.AIOMYSQL_CONNECTION),

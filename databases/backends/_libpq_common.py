@@ -224,6 +224,18 @@ class LibpqConnection(SQLConnection):
             # Disconnected meanwhile: the pool is gone, the connection goes too.
             await self._backend._close_connection(connection)
 
+    # -- pool health: the driver calls ---------------------------------------------------
+
+    async def _ping(self, connection: typing.Any) -> None:
+        await self._backend._execute_plain(connection, "SELECT 1")
+
+    async def _close(self, connection: typing.Any) -> None:
+        await self._backend._close_connection(connection)
+
+    def _close_now(self, connection: typing.Any) -> None:
+        if not self._backend._is_closed(connection):
+            self._backend._close_now(connection)
+
     def _fetch_rows(self, sql: str, args: Args) -> Awaitable[DriverResult]:
         return self._backend._cursor_run(self._live(), sql, args, _fetch_all)
 

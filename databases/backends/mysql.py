@@ -28,7 +28,7 @@ from databases.backends.common._driver import (
     require_driver,
     tear_down,
 )
-from databases.backends.common._option_values import read_int, read_text, ssl_reader
+from databases.backends.common._option_values import read_text, ssl_reader
 from databases.backends.common._options import (
     DriverKeywords,
     OptionRules,
@@ -62,7 +62,7 @@ __all__ = ["MySQLBackend", "MySQLConnection", "MySQLTransaction"]
 DEFAULT_PORT = 3306
 # URL query options the driver takes; `ssl` is true or false only.
 OPTION_RULES = OptionRules(
-    url={"pool_recycle": read_int, "unix_socket": read_text, "ssl": ssl_reader()},
+    url={"unix_socket": read_text, "ssl": ssl_reader()},
     renames={"min_size": "minsize", "max_size": "maxsize"},
 )
 
@@ -393,6 +393,23 @@ class MySQLConnection(SQLConnection):
             self._connection = None
             self._pool = None
             await backend._release_to(pool, connection)
+
+    # -- pool health: the driver calls ---------------------------------------------------
+
+    async def _ping(self, connection: typing.Any) -> None:
+        # COM_PING, never reconnecting: a dead connection is replaced, not revived.
+        await _resolve(connection.ping(reconnect=False))
+
+    async def _close(self, connection: typing.Any) -> None:
+        await connection.ensure_closed()
+
+    def _close_now(self, connection: typing.Any) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            # Its rows are gone with the connection.
+            stream.live = False
+            stream.error = RuntimeError("The MySQL connection was lost while iterating.")
+        _drop_connection(connection)
 
     # -- the wire ---------------------------------------------------------------------------
 

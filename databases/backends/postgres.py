@@ -257,6 +257,24 @@ class PostgresConnection(SQLConnection):
     async def _give_back(self, connection: typing.Any) -> None:
         await self._backend._pool.release(connection)
 
+    # -- pool health: the driver calls ---------------------------------------------------
+
+    def _health_key(self, connection: typing.Any) -> typing.Any:
+        # The pool hands out a new proxy each time: the connection behind it lasts.
+        return driver.asyncpg_unproxied(connection)
+
+    async def _ping(self, connection: typing.Any) -> None:
+        await connection.execute("SELECT 1")
+
+    async def _close(self, connection: typing.Any) -> None:
+        await connection.close()
+
+    def _close_now(self, connection: typing.Any) -> None:
+        # A closed pool connection frees its slot in the pool by itself; one asyncpg has
+        # closed already is cut off from its proxy.
+        with contextlib.suppress(asyncpg.InterfaceError):
+            connection.terminate()
+
     def _shape(self, statement: CompiledStatement, columns: typing.Any) -> RecordShape:
         return statement.shape(columns)
 

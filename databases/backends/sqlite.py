@@ -159,6 +159,9 @@ class SQLiteBackend(SQLBackend):
     name = "SQLite"
     option_rules = OPTION_RULES
     _setup: _SQLiteSetup
+    # No server can drop a connection: `pool_pre_ping` and `pool_recycle` are accepted
+    # (one configuration serves every URL) and change nothing.
+    checks_connections = False
 
     def __init__(
         self,

@@ -1,24 +1,33 @@
 """A loopback TCP proxy that breaks connections on demand.
 
-It runs in a thread of its own with plain non-blocking sockets and `select`, so it serves
-whatever event loop (or none) the test runs. Between a client and a target server it
-forwards bytes both ways until told otherwise:
+It runs in a process of its own (this file run as a script) with plain non-blocking
+sockets and `select`, so it serves whatever event loop (or none) the test runs, and keeps
+serving while the test's process is stuck in a blocking driver call that holds the GIL
+(libpq's cancel request, for one, which itself goes through the proxy). `TcpProxy` starts
+and steers it; between a client and a target server it forwards bytes both ways until told
+otherwise:
 
 - `cut()` closes every current connection (both ends; with `reset=True` as a TCP reset);
-- `stall()` stops forwarding bytes (connections stay open) until `resume()`;
+- `stall()` stops forwarding bytes (connections stay open) until `resume()`; with
+  `existing_only=True` only on the current connections, as a NAT or a load balancer that
+  silently dropped idle flows: new connections work;
 - `blackhole()` accepts new connections but never connects them anywhere nor answers,
   until `heal()`, which also resumes a stall.
 
-Every control call waits at most `CONTROL_TIMEOUT` for the proxy thread to carry it out.
+Every control call waits at most `CONTROL_TIMEOUT` for the proxy to carry it out; the
+proxy process ends when `close()` is called or the test process goes away.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import select
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import typing
 
@@ -49,12 +58,13 @@ class _Pipe:
 class _Pair:
     """A client connection and the proxy's connection to the target for it."""
 
-    __slots__ = ("client", "pipes", "upstream")
+    __slots__ = ("client", "pipes", "stalled", "upstream")
 
-    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
+    def __init__(self, client: socket.socket, upstream: socket.socket, stalled: bool) -> None:
         self.client = client
         self.upstream = upstream
         self.pipes = (_Pipe(client, upstream), _Pipe(upstream, client))
+        self.stalled = stalled  # forwards nothing until resumed
 
     @property
     def done(self) -> bool:
@@ -69,8 +79,9 @@ def _close(sock: socket.socket, reset: bool = False) -> None:
         sock.close()
 
 
-class TcpProxy:
-    """Listens on `host:port` (a free loopback port) and forwards to `target`."""
+class _Engine:
+    """The proxy itself, in the proxy process: listens on `host:port` (a free loopback
+    port) and forwards to `target`, in a thread of its own."""
 
     def __init__(self, target_host: str, target_port: int, host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
@@ -100,7 +111,7 @@ class TcpProxy:
         self._thread.start()
 
     def __repr__(self) -> str:
-        return f"<TcpProxy {self.host}:{self.port} -> {self.target[0]}:{self.target[1]}>"
+        return f"<proxy {self.host}:{self.port} -> {self.target[0]}:{self.target[1]}>"
 
     # -- control (any thread) -------------------------------------------------------------
 
@@ -126,13 +137,25 @@ class TcpProxy:
         self._call(cut)
         return result[0]
 
-    def stall(self) -> None:
-        """Stop forwarding bytes in both directions; connections stay open."""
-        self._call(lambda: setattr(self, "_stalled", True))
+    def stall(self, existing_only: bool = False) -> None:
+        """Stop forwarding bytes in both directions; connections stay open. With
+        `existing_only`, only the current connections: new ones are forwarded."""
+
+        def stall() -> None:
+            for pair in self._pairs:
+                pair.stalled = True
+            self._stalled = not existing_only
+
+        self._call(stall)
 
     def resume(self) -> None:
         """Forward again what a stall held back, and what follows."""
-        self._call(lambda: setattr(self, "_stalled", False))
+        self._call(self._resume)
+
+    def _resume(self) -> None:
+        self._stalled = False
+        for pair in self._pairs:
+            pair.stalled = False
 
     def blackhole(self) -> None:
         """Accept new connections but never connect or answer them (current ones go on)."""
@@ -143,7 +166,7 @@ class TcpProxy:
 
         def heal() -> None:
             self._blackholed = False
-            self._stalled = False
+            self._resume()
             for sock in self._held:
                 _close(sock)
             self._held.clear()
@@ -170,12 +193,6 @@ class TcpProxy:
         self._pairs.clear()
         self._held.clear()
 
-    def __enter__(self) -> TcpProxy:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def _call(self, function: typing.Callable[[], None]) -> None:
         if self._closed or not self._thread.is_alive():
             raise RuntimeError(f"{self!r} is closed")
@@ -197,15 +214,16 @@ class TcpProxy:
             writers: list[socket.socket] = []
             by_source: dict[socket.socket, _Pipe] = {}
             by_sink: dict[socket.socket, _Pipe] = {}
-            if not self._stalled:
-                for pair in self._pairs:
-                    for pipe in pair.pipes:
-                        if not pipe.eof and len(pipe.buffer) < BUFFER_LIMIT:
-                            readers.append(pipe.source)
-                            by_source[pipe.source] = pipe
-                        if pipe.buffer:
-                            writers.append(pipe.sink)
-                            by_sink[pipe.sink] = pipe
+            for pair in self._pairs:
+                if pair.stalled:
+                    continue
+                for pipe in pair.pipes:
+                    if not pipe.eof and len(pipe.buffer) < BUFFER_LIMIT:
+                        readers.append(pipe.source)
+                        by_source[pipe.source] = pipe
+                    if pipe.buffer:
+                        writers.append(pipe.sink)
+                        by_sink[pipe.sink] = pipe
             try:
                 readable, writable, _ = select.select(readers, writers, [], TICK)
             except (OSError, ValueError):
@@ -257,7 +275,7 @@ class TcpProxy:
         for sock in (client, upstream):
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._pairs.append(_Pair(client, upstream))
+        self._pairs.append(_Pair(client, upstream, self._stalled))
 
     def _read(self, pipe: _Pipe) -> None:
         try:
@@ -302,3 +320,133 @@ class TcpProxy:
             else:
                 kept.append(pair)
         self._pairs = kept
+
+
+# -- the proxy process, and its remote control in the test's process -------------------------
+
+
+def _main(argv: list[str]) -> None:
+    """Run a proxy to `argv`'s target: print its port, then carry out one command per line
+    of stdin, answering each with `ok <its result> <forwarded now> <accepted so far>`."""
+    target_host, target_port, host = argv[0], int(argv[1]), argv[2]
+    engine = _Engine(target_host, target_port, host)
+    commands: dict[str, typing.Callable[[], object]] = {
+        "count": lambda: 0,
+        "cut": engine.cut,
+        "cut-reset": lambda: engine.cut(reset=True),
+        "stall": engine.stall,
+        "stall-existing": lambda: engine.stall(existing_only=True),
+        "resume": engine.resume,
+        "blackhole": engine.blackhole,
+        "heal": engine.heal,
+    }
+    print(engine.port, flush=True)
+    try:
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "close":
+                break
+            result = commands[command]()
+            print(f"ok {result or 0} {engine.connections} {engine.accepted}", flush=True)
+    finally:
+        engine.close()
+
+
+class TcpProxy:
+    """A proxy process listening on `host:port` (a free loopback port), forwarding to
+    `target_host:target_port`; see the module docstring."""
+
+    def __init__(self, target_host: str, target_port: int, host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.host = host
+        self._process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), target_host, str(target_port), host],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            self.port = int(self._read_line())
+        except BaseException:
+            self.close()
+            raise
+        # Connections the proxy accepted so far (as of the last control call).
+        self.accepted = 0
+
+    def __repr__(self) -> str:
+        return f"<TcpProxy {self.host}:{self.port} -> {self.target[0]}:{self.target[1]}>"
+
+    def _read_line(self) -> str:
+        stdout = self._process.stdout
+        assert stdout is not None
+        ready, _, _ = select.select([stdout], [], [], CONTROL_TIMEOUT)
+        if not ready:
+            raise TimeoutError(f"the proxy process did not answer within {CONTROL_TIMEOUT} s")
+        line = stdout.readline()
+        if not line:
+            raise RuntimeError("the proxy process has ended")
+        return line
+
+    def _command(self, command: str) -> int:
+        """Send one command to the proxy process; its result."""
+        stdin = self._process.stdin
+        assert stdin is not None
+        stdin.write(command + "\n")
+        stdin.flush()
+        _, result, _, accepted = self._read_line().split()
+        self.accepted = int(accepted)
+        return int(result)
+
+    @property
+    def connections(self) -> int:
+        """Connections currently forwarded (black-holed ones not counted)."""
+        stdin = self._process.stdin
+        assert stdin is not None
+        stdin.write("count\n")
+        stdin.flush()
+        _, _, forwarded, accepted = self._read_line().split()
+        self.accepted = int(accepted)
+        return int(forwarded)
+
+    def cut(self, reset: bool = False) -> int:
+        """Close every current connection, black-holed ones too; how many were forwarded."""
+        return self._command("cut-reset" if reset else "cut")
+
+    def stall(self, existing_only: bool = False) -> None:
+        """Stop forwarding bytes in both directions; connections stay open. With
+        `existing_only`, only the current connections: new ones are forwarded."""
+        self._command("stall-existing" if existing_only else "stall")
+
+    def resume(self) -> None:
+        """Forward again what a stall held back, and what follows."""
+        self._command("resume")
+
+    def blackhole(self) -> None:
+        """Accept new connections but never connect or answer them (current ones go on)."""
+        self._command("blackhole")
+
+    def heal(self) -> None:
+        """End a black hole (its held connections are closed) and a stall."""
+        self._command("heal")
+
+    def close(self) -> None:
+        """End the proxy process and with it every connection (bounded)."""
+        process = self._process
+        if process.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                assert process.stdin is not None
+                process.stdin.write("close\n")
+                process.stdin.close()
+            try:
+                process.wait(CONTROL_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(CONTROL_TIMEOUT)
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    stream.close()
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -30,8 +30,10 @@ from tests import admin
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 COMMAND_TIMEOUT = 60.0
+# MariaDB's default `wait_timeout` (seconds).
+DEFAULT_WAIT_TIMEOUT = 28800
 
-__all__ = ["DisposableMariaDB", "DisposablePostgres", "ServerError", "free_port"]
+__all__ = ["DisposableMariaDB", "DisposablePostgres", "Server", "ServerError", "free_port"]
 
 
 class ServerError(RuntimeError):
@@ -96,6 +98,13 @@ class DisposablePostgres:
     user = "postgres"
     database = "postgres"
     host = "127.0.0.1"
+    dialect = "postgresql"
+    # The server's id of the connection that runs it.
+    connection_id_sql = "SELECT pg_backend_pid()"
+
+    @staticmethod
+    def sleep_sql(seconds: float) -> str:
+        return f"SELECT pg_sleep({seconds})"
 
     def __init__(self, bindir: str | None = None) -> None:
         self._bindir = bindir or self.find_bindir()
@@ -130,9 +139,10 @@ class DisposablePostgres:
             )
         return os.path.dirname(initdb)
 
-    def url(self, scheme: str = "postgresql", **query: typing.Any) -> str:
-        """A URL of this server for `databases` (`scheme` picks the driver)."""
-        url = f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
+    def url(self, scheme: str = "postgresql", port: int | None = None, **query: typing.Any) -> str:
+        """A URL of this server for `databases` (`scheme` picks the driver; `port` another
+        way in, such as a proxy's)."""
+        url = f"{scheme}://{self.user}@{self.host}:{port or self.port}/{self.database}"
         if query:
             url += "?" + "&".join(f"{key}={value}" for key, value in query.items())
         return url
@@ -245,6 +255,10 @@ class DisposablePostgres:
         )
         return int(rows[0][0])
 
+    def kill_connections(self) -> int:
+        """`terminate_backends()` under the name both servers share."""
+        return self.terminate_backends()
+
     def client_count(self) -> int:
         """Client sessions open now, the asking one excluded."""
         rows = self.fetch_all(
@@ -252,6 +266,15 @@ class DisposablePostgres:
             "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
         )
         return int(rows[0][0])
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """End sessions idle (outside a transaction) longer than `seconds` (PostgreSQL's
+        `idle_session_timeout`, for sessions opened from now on); `None`: never."""
+        if seconds is None:
+            self.execute("ALTER SYSTEM RESET idle_session_timeout")
+        else:
+            self.execute(f"ALTER SYSTEM SET idle_session_timeout = '{int(seconds * 1000)}ms'")
+        self.execute("SELECT pg_reload_conf()")
 
     def close(self) -> None:
         """Stop the server at once and remove its directory."""
@@ -267,6 +290,13 @@ class DisposableMariaDB:
     user = "root"
     database = "faults"
     host = "127.0.0.1"
+    dialect = "mysql"
+    # The server's id of the connection that runs it.
+    connection_id_sql = "SELECT CONNECTION_ID()"
+
+    @staticmethod
+    def sleep_sql(seconds: float) -> str:
+        return f"SELECT SLEEP({seconds})"
 
     def __init__(self) -> None:
         for tool in ("mariadb-install-db", "mariadbd"):
@@ -282,9 +312,10 @@ class DisposableMariaDB:
         self._process: subprocess.Popen[bytes] | None = None
         self._initialised = False
 
-    def url(self, scheme: str = "mysql", **query: typing.Any) -> str:
-        """A URL of this server for `databases` (`scheme` picks the driver)."""
-        url = f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
+    def url(self, scheme: str = "mysql", port: int | None = None, **query: typing.Any) -> str:
+        """A URL of this server for `databases` (`scheme` picks the driver; `port` another
+        way in, such as a proxy's)."""
+        url = f"{scheme}://{self.user}@{self.host}:{port or self.port}/{self.database}"
         if query:
             url += "?" + "&".join(f"{key}={value}" for key, value in query.items())
         return url
@@ -410,7 +441,15 @@ class DisposableMariaDB:
         """The idle time after which the server drops a connection (new connections)."""
         self.execute(f"SET GLOBAL wait_timeout = {int(seconds)}")
 
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """`set_wait_timeout()` under the name both servers share; `None`: the default."""
+        self.set_wait_timeout(DEFAULT_WAIT_TIMEOUT if seconds is None else max(1, int(seconds)))
+
     def close(self) -> None:
         """Kill the server and remove its directory."""
         self.stop("immediate")
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+# Either server: they share their methods (`kill_connections()`, `set_idle_timeout()`, ...).
+Server = typing.Union[DisposablePostgres, DisposableMariaDB]

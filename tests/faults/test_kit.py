@@ -1,5 +1,6 @@
 """The fault kit's own smoke test: the servers restart and lose connections on demand, the
-proxy forwards, cuts, stalls and black-holes. Plain drivers only, no `databases`."""
+proxy forwards, cuts, stalls and black-holes. Plain drivers only, no `databases`. The
+server tests run for the dialects of `TEST_DATABASE_URLS` (`fault_dialect`)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,10 @@ def maria_connect(server: DisposableMariaDB, **kwargs: typing.Any) -> typing.Any
     )
 
 
+@pytest.mark.dialects("postgresql")
 @pytest.mark.asyncio
 async def test_disposable_postgres_kills_and_restarts(
-    disposable_postgres: DisposablePostgres,
+    fault_dialect: str, disposable_postgres: DisposablePostgres
 ) -> None:
     server = disposable_postgres
     connection = await pg_connect(server.host, server.port)
@@ -68,8 +70,9 @@ async def test_disposable_postgres_kills_and_restarts(
     assert server.fetch_all("SELECT 3") == [(3,)]
 
 
+@pytest.mark.dialects("mysql")
 def test_disposable_mariadb_kills_restarts_and_times_out(
-    disposable_mariadb: DisposableMariaDB,
+    fault_dialect: str, disposable_mariadb: DisposableMariaDB
 ) -> None:
     server = disposable_mariadb
     connection = maria_connect(server)
@@ -184,15 +187,29 @@ def test_proxy_forwards_stalls_cuts_and_blackholes(
         again = client(proxy)
         again.sendall(b"back")
         assert again.recv(100) == b"back"
+
+        proxy.stall(existing_only=True)  # a dropped idle flow: new ones still work
+        again.sendall(b"lost?")
+        with pytest.raises(socket.timeout):
+            again.recv(100)
+        fresh = client(proxy)
+        fresh.sendall(b"new")
+        assert fresh.recv(100) == b"new"
+        proxy.resume()
+        assert again.recv(100) == b"lost?"
         again.close()
+        fresh.close()
         wait_until(lambda: proxy.connections == 0)
     finally:
         echo.close()
 
 
+@pytest.mark.dialects("postgresql")
 @pytest.mark.asyncio
 async def test_proxy_in_front_of_postgres(
-    disposable_postgres: DisposablePostgres, tcp_proxy: typing.Callable[[int], TcpProxy]
+    fault_dialect: str,
+    disposable_postgres: DisposablePostgres,
+    tcp_proxy: typing.Callable[[int], TcpProxy],
 ) -> None:
     proxy = tcp_proxy(disposable_postgres.port)
     connection = await pg_connect(proxy.host, proxy.port)

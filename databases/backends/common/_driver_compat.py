@@ -3,7 +3,8 @@
 They serve four needs the drivers' public API does not: dropping the connections of an
 event loop that cannot run the drivers' own `close()` (a closed loop, or one idle in another
 thread), waking an aiomysql `acquire()` that waits while a closed connection comes back,
-telling whether aiopg still watches the descriptor of a connection libpq closed, and
+telling whether aiopg still watches the descriptor of a connection libpq closed, telling
+asyncpg's pooled connections apart across acquisitions (for the pool-health records), and
 sending bytes parameters through aiomysql with PyMySQL 1.2 (see the aiomysql cursors at
 the end). Each driver class is checked once, the first time one of its objects comes here:
 the attributes read must be declared (`__slots__`, class attributes or set in
@@ -27,6 +28,7 @@ _checked: set[type] = set()
 # What each kind of driver object is read for, by the attributes' names.
 ASYNCPG_POOL = ("_loop", "_holders")
 ASYNCPG_HOLDER = ("_con",)
+ASYNCPG_PROXY = ("_con",)
 ASYNCPG_CONNECTION = ("_transport", "_aborted")
 MYSQL_POOL = ("_loop", "_free", "_used", "_terminated", "_closing")
 AIOMYSQL_CONNECTION = ("_loop", "_writer", "_reader")
@@ -80,6 +82,16 @@ def asyncpg_pool_connections(pool: typing.Any) -> tuple[typing.Any, list[typing.
         if check(holder, ASYNCPG_HOLDER) and holder._con is not None:
             connections.append(holder._con)
     return pool._loop, connections
+
+
+def asyncpg_unproxied(proxy: typing.Any) -> typing.Any:
+    """The connection behind a pool's proxy (the same across acquisitions, where the
+    proxy is new each time); the proxy itself if that cannot be read."""
+    if check(proxy, ASYNCPG_PROXY):
+        connection = proxy._con
+        if connection is not None:
+            return connection
+    return proxy
 
 
 def asyncpg_transport(connection: typing.Any) -> typing.Any:

@@ -90,6 +90,17 @@ def read_seconds(name: str, value: typing.Any) -> float:
     return seconds
 
 
+def read_seconds_or_never(name: str, value: typing.Any) -> float | None:
+    """A duration in seconds; `None` or a negative number (SQLAlchemy's -1): never."""
+    if value is None:
+        return None
+    try:
+        seconds = read_float(name, value)
+    except InvalidOptionError:
+        raise invalid(name, value, "a number of seconds (negative: never)") from None
+    return None if seconds < 0 else seconds
+
+
 def read_bool(name: str, value: typing.Any) -> bool:
     """`true` or `false` in any case, or a bool."""
     if isinstance(value, bool):

@@ -22,6 +22,7 @@ from databases.backends.common._option_values import (
     read_bool,
     read_count,
     read_positive_count,
+    read_seconds_or_never,
     ssl_option,
 )
 from databases.errors import InvalidOptionError, UnknownOptionError
@@ -62,6 +63,9 @@ class LibraryOption(typing.NamedTuple):
 LIBRARY_OPTIONS: dict[str, LibraryOption] = {
     "min_size": LibraryOption(read_count, pool_argument=True),
     "max_size": LibraryOption(read_positive_count, pool_argument=True),
+    # Read by the shared pool-health step (`_pool_health`); SQLite takes and ignores them.
+    "pool_pre_ping": LibraryOption(read_bool),
+    "pool_recycle": LibraryOption(read_seconds_or_never),
 }
 
 # Pool sizes when the URL and options give none. asyncpg's own default opens ten

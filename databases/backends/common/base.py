@@ -5,6 +5,7 @@ A backend module then only says how its driver connects, runs SQL and reports co
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import typing
 from collections.abc import AsyncGenerator, Awaitable, Sequence
@@ -12,6 +13,7 @@ from collections.abc import AsyncGenerator, Awaitable, Sequence
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
+from databases._logging import logger
 from databases.backends.common._driver import NOT_ACQUIRED
 from databases.backends.common._options import (
     DriverKeywords,
@@ -19,6 +21,13 @@ from databases.backends.common._options import (
     ReadOptions,
     connection_kwargs,
     read_options,
+)
+from databases.backends.common._pool_health import (
+    PING_TIMEOUT,
+    HealthOptions,
+    Ping,
+    PoolHealth,
+    Verdict,
 )
 from databases.backends.common.compiler import Args, CompiledStatement, QueryCompiler
 from databases.backends.common.records import RecordShape
@@ -34,6 +43,12 @@ from databases.interfaces import (
 from databases.url import DatabaseURL
 
 _savepoint_ids = itertools.count(1)
+
+# Seconds a polite close of a recycled connection may take before it is cut instead.
+RECYCLE_CLOSE_TIMEOUT = 2.0
+# Connections one take may replace before giving up (each replaced one leaves the pool,
+# and a new one answers its ping, so a healthy server needs at most the pool's size).
+MAX_REPLACEMENTS = 100
 
 # Rows as the driver returns them, and what it says about their columns.
 DriverResult = tuple[Sequence[typing.Any], typing.Any]
@@ -52,6 +67,7 @@ class BackendSetup:
         self.options = options
         self.dialect = dialect
         self.compiler = QueryCompiler(dialect)
+        self.health = HealthOptions.parse(url, options)
 
 
 class SQLBackend(DatabaseBackend):
@@ -65,6 +81,9 @@ class SQLBackend(DatabaseBackend):
     name = "SQL"
     # What the backend reads from its URL query besides the library's options.
     option_rules: typing.ClassVar[OptionRules] = OptionRules()
+    # Whether connections can die under us (a server): then `pool_pre_ping` and
+    # `pool_recycle` apply, and connections found broken are discarded.
+    checks_connections: typing.ClassVar[bool] = True
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -81,6 +100,8 @@ class SQLBackend(DatabaseBackend):
         self._options = setup.options
         self._dialect = setup.dialect
         self._compiler = setup.compiler
+        # This loop's pool's health records (`_pool_health`).
+        self._health = PoolHealth(setup.health if self.checks_connections else HealthOptions())
 
     def _driver_keywords(self) -> DriverKeywords | None:
         """The keyword arguments the driver takes (it is imported by now); `None`: options
@@ -128,6 +149,12 @@ class SQLBackend(DatabaseBackend):
         return False
 
 
+def _retrieve(task: asyncio.Future[typing.Any]) -> None:
+    """Mark a task's error as seen (a ping given up on may fail later, unawaited)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class SQLConnection(ConnectionBackend):
     """A driver connection running statements compiled by the backend's shared compiler.
 
@@ -152,13 +179,23 @@ class SQLConnection(ConnectionBackend):
     async def acquire(self) -> None:
         if self._connection is None:
             self._connection = await self._take()
+            if self._backend._health.active:
+                await self._make_healthy()
 
     async def release(self) -> None:
         connection = self._connection
         if connection is None:
             return
+        health = self._backend._health
         try:
-            await self._give_back(connection)
+            if self._backend._is_broken(connection):
+                # Lost (server gone, killed, cut): never back into the pool.
+                health.found_dead()
+                await self._discard(connection, polite=False)
+            else:
+                if health.active:
+                    health.alive(self._health_key(connection))
+                await self._give_back(connection)
         finally:
             self._connection = None
 
@@ -168,6 +205,99 @@ class SQLConnection(ConnectionBackend):
 
     async def _give_back(self, connection: typing.Any) -> None:
         """Return `connection` to the pool (it is still `self._connection` meanwhile)."""
+        raise NotImplementedError()  # pragma: no cover
+
+    # -- healthy pools: the step after the take (rules in `_pool_health`) ------------------
+
+    async def _make_healthy(self) -> None:
+        """Recycle or ping the connection just taken as the pool's health rules say, and
+        replace it until one may be handed out."""
+        health = self._backend._health
+        presume_dead = False
+        for _ in range(MAX_REPLACEMENTS):
+            connection = self._connection
+            key = self._health_key(connection)
+            verdict = health.verdict(key, presume_dead)
+            if verdict is Verdict.READY:
+                return
+            if verdict is Verdict.PING:
+                try:
+                    ping = await self._ping_within_timeout(connection)
+                except BaseException:
+                    # Cancelled while pinging: its state is unknown, so it goes.
+                    await self._discard(connection, polite=False)
+                    raise
+                if ping is Ping.ANSWERED:
+                    health.alive(key)
+                    return
+                health.found_dead()
+                presume_dead = presume_dead or ping is Ping.TIMED_OUT
+                logger.info(
+                    "A pooled %s connection failed its ping (%s): replacing it",
+                    self._backend.name,
+                    ping.value,
+                )
+            await self._discard(connection, polite=verdict is Verdict.RECYCLE)
+            self._connection = await self._take()
+        raise RuntimeError(
+            f"No healthy {self._backend.name} connection after replacing {MAX_REPLACEMENTS}."
+        )
+
+    async def _ping_within_timeout(self, connection: typing.Any) -> Ping:
+        """Ping `connection` in a task of its own, given up after `PING_TIMEOUT`.
+
+        A ping without an answer is not cancelled and awaited: some drivers' cancellation
+        waits for the server (psycopg), which may never answer. The connection is cut
+        first, which ends whatever the driver waits for, and the ping is left to finish.
+        """
+        ping = asyncio.ensure_future(self._ping(connection))
+        ping.add_done_callback(_retrieve)
+        try:
+            await asyncio.wait((ping,), timeout=PING_TIMEOUT)
+        except BaseException:
+            self._close_now(connection)
+            ping.cancel()
+            raise
+        if not ping.done():
+            self._close_now(connection)
+            ping.cancel()
+            return Ping.TIMED_OUT
+        if ping.cancelled() or ping.exception() is not None:
+            logger.debug("Ping failed", exc_info=None if ping.cancelled() else ping.exception())
+            return Ping.FAILED
+        return Ping.ANSWERED
+
+    async def _discard(self, connection: typing.Any, polite: bool) -> None:
+        """Close `connection` (a recycled one politely, within `RECYCLE_CLOSE_TIMEOUT`),
+        then give it back: every pool drops a closed connection, freeing its slot."""
+        try:
+            if polite:
+                try:
+                    await asyncio.wait_for(self._close(connection), RECYCLE_CLOSE_TIMEOUT)
+                except Exception:
+                    self._close_now(connection)
+            else:
+                self._close_now(connection)
+        finally:
+            try:
+                await self._give_back(connection)
+            finally:
+                self._connection = None
+
+    def _health_key(self, connection: typing.Any) -> typing.Any:
+        """What identifies the driver connection across takes (the pool may wrap it)."""
+        return connection
+
+    async def _ping(self, connection: typing.Any) -> None:
+        """One cheap round trip to the server; raises if the connection is dead."""
+        raise NotImplementedError()  # pragma: no cover
+
+    async def _close(self, connection: typing.Any) -> None:
+        """Close `connection` the polite way (the server is told)."""
+        self._close_now(connection)
+
+    def _close_now(self, connection: typing.Any) -> None:
+        """Close `connection` at once, awaiting nothing; never raises."""
         raise NotImplementedError()  # pragma: no cover
 
     def _live(self) -> typing.Any:
