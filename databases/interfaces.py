@@ -241,6 +241,16 @@ class ConnectionBackend:
         """A new, not yet started transaction object on this connection."""
         raise NotImplementedError()  # pragma: no cover
 
+    def _interrupt(self) -> typing.Awaitable[object] | None:
+        """Ask the server to stop the statement running on this connection now.
+
+        Called when a call's `timeout=` expires during a statement that cancelling its
+        task does not stop (`cancellation` is BREAKS_CONNECTION or HARMLESS); runs in the
+        connection's loop, without awaiting. Returns what to await until the request is
+        made, or None. The default can do nothing: the statement runs to its end.
+        """
+        return None
+
     @property
     def raw_connection(self) -> typing.Any:
         """The driver's own connection object, while acquired."""

@@ -18,11 +18,13 @@ from databases.backends import _sqlite_worker as worker
 from databases.backends._sqlite_gate import FileGate, gate_for
 from databases.backends._sqlite_raw import SQLiteRawConnection
 from databases.backends._sqlite_worker import Worker
+from databases.backends.common._options import TIMEOUT_OPTIONS
 from databases.interfaces import PoolStats
 from databases.url import DatabaseURL
 
-# Our pool's own options; every other option goes to `sqlite3.connect`.
-POOL_OPTIONS = ("min_size", "max_size")
+# Our pool's own options, and the package's (read by the backend); every other option goes
+# to `sqlite3.connect`, and none of them into the file's URI.
+POOL_OPTIONS = ("min_size", "max_size", *TIMEOUT_OPTIONS)
 # Options of `aiosqlite.connect` (0.9 passed options to it) that are not sqlite3's, and
 # sqlite3's options that we set ourselves: the URI flag follows from the URL, the worker
 # thread is the only one running statements but others read `in_transaction`.
@@ -69,7 +71,7 @@ def _connect_target(url: DatabaseURL, uri: bool) -> tuple[str, bool]:
     a URI already.
     """
     database = url.database
-    options = url.options
+    options = {key: value for key, value in url.options.items() if key not in TIMEOUT_OPTIONS}
     if database in ("", ":memory:") and not options:
         return f"file:databases-memory-{uuid.uuid4().hex}?mode=memory&cache=shared", True
     query = "&".join(f"{key}={value}" for key, value in options.items())

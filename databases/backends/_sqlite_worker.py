@@ -63,7 +63,7 @@ def _deliver(
 class Worker:
     """A sqlite3 connection and the thread that alone runs statements on it."""
 
-    __slots__ = ("_put", "db", "gate", "raw", "thread")
+    __slots__ = ("_put", "_running", "_running_lock", "db", "gate", "raw", "thread")
 
     def __init__(
         self,
@@ -79,6 +79,9 @@ class Worker:
         # The `raw_connection` users get, made and kept here by the pool on first use
         # (an `_sqlite_raw.SQLiteRawConnection`).
         self.raw: object = None
+        # The answer of the call running now, which `interrupt()` may stop.
+        self._running: asyncio.Future[typing.Any] | None = None
+        self._running_lock = threading.Lock()
         jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._put = jobs.put
         self.thread = threading.Thread(
@@ -102,6 +105,20 @@ class Worker:
         future: asyncio.Future[T] = loop.create_future()
         self._put((function, args, loop, future))
         return future
+
+    def interrupt(self, answer: asyncio.Future[typing.Any], in_transaction_too: bool) -> None:
+        """Stop the call that answers `answer`, if it still runs (from any thread).
+
+        SQLite's interrupt rolls back the whole transaction around an interrupted write,
+        so inside a transaction only a call the caller knows to read (`in_transaction_too`)
+        is stopped; other calls run to their end.
+        """
+        with self._running_lock:
+            db = self.db
+            if self._running is not answer or db is None:
+                return
+            if in_transaction_too or not db.in_transaction:
+                db.interrupt()
 
     def stop(self) -> threading.Thread:
         """Close the connection after the calls queued before, and end the thread.
@@ -140,16 +157,23 @@ class Worker:
             self.gate.close(db)
             return
         get = jobs.get
+        running_lock = self._running_lock
         while True:
             function, args, loop, future = get()
             if function is None:
                 break
             assert loop is not None and future is not None
+            with running_lock:
+                self._running = future
             try:
                 result = function(db, *args)
             except BaseException as error:
+                with running_lock:
+                    self._running = None
                 _deliver(loop, future, None, error)
             else:
+                with running_lock:
+                    self._running = None
                 _deliver(loop, future, result, None)
         self.db = None  # also when `stop()` came before the connection was open
         failure: BaseException | None = None

@@ -125,6 +125,7 @@ class PostgresBackend(SQLBackend):
     """`postgresql://user:password@host:5432/name?min_size=1&max_size=10&ssl=true`."""
 
     name = "PostgreSQL"
+    default_port = 5432
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -147,7 +148,11 @@ class PostgresBackend(SQLBackend):
         kwargs = server_kwargs(self._database_url, "database")
         kwargs.update(self._get_connection_kwargs())
         kwargs["min_size"], kwargs["max_size"] = pool_sizes(kwargs)
-        self._pool = await asyncpg.create_pool(**kwargs)
+        self._pool = await asyncpg.create_pool(connect=self._connect_one, **kwargs)
+
+    def _connect_one(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Awaitable[typing.Any]:
+        """Every connection the pool opens, bounded by `connect_timeout`."""
+        return self._connecting(asyncpg.connect(*args, **kwargs))
 
     async def disconnect(self) -> None:
         pool, self._pool = self._pool, None

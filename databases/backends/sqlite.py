@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime
 import operator
+import re
 import typing
 from collections.abc import AsyncGenerator
 
@@ -53,6 +54,19 @@ __all__ = [
 ]
 
 T = typing.TypeVar("T")
+
+
+# SQL that only reads, by its first word (and a WITH without a writing keyword): the
+# statements SQLite can interrupt inside a transaction without rolling it back.
+_READS = re.compile(r"\s*(SELECT|VALUES)\b", re.IGNORECASE)
+_WITH = re.compile(r"\s*WITH\b", re.IGNORECASE)
+_WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
+
+
+def _only_reads(sql: str) -> bool:
+    if _READS.match(sql):
+        return True
+    return bool(_WITH.match(sql)) and not _WRITES.search(sql)
 
 
 _TZINFO = operator.attrgetter("tzinfo")
@@ -211,6 +225,9 @@ class SQLiteConnection(SQLConnection):
         # Runs one statement per acquire, so it may use the pool's shared statement connection.
         self._one_statement = one_statement
         self._on_statement_connection = False
+        # The answer of the latest call sent to the worker, and its SQL (for `_interrupt()`).
+        self._in_flight: asyncio.Future[typing.Any] | None = None
+        self._in_flight_sql = ""
 
     def _driver_connection(self) -> SQLiteRawConnection | None:
         connection = self._connection
@@ -237,8 +254,17 @@ class SQLiteConnection(SQLConnection):
         """Run `function(sqlite3_connection, gate, *args)` on the connection's thread."""
         connection: Worker = self._live()
         if self._on_statement_connection:
-            return connection.call(worker.alone, function, self._pool._gate, *args)
-        return connection.call(function, self._pool._gate, *args)
+            answer = connection.call(worker.alone, function, self._pool._gate, *args)
+        else:
+            answer = connection.call(function, self._pool._gate, *args)
+        self._in_flight = answer
+        self._in_flight_sql = args[0] if args and isinstance(args[0], str) else ""
+        return answer
+
+    def _interrupt(self) -> None:
+        answer, connection = self._in_flight, self._connection
+        if answer is not None and not answer.done() and connection is not None:
+            connection.interrupt(answer, in_transaction_too=_only_reads(self._in_flight_sql))
 
     def _fetch_rows(self, sql: str, args: Args) -> asyncio.Future[DriverResult]:
         return self._call(worker.fetch_all, sql, args)
@@ -262,7 +288,7 @@ class SQLiteConnection(SQLConnection):
         pending: asyncio.Future[list[typing.Any]] | None = None
         try:
             shape = statement.shape_of(cursor.description)
-            pending = connection.call(worker.fetch_many, cursor, ITERATE_CHUNK)
+            pending = self._in_flight = connection.call(worker.fetch_many, cursor, ITERATE_CHUNK)
             while pending is not None:
                 rows = await pending
                 pending = None
@@ -270,6 +296,7 @@ class SQLiteConnection(SQLConnection):
                     # Ask for the next rows before handing out these: the worker thread
                     # reads them (SQLite without the GIL) while the caller works.
                     pending = connection.call(worker.fetch_many, cursor, ITERATE_CHUNK)
+                    self._in_flight = pending
                 if rows:
                     yield shape.make_all(rows)
         finally:

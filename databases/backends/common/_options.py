@@ -7,6 +7,7 @@ the URL's and pass through to the driver unchanged.
 
 from __future__ import annotations
 
+import math
 import typing
 
 from databases.url import DatabaseURL
@@ -16,6 +17,12 @@ TRUE_FALSE = {"true": True, "false": False}
 # connections at once; with a pool per event loop that multiplies by the loops in use.
 DEFAULT_MIN_SIZE = 1
 DEFAULT_MAX_SIZE = 10
+# Bounded waits, in seconds (`None`: no bound). Ours, not a driver's: every bundled backend
+# reads them (`timeouts()`) and none is passed on to a driver. The pool's default is
+# SQLAlchemy's `pool_timeout`.
+DEFAULT_POOL_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+TIMEOUT_OPTIONS = ("pool_timeout", "connect_timeout")
 # libpq's `sslmode` values: the `ssl` modes of every PostgreSQL driver.
 LIBPQ_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -68,6 +75,8 @@ def connection_kwargs(
         ssl = ssl_option(query["ssl"], rules.ssl_modes)
         kwargs["ssl"] = rules.ssl_booleans.get(ssl, ssl) if isinstance(ssl, bool) else ssl
     kwargs.update(options)
+    for name in TIMEOUT_OPTIONS:
+        kwargs.pop(name, None)
     renames = rules.renames
     return {renames.get(name, name): value for name, value in kwargs.items()}
 
@@ -88,3 +97,44 @@ def pool_sizes(kwargs: typing.Mapping[str, typing.Any]) -> tuple[int, int]:
     max_size: int = kwargs.get("max_size", max(DEFAULT_MAX_SIZE, kwargs.get("min_size", 0)))
     min_size: int = kwargs.get("min_size", min(DEFAULT_MIN_SIZE, max_size))
     return min_size, max_size
+
+
+class Timeouts(typing.NamedTuple):
+    """The bounded waits of one database, in seconds (`None`: no bound)."""
+
+    pool: float | None
+    connect: float | None
+
+
+def timeout_value(name: str, value: typing.Any) -> float | None:
+    """A timeout option's value: seconds above zero, or `None` (in a URL: `none`)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "none":
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = text
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
+        return float(value)
+    raise ValueError(
+        f"Invalid value {value!r} for the {name!r} option: give seconds above zero, "
+        "or None for no bound."
+    )
+
+
+def timeouts(url: DatabaseURL, options: typing.Mapping[str, typing.Any]) -> Timeouts:
+    """`pool_timeout` and `connect_timeout` from the keyword options, else the URL query,
+    else their defaults."""
+    query = url.options
+    defaults = {"pool_timeout": DEFAULT_POOL_TIMEOUT, "connect_timeout": DEFAULT_CONNECT_TIMEOUT}
+    values = {
+        name: timeout_value(name, options[name] if name in options else query[name])
+        if name in options or name in query
+        else default
+        for name, default in defaults.items()
+    }
+    return Timeouts(values["pool_timeout"], values["connect_timeout"])

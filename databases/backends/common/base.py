@@ -6,15 +6,20 @@ A backend module then only says how its driver connects, runs SQL and reports co
 from __future__ import annotations
 
 import itertools
+import threading
 import typing
 from collections.abc import AsyncGenerator, Awaitable, Sequence
 
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
+from databases._bounded import within
+from databases._loops import running_loop
 from databases.backends.common._driver import NOT_ACQUIRED
+from databases.backends.common._options import timeouts
 from databases.backends.common.compiler import Args, CompiledStatement, QueryCompiler
 from databases.backends.common.records import RecordShape
+from databases.errors import ConnectTimeoutError, PoolTimeoutError
 from databases.interfaces import (
     ConnectionBackend,
     ConnectionCapabilities,
@@ -26,6 +31,7 @@ from databases.interfaces import (
 )
 from databases.url import DatabaseURL
 
+_T = typing.TypeVar("_T")
 _savepoint_ids = itertools.count(1)
 
 # Rows as the driver returns them, and what it says about their columns.
@@ -45,6 +51,8 @@ class BackendSetup:
         self.options = options
         self.dialect = dialect
         self.compiler = QueryCompiler(dialect)
+        # Read (and checked) when the `Database` is made, so a bad value fails there.
+        self.timeouts = timeouts(url, options)
 
 
 class SQLBackend(DatabaseBackend):
@@ -56,6 +64,8 @@ class SQLBackend(DatabaseBackend):
 
     # The backend's name in messages.
     name = "SQL"
+    # The server's port when the URL gives none (in messages).
+    default_port: int | None = None
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -69,6 +79,7 @@ class SQLBackend(DatabaseBackend):
         self._options = setup.options
         self._dialect = setup.dialect
         self._compiler = setup.compiler
+        self._pool_timeout, self._connect_timeout = setup.timeouts
 
     def _make_setup(self, url: DatabaseURL, options: dict[str, typing.Any]) -> BackendSetup:
         return BackendSetup(url, options, self._make_dialect())
@@ -81,6 +92,34 @@ class SQLBackend(DatabaseBackend):
 
     def _not_connected(self) -> RuntimeError:
         return RuntimeError(f"The {self.name} backend is not connected: call connect() first.")
+
+    # -- bounded waits ----------------------------------------------------------------------
+
+    def _connecting(self, opening: Awaitable[_T]) -> Awaitable[_T]:
+        """`opening` (a connection, or a pool with its first ones) bounded by `connect_timeout`."""
+        return within(opening, self._connect_timeout, self._connect_timed_out)
+
+    def _connect_timed_out(self) -> ConnectTimeoutError:
+        url = self._database_url
+        port = url.port or self.default_port
+        server = f"{url.hostname or 'localhost'}{'' if port is None else f':{port}'}"
+        return ConnectTimeoutError(
+            f"Could not connect to the {self.name} server at {server} within "
+            f"connect_timeout={self._connect_timeout:g} s: check that it is up and reachable, "
+            "or raise connect_timeout (None: no bound)."
+        )
+
+    def _pool_timed_out(self) -> PoolTimeoutError:
+        loop = running_loop()
+        stats = self.pool_stats()
+        return PoolTimeoutError(
+            f"No connection of the {self.name} pool "
+            f"(max_size={'?' if stats is None else stats.max_size}) of "
+            f"event loop {id(loop):#x} in thread {threading.current_thread().name!r} came "
+            f"free within pool_timeout={self._pool_timeout:g} s: hold connections for "
+            "shorter, raise max_size (each event loop has a pool of its own), or raise "
+            "pool_timeout (None: no bound)."
+        )
 
 
 class SQLConnection(ConnectionBackend):
@@ -106,7 +145,10 @@ class SQLConnection(ConnectionBackend):
 
     async def acquire(self) -> None:
         if self._connection is None:
-            self._connection = await self._take()
+            backend = self._backend
+            self._connection = await within(
+                self._take(), backend._pool_timeout, backend._pool_timed_out
+            )
 
     async def release(self) -> None:
         connection = self._connection
@@ -118,7 +160,7 @@ class SQLConnection(ConnectionBackend):
             self._connection = None
 
     async def _take(self) -> typing.Any:
-        """A driver connection from the pool."""
+        """A driver connection from the pool (`acquire()` bounds the wait by `pool_timeout`)."""
         raise NotImplementedError()  # pragma: no cover
 
     async def _give_back(self, connection: typing.Any) -> None:

@@ -1,0 +1,125 @@
+"""A call given `timeout=`: its bound, its savepoint, and stopping its statement.
+
+The bound is `within()`'s: the whole call (waiting for a connection, for the connection's
+turn, the statement itself) is cancelled when it expires. What that does to a running
+statement depends on the driver (its `StatementCancellation`):
+
+- ABORTS_TRANSACTION (asyncpg, psycopg): the driver cancels the statement on the server.
+- BREAKS_CONNECTION (aiomysql, asyncmy, aiopg): abandoning the statement would lose the
+  connection, so it runs on (`run_to_end`) and the backend's `_interrupt()` asks the
+  server to stop it (MySQL's KILL QUERY, a libpq cancel request).
+- HARMLESS (SQLite): the caller stops waiting at once, and `_interrupt()` stops the
+  statement on its thread unless that would roll back the transaction around it.
+
+Inside a transaction the statement runs in a savepoint of its own, rolled back when it
+fails or is stopped: the transaction goes on as if the statement had never run (on
+PostgreSQL a cancelled statement would otherwise fail the whole transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+from collections.abc import Awaitable, Callable
+
+from databases._bounded import within
+from databases._logging import logger
+from databases._run_to_end import run_to_end
+from databases.errors import QueryTimeoutError
+from databases.interfaces import (
+    ConnectionBackend,
+    StatementCancellation,
+    TransactionBackend,
+    capabilities_of,
+)
+
+_T = typing.TypeVar("_T")
+
+# How long a timed-out call waits for the server to take its interrupt request.
+INTERRUPT_TIMEOUT = 10.0
+
+
+def checked_timeout(timeout: object) -> float:
+    """A call's `timeout=`: seconds above zero."""
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
+        return float(timeout)
+    raise ValueError(f"timeout= takes seconds above zero (or None for no bound), not {timeout!r}.")
+
+
+class TimedCall:
+    """One call given `timeout=` on one backend connection."""
+
+    __slots__ = ("_backend", "_cancellation", "_interrupting", "_running", "_timeout", "_what")
+
+    def __init__(self, backend: ConnectionBackend, what: str, timeout: object) -> None:
+        self._backend = backend
+        self._what = what
+        self._timeout = checked_timeout(timeout)
+        self._cancellation = capabilities_of(backend).cancellation
+        # A driver step of the call is in flight.
+        self._running = False
+        # The request to stop it, while being made.
+        self._interrupting: asyncio.Future[typing.Any] | None = None
+
+    @property
+    def shields(self) -> bool:
+        """Whether the driver step must run to its end even when the call is cancelled."""
+        return self._cancellation is StatementCancellation.BREAKS_CONNECTION
+
+    def bound(self, call: Awaitable[_T]) -> Awaitable[_T]:
+        """`call` (the whole call), cancelled once the timeout expires."""
+        return within(call, self._timeout, self._timed_out, self._expire)
+
+    def _timed_out(self) -> QueryTimeoutError:
+        return QueryTimeoutError(
+            f"{self._what} did not finish within timeout={self._timeout:g} s. It was "
+            "stopped; inside a transaction it was rolled back alone, and the transaction "
+            "goes on."
+        )
+
+    def _expire(self) -> None:
+        """The timer fired: ask the server to stop a statement that cancelling cannot."""
+        if not self._running or self._cancellation is StatementCancellation.ABORTS_TRANSACTION:
+            return
+        request = self._backend._interrupt()
+        if request is not None:
+            self._interrupting = asyncio.ensure_future(request)
+
+    async def step(self, make_step: Callable[[], Awaitable[_T]], in_transaction: bool) -> _T:
+        """One driver step, with the connection held and locked; in a savepoint inside a
+        transaction."""
+        savepoint = self._backend.transaction() if in_transaction else None
+        begun: list[TransactionBackend] = []
+        try:
+            if savepoint is not None:
+                await run_to_end(_begin_savepoint(savepoint, begun))
+            self._running = True
+            try:
+                step = make_step()
+                result = await (run_to_end(step) if self.shields else step)
+            finally:
+                self._running = False
+                await self._interrupted()
+        except BaseException:
+            if begun:
+                await run_to_end(begun[0].rollback())
+            raise
+        if begun:
+            await run_to_end(begun[0].commit())
+        return result
+
+    async def _interrupted(self) -> None:
+        """Wait until the request to stop the statement was made, so that it cannot reach
+        the connection's next statement instead."""
+        request, self._interrupting = self._interrupting, None
+        if request is None:
+            return
+        try:
+            await run_to_end(asyncio.wait_for(asyncio.shield(request), INTERRUPT_TIMEOUT))
+        except Exception:
+            logger.warning("Could not interrupt a timed-out statement", exc_info=True)
+
+
+async def _begin_savepoint(savepoint: TransactionBackend, begun: list[TransactionBackend]) -> None:
+    await savepoint.start(is_root=False, extra_options={})
+    begun.append(savepoint)
