@@ -31,14 +31,15 @@ def within(
     step: Awaitable[_T],
     timeout: float | None,
     timed_out: typing.Callable[[], BaseException],
-    on_expiry: typing.Callable[[], None] | None = None,
+    on_expiry: typing.Callable[[], bool] | None = None,
 ) -> Awaitable[_T]:
     """`await within(step, timeout, timed_out)`: `await step`, cancelled after `timeout`
     seconds of waiting, raising `timed_out()` then; `None`: no bound, `step` itself.
 
     `on_expiry()` runs when the timer fires, before the step is cancelled: where
     cancelling the task cannot stop the work (a statement left to run to its end), it
-    asks the server to stop it.
+    asks the server to stop it. It returns False when it is too late to stop the step (its
+    work is done, what is left only tidies up): the step then ends undisturbed.
     """
     if timeout is None:
         return step
@@ -81,7 +82,7 @@ class _Within(typing.Generic[_T]):
         step: Awaitable[_T],
         timeout: float,
         timed_out: typing.Callable[[], BaseException],
-        on_expiry: typing.Callable[[], None] | None,
+        on_expiry: typing.Callable[[], bool] | None,
     ) -> None:
         self._step = step
         self._timeout = timeout
@@ -89,12 +90,13 @@ class _Within(typing.Generic[_T]):
         self._on_expiry = on_expiry
 
     def _expire(self, state: _Expiry) -> None:
-        state.expired = True
         if self._on_expiry is not None:
             try:
-                self._on_expiry()
+                if not self._on_expiry():
+                    return
             except Exception:  # pragma: no cover - a hook must not break the timeout
                 logger.warning("Could not interrupt a timed-out statement", exc_info=True)
+        state.expired = True
         if not _cancel(state.waiting):
             state.must_cancel = True
 

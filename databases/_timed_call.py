@@ -27,6 +27,7 @@ from databases._logging import logger
 from databases._run_to_end import run_to_end
 from databases.errors import QueryTimeoutError
 from databases.interfaces import (
+    Abandonable,
     ConnectionBackend,
     StatementCancellation,
     TransactionBackend,
@@ -49,15 +50,32 @@ def checked_timeout(timeout: object) -> float:
 class TimedCall:
     """One call given `timeout=` on one backend connection."""
 
-    __slots__ = ("_backend", "_cancellation", "_interrupting", "_running", "_timeout", "_what")
+    __slots__ = (
+        "_abandonable",
+        "_backend",
+        "_cancellation",
+        "_interrupting",
+        "_queues",
+        "_running",
+        "_settled",
+        "_timeout",
+        "_what",
+    )
 
     def __init__(self, backend: ConnectionBackend, what: str, timeout: object) -> None:
         self._backend = backend
         self._what = what
         self._timeout = checked_timeout(timeout)
-        self._cancellation = capabilities_of(backend).cancellation
+        capabilities = capabilities_of(backend)
+        self._cancellation = capabilities.cancellation
+        self._queues = capabilities.queues_statements
+        # The statement in flight, where the backend keeps it in its savepoint itself.
+        self._abandonable: Abandonable | None = None
         # A driver step of the call is in flight.
         self._running = False
+        # The driver step succeeded: only tidying up (RELEASE SAVEPOINT, giving the
+        # connection back) is left, and a timeout now would misreport its outcome.
+        self._settled = False
         # The request to stop it, while being made.
         self._interrupting: asyncio.Future[typing.Any] | None = None
 
@@ -77,17 +95,27 @@ class TimedCall:
             "goes on."
         )
 
-    def _expire(self) -> None:
-        """The timer fired: ask the server to stop a statement that cancelling cannot."""
-        if not self._running or self._cancellation is StatementCancellation.ABORTS_TRANSACTION:
-            return
-        request = self._backend._interrupt()
-        if request is not None:
-            self._interrupting = asyncio.ensure_future(request)
+    def _expire(self) -> bool:
+        """The timer fired: ask the server to stop a statement that cancelling cannot.
+        False once the statement succeeded: the call then ends with its result."""
+        if self._settled:
+            return False
+        if self._abandonable is not None and not self._abandonable.abandon():
+            return False  # it has kept its work: too late to undo
+        if self._running and self._cancellation is not StatementCancellation.ABORTS_TRANSACTION:
+            request = self._backend._interrupt()
+            if request is not None:
+                self._interrupting = asyncio.ensure_future(request)
+        return True
 
     async def step(self, make_step: Callable[[], Awaitable[_T]], in_transaction: bool) -> _T:
         """One driver step, with the connection held and locked; in a savepoint inside a
         transaction."""
+        self._settled = False
+        if in_transaction and self._queues:
+            abandonable = self._backend._abandonable_next()
+            if abandonable is not None:
+                return await self._abandonable_step(make_step, abandonable)
         savepoint = self._backend.transaction() if in_transaction else None
         begun: list[TransactionBackend] = []
         try:
@@ -97,6 +125,7 @@ class TimedCall:
             try:
                 step = make_step()
                 result = await (run_to_end(step) if self.shields else step)
+                self._settled = True
             finally:
                 self._running = False
                 await self._interrupted()
@@ -106,6 +135,22 @@ class TimedCall:
             raise
         if begun:
             await run_to_end(begun[0].commit())
+        return result
+
+    async def _abandonable_step(
+        self, make_step: Callable[[], Awaitable[_T]], abandonable: Abandonable
+    ) -> _T:
+        """A step the backend runs alone in a savepoint of its own (it queues statements,
+        so others' may run between ours): abandoned, rather than rolled back here."""
+        self._abandonable = abandonable
+        self._running = True
+        try:
+            result = await make_step()
+            self._settled = True
+        finally:
+            self._running = False
+            self._abandonable = None
+            abandonable.close()
         return result
 
     async def _interrupted(self) -> None:

@@ -63,7 +63,16 @@ def _deliver(
 class Worker:
     """A sqlite3 connection and the thread that alone runs statements on it."""
 
-    __slots__ = ("_put", "_running", "_running_lock", "db", "gate", "raw", "thread")
+    __slots__ = (
+        "_put",
+        "_running",
+        "_running_in_transaction",
+        "_running_lock",
+        "db",
+        "gate",
+        "raw",
+        "thread",
+    )
 
     def __init__(
         self,
@@ -81,6 +90,8 @@ class Worker:
         self.raw: object = None
         # The answer of the call running now, which `interrupt()` may stop.
         self._running: asyncio.Future[typing.Any] | None = None
+        # Whether a transaction was open when that call started.
+        self._running_in_transaction = False
         self._running_lock = threading.Lock()
         jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._put = jobs.put
@@ -110,14 +121,14 @@ class Worker:
         """Stop the call that answers `answer`, if it still runs (from any thread).
 
         SQLite's interrupt rolls back the whole transaction around an interrupted write,
-        so inside a transaction only a call the caller knows to read (`in_transaction_too`)
-        is stopped; other calls run to their end.
+        so in a transaction that was open before the call started, only a call the caller
+        knows to read (`in_transaction_too`) is stopped; other calls run to their end.
         """
         with self._running_lock:
             db = self.db
             if self._running is not answer or db is None:
                 return
-            if in_transaction_too or not db.in_transaction:
+            if in_transaction_too or not self._running_in_transaction:
                 db.interrupt()
 
     def stop(self) -> threading.Thread:
@@ -165,6 +176,7 @@ class Worker:
             assert loop is not None and future is not None
             with running_lock:
                 self._running = future
+                self._running_in_transaction = db.in_transaction
             try:
                 result = function(db, *args)
             except BaseException as error:
@@ -254,7 +266,8 @@ def execute_many(db: sqlite3.Connection, gate: FileGate, sql: str, rows: list[Ar
     try:
         gate.executemany(db, sql, rows).close()
     except BaseException:
-        gate.execute(db, "ROLLBACK", ()).close()
+        if db.in_transaction:  # an interrupt rolled it back already
+            gate.execute(db, "ROLLBACK", ()).close()
         raise
     gate.execute(db, "COMMIT", ()).close()
 
@@ -275,6 +288,75 @@ def alone(
     finally:
         if db.in_transaction:
             gate.execute(db, "ROLLBACK", ()).close()
+
+
+class Abandonment:
+    """Whether a call run by `in_savepoint` keeps its work, decided once: by the worker when
+    the call succeeds first, or by its caller giving up first (its timeout expired).
+
+    Made for the next call of one task's step (`claim()`), and of no use once that step is
+    over (`close()`): other tasks' calls on a shared connection never run under it.
+    """
+
+    __slots__ = ("_claimed", "_lock", "_outcome", "_owner")
+
+    def __init__(self, owner: asyncio.Task[typing.Any] | None) -> None:
+        self._lock = threading.Lock()
+        self._outcome: bool | None = None  # True: kept, False: abandoned
+        self._owner = owner
+        self._claimed = False
+
+    def claim(self) -> bool:
+        """Whether the call being made now is the one to run under it (once)."""
+        if self._claimed or self._owner is None or asyncio.current_task() is not self._owner:
+            return False
+        self._claimed = True
+        return True
+
+    def close(self) -> None:
+        """The step is over: no later call may claim it."""
+        self._owner = None
+
+    def abandon(self) -> bool:
+        """The caller gives up; False if the call has kept its work already."""
+        with self._lock:
+            if self._outcome is None:
+                self._outcome = False
+            return not self._outcome
+
+    def keep(self) -> bool:
+        """The call succeeded; False if its caller has given up already."""
+        with self._lock:
+            if self._outcome is None:
+                self._outcome = True
+            return self._outcome
+
+
+def in_savepoint(
+    db: sqlite3.Connection,
+    gate: FileGate,
+    name: str,
+    abandonment: Abandonment,
+    function: typing.Callable[..., T],
+    *args: typing.Any,
+) -> T:
+    """`function(db, gate, *args)` alone in a savepoint, rolled back if it fails or its
+    caller abandons it: one job, so no other call on the connection runs in between."""
+    gate.execute(db, f"SAVEPOINT {name}", ()).close()
+    try:
+        result = function(db, gate, *args)
+        kept = abandonment.keep()
+    except BaseException:
+        kept = False
+        raise
+    finally:
+        if not kept and db.in_transaction:  # (an interrupted write ended the transaction)
+            gate.execute(db, f"ROLLBACK TO SAVEPOINT {name}", ()).close()
+        if db.in_transaction:
+            gate.execute(db, f"RELEASE SAVEPOINT {name}", ()).close()
+    if not kept:
+        raise sqlite3.OperationalError("abandoned: its caller's timeout expired")
+    return result
 
 
 def run(db: sqlite3.Connection, gate: FileGate, sql: str) -> None:

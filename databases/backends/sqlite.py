@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import itertools
 import operator
 import re
 import typing
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 T = typing.TypeVar("T")
+
+_timed_savepoints = itertools.count(1)
 
 
 # SQL that only reads, by its first word (and a WITH without a writing keyword): the
@@ -228,6 +231,8 @@ class SQLiteConnection(SQLConnection):
         # The answer of the latest call sent to the worker, and its SQL (for `_interrupt()`).
         self._in_flight: asyncio.Future[typing.Any] | None = None
         self._in_flight_sql = ""
+        # The next call runs alone in a savepoint, abandoned through this (a timed call).
+        self._next_abandonment: worker.Abandonment | None = None
 
     def _driver_connection(self) -> SQLiteRawConnection | None:
         connection = self._connection
@@ -255,11 +260,21 @@ class SQLiteConnection(SQLConnection):
         connection: Worker = self._live()
         if self._on_statement_connection:
             answer = connection.call(worker.alone, function, self._pool._gate, *args)
+        elif self._next_abandonment is not None and self._next_abandonment.claim():
+            abandonment, self._next_abandonment = self._next_abandonment, None
+            name = f"databases_timed_{next(_timed_savepoints)}"
+            answer = connection.call(
+                worker.in_savepoint, self._pool._gate, name, abandonment, function, *args
+            )
         else:
             answer = connection.call(function, self._pool._gate, *args)
         self._in_flight = answer
         self._in_flight_sql = args[0] if args and isinstance(args[0], str) else ""
         return answer
+
+    def _abandonable_next(self) -> worker.Abandonment:
+        abandonment = self._next_abandonment = worker.Abandonment(asyncio.current_task())
+        return abandonment
 
     def _interrupt(self) -> None:
         answer, connection = self._in_flight, self._connection
