@@ -12,6 +12,12 @@ import pytest
 
 from databases._bounded import within
 from databases._run_to_end import run_to_end
+from databases.errors import (
+    ConnectTimeoutError,
+    DatabaseTimeoutError,
+    PoolTimeoutError,
+    QueryTimeoutError,
+)
 
 
 class Expired(Exception):
@@ -146,3 +152,11 @@ async def test_the_cleanup_after_a_timeout_is_not_cancelled_again() -> None:
     with pytest.raises(Expired):
         await within(step(), 0.02, expired)
     assert cleaned == [True]
+
+
+def test_the_timeout_errors_are_timeout_errors() -> None:
+    """`except TimeoutError` and `except asyncio.TimeoutError` (a class of its own before
+    Python 3.11) catch every timeout of the package."""
+    for error in (PoolTimeoutError, ConnectTimeoutError, QueryTimeoutError):
+        assert issubclass(error, DatabaseTimeoutError)
+        assert issubclass(error, TimeoutError) and issubclass(error, asyncio.TimeoutError)

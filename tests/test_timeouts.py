@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from databases import Database, DatabaseURL
 from databases.core import Connection
-from databases.errors import DatabaseTimeoutError, PoolTimeoutError, QueryTimeoutError
+from databases.errors import PoolTimeoutError, QueryTimeoutError
 from tests import admin
 from tests.tables import notes
 
@@ -356,9 +356,3 @@ def test_none_turns_the_bounds_off(database_url: str) -> None:
     url = DatabaseURL(database_url).replace(query="connect_timeout=none&pool_timeout=2.5")
     backend = Database(url)._backend
     assert (backend._pool_timeout, backend._connect_timeout) == (2.5, None)  # type: ignore[attr-defined]
-
-
-def test_timeout_errors_are_timeout_errors() -> None:
-    for error in (PoolTimeoutError, QueryTimeoutError):
-        assert issubclass(error, DatabaseTimeoutError)
-        assert issubclass(error, TimeoutError) and issubclass(error, asyncio.TimeoutError)
