@@ -19,12 +19,21 @@ nothing it obtained is lost.
 from __future__ import annotations
 
 import asyncio
+import math
+import types
 import typing
 from collections.abc import Awaitable, Generator
 
 from databases._logging import logger
 
 _T = typing.TypeVar("_T")
+
+
+def positive_seconds(value: object) -> float | None:
+    """`value` as seconds if it is a finite number above zero (no bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 < value < math.inf else None
 
 
 def within(
@@ -43,7 +52,23 @@ def within(
     """
     if timeout is None:
         return step
-    return _Within(step, timeout, timed_out, on_expiry)
+    return _within(step, timeout, timed_out, on_expiry)
+
+
+async def _within(
+    step: Awaitable[_T],
+    timeout: float,
+    timed_out: typing.Callable[[], BaseException],
+    on_expiry: typing.Callable[[], bool] | None,
+) -> _T:
+    """The step's first stretch, up to its first wait, costs no more than awaiting it."""
+    steps = step if type(step) is types.CoroutineType else step.__await__()
+    try:
+        waited_on = steps.send(None)
+    except StopIteration as finished:
+        return typing.cast(_T, finished.value)
+    # The step waits: from now on the clock runs.
+    return await _Within(steps, waited_on, timeout, timed_out, on_expiry)
 
 
 class _Expiry:
@@ -73,18 +98,21 @@ def _cancel_requests(task: asyncio.Task[typing.Any] | None) -> int:
 
 
 class _Within(typing.Generic[_T]):
-    """Drives `step` in the awaiting task, cancelling it when the timer fires."""
+    """Drives a step that waits on `waited_on` on in the awaiting task, cancelling it when
+    the timer fires."""
 
-    __slots__ = ("_on_expiry", "_step", "_timed_out", "_timeout")
+    __slots__ = ("_on_expiry", "_step", "_timed_out", "_timeout", "_waited_on")
 
     def __init__(
         self,
-        step: Awaitable[_T],
+        step: Generator[typing.Any, typing.Any, _T] | typing.Coroutine[typing.Any, typing.Any, _T],
+        waited_on: typing.Any,
         timeout: float,
         timed_out: typing.Callable[[], BaseException],
         on_expiry: typing.Callable[[], bool] | None,
     ) -> None:
         self._step = step
+        self._waited_on = waited_on
         self._timeout = timeout
         self._timed_out = timed_out
         self._on_expiry = on_expiry
@@ -101,12 +129,7 @@ class _Within(typing.Generic[_T]):
             state.must_cancel = True
 
     def __await__(self) -> Generator[typing.Any, typing.Any, _T]:
-        step = self._step.__await__()
-        try:
-            waited_on = step.send(None)
-        except StopIteration as finished:
-            return typing.cast(_T, finished.value)
-        # The step waits: from now on the clock runs.
+        step, waited_on = self._step, self._waited_on
         task = asyncio.current_task()
         pending_before = _cancel_requests(task)
         state = _Expiry(waited_on)

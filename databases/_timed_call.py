@@ -22,7 +22,7 @@ import asyncio
 import typing
 from collections.abc import Awaitable, Callable
 
-from databases._bounded import within
+from databases._bounded import positive_seconds, within
 from databases._logging import logger
 from databases._run_to_end import run_to_end
 from databases.errors import QueryTimeoutError
@@ -42,8 +42,9 @@ INTERRUPT_TIMEOUT = 10.0
 
 def checked_timeout(timeout: object) -> float:
     """A call's `timeout=`: seconds above zero."""
-    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
-        return float(timeout)
+    seconds = positive_seconds(timeout)
+    if seconds is not None:
+        return seconds
     raise ValueError(f"timeout= takes seconds above zero (or None for no bound), not {timeout!r}.")
 
 

@@ -64,6 +64,7 @@ class Worker:
     """A sqlite3 connection and the thread that alone runs statements on it."""
 
     __slots__ = (
+        "_interrupting",
         "_put",
         "_running",
         "_running_in_transaction",
@@ -92,6 +93,8 @@ class Worker:
         self._running: asyncio.Future[typing.Any] | None = None
         # Whether a transaction was open when that call started.
         self._running_in_transaction = False
+        # An `interrupt()` is under way (it holds the lock meanwhile).
+        self._interrupting = False
         self._running_lock = threading.Lock()
         jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._put = jobs.put
@@ -125,11 +128,17 @@ class Worker:
         knows to read (`in_transaction_too`) is stopped; other calls run to their end.
         """
         with self._running_lock:
-            db = self.db
-            if self._running is not answer or db is None:
-                return
-            if in_transaction_too or not self._running_in_transaction:
-                db.interrupt()
+            # Announced before looking: a call that ends meanwhile sees it and waits for
+            # the lock, so the interrupt cannot reach the next call instead.
+            self._interrupting = True
+            try:
+                db = self.db
+                if self._running is not answer or db is None:
+                    return
+                if in_transaction_too or not self._running_in_transaction:
+                    db.interrupt()
+            finally:
+                self._interrupting = False
 
     def stop(self) -> threading.Thread:
         """Close the connection after the calls queued before, and end the thread.
@@ -174,18 +183,22 @@ class Worker:
             if function is None:
                 break
             assert loop is not None and future is not None
-            with running_lock:
-                self._running = future
-                self._running_in_transaction = db.in_transaction
+            # In this order: `interrupt()` reads the second once it sees the first.
+            self._running_in_transaction = db.in_transaction
+            self._running = future
             try:
                 result = function(db, *args)
             except BaseException as error:
-                with running_lock:
-                    self._running = None
+                self._running = None
+                if self._interrupting:  # one meant for this call: let it end first
+                    with running_lock:
+                        pass
                 _deliver(loop, future, None, error)
             else:
-                with running_lock:
-                    self._running = None
+                self._running = None
+                if self._interrupting:
+                    with running_lock:
+                        pass
                 _deliver(loop, future, result, None)
         self.db = None  # also when `stop()` came before the connection was open
         failure: BaseException | None = None

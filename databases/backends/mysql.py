@@ -237,8 +237,8 @@ class MySQLBackend(SQLBackend):
         if self._connect_timeout is not None:
             # The driver's own bounds only the TCP connect (not the handshake), but it
             # also applies to the connections the pool opens later, which `connect()`'s
-            # bound does not reach.
-            kwargs["connect_timeout"] = self._connect_timeout
+            # bound does not reach. asyncmy takes no less than a second.
+            kwargs["connect_timeout"] = max(self._connect_timeout, 1.0)
         kwargs.update(self._get_connection_kwargs())
         return kwargs
 

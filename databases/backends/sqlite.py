@@ -228,9 +228,10 @@ class SQLiteConnection(SQLConnection):
         # Runs one statement per acquire, so it may use the pool's shared statement connection.
         self._one_statement = one_statement
         self._on_statement_connection = False
-        # The answer of the latest call sent to the worker, and its SQL (for `_interrupt()`).
+        # The answer of the latest call sent to the worker, and its arguments (SQL first),
+        # for `_interrupt()`.
         self._in_flight: asyncio.Future[typing.Any] | None = None
-        self._in_flight_sql = ""
+        self._in_flight_args: tuple[typing.Any, ...] = ()
         # The next call runs alone in a savepoint, abandoned through this (a timed call).
         self._next_abandonment: worker.Abandonment | None = None
 
@@ -269,7 +270,7 @@ class SQLiteConnection(SQLConnection):
         else:
             answer = connection.call(function, self._pool._gate, *args)
         self._in_flight = answer
-        self._in_flight_sql = args[0] if args and isinstance(args[0], str) else ""
+        self._in_flight_args = args
         return answer
 
     def _abandonable_next(self) -> worker.Abandonment:
@@ -279,7 +280,9 @@ class SQLiteConnection(SQLConnection):
     def _interrupt(self) -> None:
         answer, connection = self._in_flight, self._connection
         if answer is not None and not answer.done() and connection is not None:
-            connection.interrupt(answer, in_transaction_too=_only_reads(self._in_flight_sql))
+            args = self._in_flight_args
+            sql = args[0] if args and isinstance(args[0], str) else ""
+            connection.interrupt(answer, in_transaction_too=_only_reads(sql))
 
     def _fetch_rows(self, sql: str, args: Args) -> asyncio.Future[DriverResult]:
         return self._call(worker.fetch_all, sql, args)
@@ -304,6 +307,7 @@ class SQLiteConnection(SQLConnection):
         try:
             shape = statement.shape_of(cursor.description)
             pending = self._in_flight = connection.call(worker.fetch_many, cursor, ITERATE_CHUNK)
+            self._in_flight_args = (sql,)
             while pending is not None:
                 rows = await pending
                 pending = None
@@ -311,7 +315,7 @@ class SQLiteConnection(SQLConnection):
                     # Ask for the next rows before handing out these: the worker thread
                     # reads them (SQLite without the GIL) while the caller works.
                     pending = connection.call(worker.fetch_many, cursor, ITERATE_CHUNK)
-                    self._in_flight = pending
+                    self._in_flight, self._in_flight_args = pending, (sql,)
                 if rows:
                     yield shape.make_all(rows)
         finally:

@@ -7,9 +7,9 @@ the URL's and pass through to the driver unchanged.
 
 from __future__ import annotations
 
-import math
 import typing
 
+from databases._bounded import positive_seconds
 from databases.url import DatabaseURL
 
 TRUE_FALSE = {"true": True, "false": False}
@@ -118,8 +118,9 @@ def timeout_value(name: str, value: typing.Any) -> float | None:
             value = text
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
-        return float(value)
+    seconds = positive_seconds(value)
+    if seconds is not None:
+        return seconds
     raise ValueError(
         f"Invalid value {value!r} for the {name!r} option: give seconds above zero, "
         "or None for no bound."
