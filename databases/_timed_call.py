@@ -13,7 +13,10 @@ statement depends on the driver (its `StatementCancellation`):
 
 Inside a transaction the statement runs in a savepoint of its own, rolled back when it
 fails or is stopped: the transaction goes on as if the statement had never run (on
-PostgreSQL a cancelled statement would otherwise fail the whole transaction).
+PostgreSQL a cancelled statement would otherwise fail the whole transaction). Where the
+driver queues statements (SQLite), other tasks' statements could run between the
+savepoint and its end, so the backend runs all three as one step and the timeout abandons
+it (`_abandonable_next()`); a statement that kept its work first is not misreported.
 """
 
 from __future__ import annotations
