@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import types
 import typing
+import weakref
 from collections.abc import Awaitable, Generator
 
 from databases._logging import logger
@@ -71,99 +73,176 @@ async def _within(
     return await _Within(steps, waited_on, timeout, timed_out, on_expiry)
 
 
-class _Expiry:
-    """What the timer and the driving generator share about one bounded wait."""
+# Tasks count the cancellations asked of them from Python 3.11 on: a timeout then tells its
+# own from one from outside, as `asyncio.timeout()` does. Before, it cannot.
+if sys.version_info >= (3, 11):
 
-    __slots__ = ("expired", "must_cancel", "waiting")
+    def _cancel_requests(task: asyncio.Task[typing.Any]) -> int:
+        return task.cancelling()
 
-    def __init__(self, waiting: typing.Any) -> None:
-        self.expired = False
-        # A CancelledError is owed to the step at its next resumption.
-        self.must_cancel = False
-        # What the step waits on right now.
-        self.waiting = waiting
+    def _uncancel(task: asyncio.Task[typing.Any]) -> int:
+        return task.uncancel()
 
+else:  # pragma: no cover - Python 3.9 and 3.10
 
-def _cancel(waited_on: typing.Any) -> bool:
-    """Cancel what a step waits on, if it is a future that accepts it."""
-    if getattr(waited_on, "_asyncio_future_blocking", None) is None:
-        return False  # a bare `yield`: nothing to cancel
-    return bool(waited_on.cancel())
+    def _cancel_requests(task: asyncio.Task[typing.Any]) -> int:
+        return 0
 
-
-def _cancel_requests(task: asyncio.Task[typing.Any] | None) -> int:
-    """How many cancellations of `task` are pending (Python 3.11+; 0 before)."""
-    cancelling = getattr(task, "cancelling", None)
-    return int(cancelling()) if cancelling is not None else 0
+    def _uncancel(task: asyncio.Task[typing.Any]) -> int:
+        return 0
 
 
 class _Within(typing.Generic[_T]):
-    """Drives a step that waits on `waited_on` on in the awaiting task, cancelling it when
-    the timer fires."""
+    """The rest of a step that waits (on `waiting`), in the awaiting task, which is
+    cancelled when the deadline passes, as `asyncio.timeout()` does."""
 
-    __slots__ = ("_on_expiry", "_step", "_timed_out", "_timeout", "_waited_on")
+    __slots__ = ("_on_expiry", "_step", "_task", "_timed_out", "_timeout", "expired", "waiting")
 
     def __init__(
         self,
         step: Generator[typing.Any, typing.Any, _T] | typing.Coroutine[typing.Any, typing.Any, _T],
-        waited_on: typing.Any,
+        waiting: typing.Any,
         timeout: float,
         timed_out: typing.Callable[[], BaseException],
         on_expiry: typing.Callable[[], bool] | None,
     ) -> None:
         self._step = step
-        self._waited_on = waited_on
         self._timeout = timeout
         self._timed_out = timed_out
         self._on_expiry = on_expiry
+        self._task: asyncio.Task[typing.Any] | None = None
+        self.expired = False
+        # What the step waited on when it first stopped.
+        self.waiting = waiting
 
-    def _expire(self, state: _Expiry) -> None:
+    def expire(self) -> None:
+        """The deadline passed (called by `_Deadlines`): cancel the task, which cancels
+        what the step waits on, or the step at its next resumption."""
         if self._on_expiry is not None:
             try:
                 if not self._on_expiry():
                     return
             except Exception:  # pragma: no cover - a hook must not break the timeout
                 logger.warning("Could not interrupt a timed-out statement", exc_info=True)
-        state.expired = True
-        if not _cancel(state.waiting):
-            state.must_cancel = True
+        if self._task is not None and not self._task.done():
+            self.expired = True
+            self._task.cancel()
 
     def __await__(self) -> Generator[typing.Any, typing.Any, _T]:
-        step, waited_on = self._step, self._waited_on
-        task = asyncio.current_task()
+        step, waited_on = self._step, self.waiting
+        self.waiting = None
+        task = self._task = asyncio.current_task()
+        if task is None:  # pragma: no cover - awaited outside a task
+            return (yield from _resume(step, waited_on))
         pending_before = _cancel_requests(task)
-        state = _Expiry(waited_on)
-        timer = asyncio.get_running_loop().call_later(self._timeout, self._expire, state)
+        group = _deadlines(asyncio.get_running_loop()).add(self, self._timeout)
         try:
-            while True:
-                error: BaseException | None = None
-                sent: typing.Any = None
-                try:
-                    sent = yield waited_on
-                except GeneratorExit:
-                    step.close()
-                    raise
-                except BaseException as exc:
-                    error = exc
-                state.waiting = None
-                if state.must_cancel:  # as Task.cancel(): in place of what came
-                    state.must_cancel = False
-                    error = asyncio.CancelledError()
-                try:
-                    waited_on = step.send(sent) if error is None else step.throw(error)
-                except StopIteration as finished:
-                    return typing.cast(_T, finished.value)
-                state.waiting = waited_on
-                if state.must_cancel and _cancel(waited_on):
-                    state.must_cancel = False
+            result = yield from _resume(step, waited_on)
         except asyncio.CancelledError:
             # Ours, unless the task was also cancelled from outside (seen from 3.11 on).
-            if state.expired and _cancel_requests(task) == pending_before:
+            if self.expired and _uncancel(task) <= pending_before:
                 raise self._timed_out() from None
             raise
         except Exception as exc:
-            if state.expired:  # the step failed because it was stopped
+            if self.expired:  # the step failed because it was stopped
+                _uncancel(task)
                 raise self._timed_out() from exc
             raise
         finally:
-            timer.cancel()
+            group.discard(self)
+        if self.expired:  # it finished all the same: nothing to report but its result
+            _uncancel(task)
+        return result
+
+
+@types.coroutine
+def _resume(
+    step: Generator[typing.Any, typing.Any, _T] | typing.Coroutine[typing.Any, typing.Any, _T],
+    waited_on: typing.Any,
+) -> Generator[typing.Any, typing.Any, _T]:
+    """The rest of `step`, which stopped on `waited_on`: handed to the task, then the step
+    driven natively (`yield from`) from where it stopped."""
+    while True:
+        try:
+            yield waited_on
+        except GeneratorExit:
+            step.close()
+            raise
+        except BaseException as exc:  # thrown in by the task (a cancellation)
+            try:
+                waited_on = step.throw(exc)
+            except StopIteration as finished:
+                return typing.cast(_T, finished.value)
+            continue
+        result: _T = yield from step  # type: ignore[misc]
+        return result
+
+
+# Deadlines are rounded up to a multiple of 1/RESOLUTION_STEPS of their timeout, taken
+# down to a power of two between these bounds (seconds).
+RESOLUTION_STEPS = 16
+MIN_RESOLUTION = 2.0**-10
+MAX_RESOLUTION = 1.0
+
+
+_resolutions: dict[float, float] = {}
+
+
+def _resolution(timeout: float) -> float:
+    """How finely deadlines of waits of `timeout` seconds are kept apart."""
+    resolution = _resolutions.get(timeout)
+    if resolution is None:
+        exponent = math.floor(math.log2(timeout / RESOLUTION_STEPS))
+        resolution = min(MAX_RESOLUTION, max(MIN_RESOLUTION, 2.0**exponent))
+        if len(_resolutions) < 256:
+            _resolutions[timeout] = resolution
+    return resolution
+
+
+class _Deadlines:
+    """One event loop's bounded waits, grouped by when they expire: one timer per group.
+
+    A timer of its own per wait (`loop.call_later()`) costs more than a pool's whole
+    acquire. Waits that expire close together (every acquire of a busy pool, all with the
+    same `pool_timeout`) share one instead, at the price of expiring up to 1/16 of their
+    timeout (at most a second) late.
+    """
+
+    __slots__ = ("_groups", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._groups: dict[float, set[_Within[typing.Any]]] = {}
+
+    def add(self, waiting: _Within[typing.Any], timeout: float) -> set[_Within[typing.Any]]:
+        """Expire `waiting` once `timeout` has passed; the group to discard it from."""
+        resolution = _resolution(timeout)
+        when = math.ceil((self._loop.time() + timeout) / resolution) * resolution
+        group = self._groups.get(when)
+        if group is None:
+            group = self._groups[when] = set()
+            self._loop.call_at(when, self._expire, when)
+        group.add(waiting)
+        return group
+
+    def _expire(self, when: float) -> None:
+        for waiting in self._groups.pop(when, ()):
+            waiting.expire()
+
+
+_loop_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines]
+_loop_deadlines = weakref.WeakKeyDictionary()
+# The last loop asked for, and its deadlines: most processes run one loop at a time.
+_last: tuple[weakref.ReferenceType[asyncio.AbstractEventLoop], _Deadlines] | None = None
+
+
+def _deadlines(loop: asyncio.AbstractEventLoop) -> _Deadlines:
+    global _last
+    last = _last
+    if last is not None and last[0]() is loop:
+        return last[1]
+    deadlines = _loop_deadlines.get(loop)
+    if deadlines is None:
+        deadlines = _loop_deadlines[loop] = _Deadlines(loop)
+    _last = (weakref.ref(loop), deadlines)
+    return deadlines
