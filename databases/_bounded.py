@@ -5,15 +5,15 @@ Every bounded wait of the package goes through `within()`: a pool's acquire
 
 `asyncio.wait_for()` runs the step in a task of its own before Python 3.12, which costs
 extra turns of the event loop, and there loses the step's result when it arrives just as
-the timeout fires: a connection the pool hands over at that moment would leak.
-`within()` drives the step's coroutine inside the awaiting task instead (as `run_to_end()`
-does), and a step that never waits (a free connection in the pool) sets no timer at all.
-Once the step waits, a timer runs. When it fires, the step is cancelled exactly as
-`Task.cancel()` cancels it: the future it waits on is cancelled or, when that future is
-done already (or refuses, as `run_to_end()`'s stand-in does), a CancelledError is thrown
-in at its next resumption. The step cleans up as it does for any cancellation, and the
-caller gets the timeout's error; a step that finishes regardless returns its result, so
-nothing it obtained is lost.
+the timeout fires: a connection the pool hands over at that moment would leak;
+`asyncio.timeout()` exists only from 3.11 and arms a timer for every wait. `within()`
+runs the step inside the awaiting task. A step that never waits (a free connection in
+the pool) costs a coroutine call and nothing else. Once it waits, its deadline joins the
+loop's `_Deadlines`, where waits expiring close together share one timer. When the
+deadline passes the task is cancelled, as by `asyncio.timeout()`: what the step waits on
+is cancelled, or the step gets a CancelledError when it next resumes. The step cleans up
+as it does for any cancellation and the caller gets the timeout's error; a step that
+finishes regardless returns its result, so nothing it obtained is lost.
 """
 
 from __future__ import annotations
