@@ -21,6 +21,7 @@ from databases._logging import logger
 from databases._loops import running_loop
 from databases._query import build_query, has_expression, has_expressions, takes_values
 from databases._run_to_end import run_to_end
+from databases._timed_call import TimedCall
 from databases._transaction import _ACTIVE_TRANSACTIONS, Transaction
 from databases._transaction_stack import TransactionStack, _OpenTransaction
 from databases.errors import (
@@ -350,13 +351,19 @@ class Connection:
             return await step
 
     async def _perform(
-        self, method: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any
+        self,
+        method: typing.Callable[..., typing.Awaitable[_T]],
+        *args: typing.Any,
+        timeout: float | None = None,
     ) -> _T:
         """Call one driver method holding this connection, under its query lock.
 
         A statement connection serves just this call and nothing else can reach it, so it
         is held and let go around the call directly, without `async with` and its locks.
         """
+        if timeout is not None:
+            call = TimedCall(self._connection, f"{method.__name__}()", timeout)
+            return await call.bound(self._perform_timed(call, method, args))
         if not self._for_statement:
             async with self, self._query_lock:
                 if self._statement_savepoints:
@@ -391,33 +398,79 @@ class Connection:
         active = _ACTIVE_TRANSACTIONS.get()
         return not active or not any(entry.transaction in active for entry in transactions)
 
+    async def _perform_timed(
+        self,
+        call: TimedCall,
+        method: typing.Callable[..., typing.Awaitable[_T]],
+        args: tuple[typing.Any, ...],
+    ) -> _T:
+        """`_perform` for a call given `timeout=` (which `call` bounds)."""
+        if not self._for_statement:
+            async with self, self._query_lock:
+                return await call.step(lambda: method(*args), bool(self._transactions))
+        await self._hold()
+        try:
+            return await call.step(lambda: method(*args), False)
+        finally:
+            await self._let_go()
+
     async def fetch_all(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> list[Record]:
-        return await self._perform(self._connection.fetch_all, self._prepare(query, values))
+        return await self._perform(
+            self._connection.fetch_all, self._prepare(query, values), timeout=timeout
+        )
 
     async def fetch_one(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> Record | None:
-        return await self._perform(self._connection.fetch_one, self._prepare(query, values))
+        return await self._perform(
+            self._connection.fetch_one, self._prepare(query, values), timeout=timeout
+        )
 
     async def fetch_val(
         self,
         query: ClauseElement | str,
         values: dict[str, typing.Any] | None = None,
         column: typing.Any = 0,
+        *,
+        timeout: float | None = None,
     ) -> typing.Any:
-        return await self._perform(self._connection.fetch_val, self._prepare(query, values), column)
+        return await self._perform(
+            self._connection.fetch_val, self._prepare(query, values), column, timeout=timeout
+        )
 
     async def execute(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> typing.Any:
-        return await self._perform(self._connection.execute, self._prepare(query, values))
+        return await self._perform(
+            self._connection.execute, self._prepare(query, values), timeout=timeout
+        )
 
     async def execute_many(
-        self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
+        self,
+        query: ClauseElement | str,
+        values: list[dict[str, typing.Any]],
+        *,
+        timeout: float | None = None,
     ) -> None:
         run_many = self._execute_many_step(query, values)
+        if timeout is not None:
+            call = TimedCall(self._connection, "execute_many()", timeout)
+            await call.bound(self._perform_timed(call, run_many, ()))
+            return
         async with self, self._query_lock:
             await self._statement(run_many)
 
@@ -434,9 +487,26 @@ class Connection:
         return functools.partial(self._connection.execute_many, built)
 
     def iterate(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> AsyncGenerator[Record, None]:
-        return each_record(self._batches(query, values))
+        """The rows of `query`; `timeout=` bounds taking the connection and each batch of
+        rows the driver fetches (not the whole iteration)."""
+        return each_record(self._iterate_batches_of(query, values, timeout))
+
+    def _iterate_batches_of(
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None,
+        timeout: float | None,
+    ) -> AsyncGenerator[list[Record], None]:
+        if timeout is None:
+            return self._batches(query, values)
+        call = TimedCall(self._connection, "A batch of iterate()", timeout)
+        return self._batches_timed(query, values, call)
 
     async def _batches(
         self, query: ClauseElement | str, values: dict[str, typing.Any] | None
@@ -459,6 +529,32 @@ class Connection:
                 async with self._query_lock:
                     await batches.aclose()
 
+    async def _batches_timed(
+        self, query: ClauseElement | str, values: dict[str, typing.Any] | None, call: TimedCall
+    ) -> AsyncGenerator[list[Record], None]:
+        """`_batches`, each batch (and taking the connection) bounded by `call`."""
+        built = self._prepare(query, values)
+        await call.bound(self.__aenter__())
+        try:
+            batches = self._connection._iterate_batches(built)
+            try:
+                while True:
+                    batch = await call.bound(self._next_batch_timed(call, batches))
+                    if batch is None:
+                        return
+                    yield batch
+            finally:
+                async with self._query_lock:
+                    await batches.aclose()
+        finally:
+            await self.__aexit__()
+
+    async def _next_batch_timed(
+        self, call: TimedCall, batches: AsyncGenerator[list[Record], None]
+    ) -> list[Record] | None:
+        async with self._query_lock:
+            return await call.step(lambda: _next_or_none(batches), bool(self._transactions))
+
     @staticmethod
     def _build_query(
         query: ClauseElement | str, values: dict[str, typing.Any] | None = None
@@ -476,8 +572,10 @@ class Connection:
 
     # -- transactions -----------------------------------------------------------------------
 
-    def transaction(self, *, force_rollback: bool = False, **kwargs: typing.Any) -> Transaction:
-        return Transaction(lambda: self, force_rollback, **kwargs)
+    def transaction(
+        self, *, force_rollback: bool = False, timeout: float | None = None, **kwargs: typing.Any
+    ) -> Transaction:
+        return Transaction(lambda: self, force_rollback, timeout=timeout, **kwargs)
 
     @property
     def raw_connection(self) -> typing.Any:
@@ -587,3 +685,11 @@ class Connection:
             if entry in self._transactions:
                 entry.transaction._abandoned(entry.backend)
                 await self._end_transaction(entry.backend, commit=False)
+
+
+async def _next_or_none(batches: AsyncGenerator[list[Record], None]) -> list[Record] | None:
+    """The next batch, or None at the end (which is no failure: no savepoint rollback)."""
+    try:
+        return await batches.__anext__()
+    except StopAsyncIteration:
+        return None

@@ -224,40 +224,66 @@ class Database:
         return connection
 
     async def fetch_all(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> list[Record]:
-        return await self._connection_for_statement().fetch_all(query, values)
+        """Every row; `timeout=` (seconds) bounds the whole call, as for every query method."""
+        return await self._connection_for_statement().fetch_all(query, values, timeout=timeout)
 
     async def fetch_one(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> Record | None:
-        return await self._connection_for_statement().fetch_one(query, values)
+        return await self._connection_for_statement().fetch_one(query, values, timeout=timeout)
 
     async def fetch_val(
         self,
         query: ClauseElement | str,
         values: dict[str, typing.Any] | None = None,
         column: typing.Any = 0,
+        *,
+        timeout: float | None = None,
     ) -> typing.Any:
-        return await self._connection_for_statement().fetch_val(query, values, column=column)
+        return await self._connection_for_statement().fetch_val(
+            query, values, column=column, timeout=timeout
+        )
 
     async def execute(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> typing.Any:
-        return await self._connection_for_statement().execute(query, values)
+        return await self._connection_for_statement().execute(query, values, timeout=timeout)
 
     async def execute_many(
-        self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
+        self,
+        query: ClauseElement | str,
+        values: list[dict[str, typing.Any]],
+        *,
+        timeout: float | None = None,
     ) -> None:
-        return await self._connection_for_statement().execute_many(query, values)
+        return await self._connection_for_statement().execute_many(query, values, timeout=timeout)
 
     def iterate(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> AsyncGenerator[Record, None]:
-        """Stream the rows of `query` (an async generator holding the task's connection)."""
+        """Stream the rows of `query` (an async generator holding the task's connection);
+        `timeout=` bounds taking the connection and each batch the driver fetches."""
         if not self.is_connected:
             raise DatabaseNotConnectedError(self.url.obscure_password)
-        return self.connection().iterate(query, values)
+        return self.connection().iterate(query, values, timeout=timeout)
 
     # -- connections and transactions -----------------------------------------------------
 
@@ -274,8 +300,13 @@ class Database:
             task, lambda: Connection(self, state.backend, state=state, task=task)
         )
 
-    def transaction(self, *, force_rollback: bool = False, **kwargs: typing.Any) -> Transaction:
-        return Transaction(self.connection, force_rollback=force_rollback, **kwargs)
+    def transaction(
+        self, *, force_rollback: bool = False, timeout: float | None = None, **kwargs: typing.Any
+    ) -> Transaction:
+        """A transaction on the task's connection; `timeout=` bounds starting it."""
+        return Transaction(
+            self.connection, force_rollback=force_rollback, timeout=timeout, **kwargs
+        )
 
     @contextlib.contextmanager
     def force_rollback(self) -> Iterator[None]:

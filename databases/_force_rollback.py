@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator
 
 from sqlalchemy.sql import ClauseElement
 
-from databases._connection import Connection, ConnectionRole, OwningDatabase
+from databases._connection import Connection, ConnectionRole, OwningDatabase, _next_or_none
 from databases._logging import logger
 from databases._loops import LEFT_BY_PARENT, LoopState
 from databases._session_loop import SESSION_LOOP, call_blocking, call_in
@@ -32,6 +32,7 @@ from databases.interfaces import (
     DatabaseBackend,
     Record,
     TransactionBackend,
+    each_record,
     is_broken,
 )
 
@@ -304,18 +305,19 @@ class SessionConnection(Connection):
     async def __aexit__(self, *exc_info: object) -> None:
         return None
 
-    def _direct(self) -> ConnectionBackend | None:
+    def _direct(self, timeout: float | None) -> ConnectionBackend | None:
         """The session's driver connection, when a statement may run on it right here.
 
         A driver that serves any loop (SQLite) runs statements in the caller's loop: no hop
         to the session loop. Starting the session, transactions, rolling back what a
-        closed loop left open, and anything after a lost connection still go through the
-        session loop.
+        closed loop left open, anything after a lost connection, and calls given `timeout=`
+        still go through the session loop.
         """
         connection = self._connection
         session = self._session
         if (
-            not self._capabilities.serves_any_loop
+            timeout is not None
+            or not self._capabilities.serves_any_loop
             or not session.started
             or session.lost is not None
             or session.lost_transactions
@@ -328,55 +330,84 @@ class SessionConnection(Connection):
         return connection
 
     async def fetch_all(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> list[Record]:
-        direct = self._direct()
+        direct = self._direct(timeout)
         if direct is not None:
             return await self._home._statement(direct.fetch_all, self._prepare(query, values))
-        return await self._session.call(lambda: self._here(self._home.fetch_all, query, values))
+        return await self._session.call(
+            lambda: self._here(self._home.fetch_all, query, values, timeout=timeout)
+        )
 
     async def fetch_one(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> Record | None:
-        direct = self._direct()
+        direct = self._direct(timeout)
         if direct is not None:
             return await self._home._statement(direct.fetch_one, self._prepare(query, values))
-        return await self._session.call(lambda: self._here(self._home.fetch_one, query, values))
+        return await self._session.call(
+            lambda: self._here(self._home.fetch_one, query, values, timeout=timeout)
+        )
 
     async def fetch_val(
         self,
         query: ClauseElement | str,
         values: dict[str, typing.Any] | None = None,
         column: typing.Any = 0,
+        *,
+        timeout: float | None = None,
     ) -> typing.Any:
-        direct = self._direct()
+        direct = self._direct(timeout)
         if direct is not None:
             prepared = self._prepare(query, values)
             return await self._home._statement(direct.fetch_val, prepared, column)
         return await self._session.call(
-            lambda: self._here(self._home.fetch_val, query, values, column)
+            lambda: self._here(self._home.fetch_val, query, values, column, timeout=timeout)
         )
 
     async def execute(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None = None
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> typing.Any:
-        direct = self._direct()
+        direct = self._direct(timeout)
         if direct is not None:
             return await self._home._statement(direct.execute, self._prepare(query, values))
-        return await self._session.call(lambda: self._here(self._home.execute, query, values))
+        return await self._session.call(
+            lambda: self._here(self._home.execute, query, values, timeout=timeout)
+        )
 
     async def execute_many(
-        self, query: ClauseElement | str, values: list[dict[str, typing.Any]]
+        self,
+        query: ClauseElement | str,
+        values: list[dict[str, typing.Any]],
+        *,
+        timeout: float | None = None,
     ) -> None:
-        if self._direct() is not None:
+        if self._direct(timeout) is not None:
             await self._home._statement(self._execute_many_step(query, values))
             return
-        await self._session.call(lambda: self._here(self._home.execute_many, query, values))
+        await self._session.call(
+            lambda: self._here(self._home.execute_many, query, values, timeout=timeout)
+        )
 
     # -- on the session loop ----------------------------------------------------------------
 
     async def _here(
-        self, step: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any
+        self,
+        step: typing.Callable[..., typing.Awaitable[_T]],
+        *args: typing.Any,
+        **kwargs: typing.Any,
     ) -> _T:
         """Run one of the session connection's steps: on a new session if the connection
         was lost, never inside a transaction of a lost one."""
@@ -384,6 +415,8 @@ class SessionConnection(Connection):
         if session.lost is not None:
             await session.renew_here()
         session.check_not_in_lost_transaction()
+        if kwargs:  # `timeout=`
+            step = functools.partial(step, **kwargs)
         return await self._guarded(session.generation, self._after_orphans, step, *args)
 
     async def _after_orphans(
@@ -394,6 +427,15 @@ class SessionConnection(Connection):
             # this statement would run inside them and be rolled back with them.
             await self._home._roll_back_orphans()
         return await step(*args)
+
+    def iterate(
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[Record, None]:
+        return each_record(self._batches(query, values, timeout))
 
     async def _guarded(
         self,
@@ -434,11 +476,14 @@ class SessionConnection(Connection):
     # -- streams and transactions -----------------------------------------------------------
 
     async def _batches(
-        self, query: ClauseElement | str, values: dict[str, typing.Any] | None
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None,
+        timeout: float | None = None,
     ) -> AsyncGenerator[list[Record], None]:
         """The rows of `query` in batches: straight from a driver that serves any loop,
         else each batch fetched by one call forwarded to the session loop."""
-        direct = self._direct()
+        direct = self._direct(timeout)
         if direct is not None:
             rows = direct._iterate_batches(self._prepare(query, values))
             try:
@@ -447,7 +492,7 @@ class SessionConnection(Connection):
             finally:
                 await rows.aclose()
             return
-        batches = self._home._batches(query, values)
+        batches = self._home._iterate_batches_of(query, values, timeout)
         generation: int | None = None
         try:
             began, batch = await self._session.call(lambda: self._here(self._first_batch, batches))
@@ -500,10 +545,3 @@ class SessionConnection(Connection):
 
 def _is_closed(loop: asyncio.AbstractEventLoop | None) -> bool:
     return loop is not None and loop.is_closed()
-
-
-async def _next_or_none(batches: AsyncGenerator[list[Record], None]) -> list[Record] | None:
-    try:
-        return await batches.__anext__()
-    except StopAsyncIteration:
-        return None

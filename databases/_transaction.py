@@ -12,7 +12,9 @@ import typing
 import weakref
 from contextvars import ContextVar
 
-from databases.errors import ConnectionLoopError
+from databases._bounded import within
+from databases._timed_call import checked_timeout
+from databases.errors import ConnectionLoopError, QueryTimeoutError
 from databases.interfaces import TransactionBackend
 
 _CallableT = typing.TypeVar("_CallableT", bound=typing.Callable[..., typing.Any])
@@ -47,12 +49,18 @@ class Transaction:
         self,
         connection_callable: typing.Callable[[], TransactionHost],
         force_rollback: bool = False,
+        *,
+        timeout: float | None = None,
         **kwargs: typing.Any,
     ) -> None:
+        """`timeout` bounds each start: waiting for a connection, for the turn of this
+        transaction on a connection other tasks share, and BEGIN. Commit and rollback are
+        not bounded by it: a transaction half ended would be worse than a slow end."""
         # Asked at each start: a transaction made by `database.transaction()` runs on the
         # connection of whichever task starts it.
         self._connection_callable = connection_callable
         self._force_rollback = force_rollback
+        self._timeout = None if timeout is None else checked_timeout(timeout)
         self._extra_options = kwargs
         # Backend transactions started through this object and not yet ended, oldest
         # first, each with the connection it runs on. One object can be active in
@@ -115,13 +123,24 @@ class Transaction:
 
     async def start(self) -> Transaction:
         connection = self._connection_callable()
-        backend = await connection._start_transaction(self, self._extra_options)
+        backend = await within(
+            connection._start_transaction(self, self._extra_options),
+            self._timeout,
+            self._start_timed_out,
+        )
         self._began(backend, connection)
         active = _ACTIVE_TRANSACTIONS.get()
         active = weakref.WeakKeyDictionary() if active is None else active.copy()
         active[self] = backend
         _ACTIVE_TRANSACTIONS.set(active)
         return self
+
+    def _start_timed_out(self) -> QueryTimeoutError:
+        return QueryTimeoutError(
+            f"The transaction did not start within timeout={self._timeout:g} s (waiting for "
+            "a connection, for other transactions on a connection tasks share, or BEGIN); "
+            "nothing was begun."
+        )
 
     def _began(self, backend: TransactionBackend, connection: TransactionHost) -> None:
         """`backend` was begun for this transaction on `connection`."""

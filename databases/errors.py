@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
 
 class DatabaseNotConnectedError(RuntimeError):
     """A query ran while the database was not connected."""
@@ -80,3 +83,27 @@ class UnknownOptionError(InvalidOptionError, TypeError):
     Also a `TypeError`, as Python raises for an unexpected keyword argument (and as the
     driver raised it in 0.9, at the first query).
     """
+
+
+if sys.version_info >= (3, 11):
+
+    class DatabaseTimeoutError(TimeoutError):
+        """A bounded wait of this package expired (`except TimeoutError` catches it)."""
+
+else:  # pragma: no cover - asyncio.TimeoutError is TimeoutError from 3.11 on
+
+    class DatabaseTimeoutError(TimeoutError, asyncio.TimeoutError):
+        """A bounded wait of this package expired (`except TimeoutError` and
+        `except asyncio.TimeoutError` both catch it)."""
+
+
+class PoolTimeoutError(DatabaseTimeoutError):
+    """No connection of the pool came free within `pool_timeout`."""
+
+
+class ConnectTimeoutError(DatabaseTimeoutError):
+    """Opening a connection to the server took longer than `connect_timeout`."""
+
+
+class QueryTimeoutError(DatabaseTimeoutError):
+    """A call given `timeout=` did not finish in time; its statement was cancelled."""

@@ -159,6 +159,18 @@ async def _around_savepoint(
     return result
 
 
+class Abandonable(typing.Protocol):
+    """A statement in flight that a timeout may abandon (see `_abandonable_next`)."""
+
+    def abandon(self) -> bool:
+        """Roll the statement back once it ends; False if it has kept its work already."""
+        ...
+
+    def close(self) -> None:
+        """The step is over: no later statement runs under it."""
+        ...
+
+
 class DatabaseBackend:
     """A pool of connections to one database, used from one event loop.
 
@@ -304,6 +316,26 @@ class ConnectionBackend:
         """Whether the driver connection is inside a transaction now, as far as the driver
         knows without asking the server. The default assumes it is."""
         return True
+
+    def _interrupt(self) -> typing.Awaitable[object] | None:
+        """Ask the server to stop the statement running on this connection now.
+
+        Called when a call's `timeout=` expires during a statement that cancelling its
+        task does not stop (`cancellation` is BREAKS_CONNECTION or HARMLESS); runs in the
+        connection's loop, without awaiting. Returns what to await until the request is
+        made, or None. The default can do nothing: the statement runs to its end.
+        """
+        return None
+
+    def _abandonable_next(self) -> Abandonable | None:
+        """Run the next statement alone in a savepoint, in one step of the driver, and
+        return what abandons it (rolls it back) when a call's `timeout=` expires.
+
+        For connections that queue statements (`queues_statements`): no lock of the core
+        keeps other tasks' statements from running between a savepoint and its release
+        there. None (the default): not supported; the core then sets the savepoint.
+        """
+        return None
 
     @property
     def raw_connection(self) -> typing.Any:

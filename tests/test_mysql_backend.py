@@ -188,6 +188,9 @@ def test_pool_kwargs() -> None:
         "password": "p@ss",
         "db": "name",
         "autocommit": True,
+        # The TCP part of connect_timeout (10 s by default) also bounds the connections
+        # the pool opens later.
+        "connect_timeout": 10.0,
         "maxsize": 3,
     }
     overridden = MySQLBackend("mysql://user:old@localhost/name", password="new", port=3310)

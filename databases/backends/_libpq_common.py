@@ -117,6 +117,7 @@ class LibpqBackend(SQLBackend):
 
     name = "PostgreSQL"
     option_rules = OPTION_RULES
+    default_port = 5432
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -151,6 +152,12 @@ class LibpqBackend(SQLBackend):
 
     def pool_stats(self) -> PoolStats | None:
         return None if self._pool is None else self._pool.stats()
+
+    # -- the driver's part --------------------------------------------------------------
+
+    def _open_bounded(self, kwargs: dict[str, typing.Any]) -> typing.Awaitable[typing.Any]:
+        """A new connection, bounded by `connect_timeout`."""
+        return self._connecting(self._open_connection(kwargs))
 
     async def _open_connection(self, kwargs: dict[str, typing.Any]) -> typing.Any:
         raise NotImplementedError()  # pragma: no cover

@@ -26,7 +26,7 @@ STATUS_INERROR = 3
 class LibpqDriver(typing.Protocol):
     """The driver calls the pool makes (a libpq backend provides them)."""
 
-    async def _open_connection(self, kwargs: dict[str, typing.Any]) -> typing.Any: ...
+    def _open_bounded(self, kwargs: dict[str, typing.Any]) -> typing.Awaitable[typing.Any]: ...
 
     async def _close_connection(self, connection: typing.Any) -> None: ...
 
@@ -61,8 +61,15 @@ class ConnectionPool:
         self._loop = running_loop()
 
     async def open(self) -> None:
-        for _ in range(self._min_size):
-            self._idle.append(await self._driver._open_connection(self._kwargs))
+        try:
+            for _ in range(self._min_size):
+                self._idle.append(await self._driver._open_bounded(self._kwargs))
+        except BaseException:
+            # Nobody will close the pool: drop the connections it opened so far.
+            idle, self._idle = self._idle, []
+            for connection in idle:
+                self._driver._close_now(connection)
+            raise
 
     async def acquire(self) -> typing.Any:
         if self._closing:
@@ -75,7 +82,7 @@ class ConnectionPool:
                 if self._driver._is_closed(connection):
                     connection = None
             if connection is None:
-                connection = await self._driver._open_connection(self._kwargs)
+                connection = await self._driver._open_bounded(self._kwargs)
         except BaseException:
             self._slots.release()
             raise

@@ -63,7 +63,17 @@ def _deliver(
 class Worker:
     """A sqlite3 connection and the thread that alone runs statements on it."""
 
-    __slots__ = ("_put", "db", "gate", "raw", "thread")
+    __slots__ = (
+        "_interrupting",
+        "_put",
+        "_running",
+        "_running_in_transaction",
+        "_running_lock",
+        "db",
+        "gate",
+        "raw",
+        "thread",
+    )
 
     def __init__(
         self,
@@ -79,6 +89,13 @@ class Worker:
         # The `raw_connection` users get, made and kept here by the pool on first use
         # (an `_sqlite_raw.SQLiteRawConnection`).
         self.raw: object = None
+        # The answer of the call running now, which `interrupt()` may stop.
+        self._running: asyncio.Future[typing.Any] | None = None
+        # Whether a transaction was open when that call started.
+        self._running_in_transaction = False
+        # An `interrupt()` is under way (it holds the lock meanwhile).
+        self._interrupting = False
+        self._running_lock = threading.Lock()
         jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._put = jobs.put
         self.thread = threading.Thread(
@@ -102,6 +119,26 @@ class Worker:
         future: asyncio.Future[T] = loop.create_future()
         self._put((function, args, loop, future))
         return future
+
+    def interrupt(self, answer: asyncio.Future[typing.Any], in_transaction_too: bool) -> None:
+        """Stop the call that answers `answer`, if it still runs (from any thread).
+
+        SQLite's interrupt rolls back the whole transaction around an interrupted write,
+        so in a transaction that was open before the call started, only a call the caller
+        knows to read (`in_transaction_too`) is stopped; other calls run to their end.
+        """
+        with self._running_lock:
+            # Announced before looking: a call that ends meanwhile sees it and waits for
+            # the lock, so the interrupt cannot reach the next call instead.
+            self._interrupting = True
+            try:
+                db = self.db
+                if self._running is not answer or db is None:
+                    return
+                if in_transaction_too or not self._running_in_transaction:
+                    db.interrupt()
+            finally:
+                self._interrupting = False
 
     def stop(self) -> threading.Thread:
         """Close the connection after the calls queued before, and end the thread.
@@ -140,16 +177,28 @@ class Worker:
             self.gate.close(db)
             return
         get = jobs.get
+        running_lock = self._running_lock
         while True:
             function, args, loop, future = get()
             if function is None:
                 break
             assert loop is not None and future is not None
+            # In this order: `interrupt()` reads the second once it sees the first.
+            self._running_in_transaction = db.in_transaction
+            self._running = future
             try:
                 result = function(db, *args)
             except BaseException as error:
+                self._running = None
+                if self._interrupting:  # one meant for this call: let it end first
+                    with running_lock:
+                        pass
                 _deliver(loop, future, None, error)
             else:
+                self._running = None
+                if self._interrupting:
+                    with running_lock:
+                        pass
                 _deliver(loop, future, result, None)
         self.db = None  # also when `stop()` came before the connection was open
         failure: BaseException | None = None
@@ -230,7 +279,8 @@ def execute_many(db: sqlite3.Connection, gate: FileGate, sql: str, rows: list[Ar
     try:
         gate.executemany(db, sql, rows).close()
     except BaseException:
-        gate.execute(db, "ROLLBACK", ()).close()
+        if db.in_transaction:  # an interrupt rolled it back already
+            gate.execute(db, "ROLLBACK", ()).close()
         raise
     gate.execute(db, "COMMIT", ()).close()
 
@@ -253,26 +303,78 @@ def alone(
             gate.execute(db, "ROLLBACK", ()).close()
 
 
-# The savepoint `in_savepoint()` sets: released before the next call runs, so one name serves.
+# The savepoint of a statement under `force_rollback_savepoints`: released before the
+# next call runs, so one name serves.
 STATEMENT_SAVEPOINT = "databases_statement"
+
+
+class Abandonment:
+    """Whether a call run by `in_savepoint` keeps its work, decided once: by the worker when
+    the call succeeds first, or by its caller giving up first (its timeout expired).
+
+    Made for the next call of one task's step (`claim()`), and of no use once that step is
+    over (`close()`): other tasks' calls on a shared connection never run under it.
+    """
+
+    __slots__ = ("_claimed", "_lock", "_outcome", "_owner")
+
+    def __init__(self, owner: asyncio.Task[typing.Any] | None) -> None:
+        self._lock = threading.Lock()
+        self._outcome: bool | None = None  # True: kept, False: abandoned
+        self._owner = owner
+        self._claimed = False
+
+    def claim(self) -> bool:
+        """Whether the call being made now is the one to run under it (once)."""
+        if self._claimed or self._owner is None or asyncio.current_task() is not self._owner:
+            return False
+        self._claimed = True
+        return True
+
+    def close(self) -> None:
+        """The step is over: no later call may claim it."""
+        self._owner = None
+
+    def abandon(self) -> bool:
+        """The caller gives up; False if the call has kept its work already."""
+        with self._lock:
+            if self._outcome is None:
+                self._outcome = False
+            return not self._outcome
+
+    def keep(self) -> bool:
+        """The call succeeded; False if its caller has given up already."""
+        with self._lock:
+            if self._outcome is None:
+                self._outcome = True
+            return self._outcome
 
 
 def in_savepoint(
     db: sqlite3.Connection,
-    function: typing.Callable[..., T],
     gate: FileGate,
+    name: str,
+    abandonment: Abandonment | None,
+    function: typing.Callable[..., T],
     *args: typing.Any,
 ) -> T:
-    """One call under a savepoint of its own, in one trip: no other call, from any loop,
-    can run between the savepoint and its release. If it fails, only it is rolled back."""
-    gate.execute(db, f"SAVEPOINT {STATEMENT_SAVEPOINT}", ()).close()
+    """`function(db, gate, *args)` alone in a savepoint, rolled back if it fails or its
+    caller abandons it (`abandonment`, for a call given `timeout=`; `None`: it cannot be):
+    one job, so no other call on the connection, from any loop, runs in between."""
+    gate.execute(db, f"SAVEPOINT {name}", ()).close()
     try:
         result = function(db, gate, *args)
+        kept = abandonment is None or abandonment.keep()
     except BaseException:
-        gate.execute(db, f"ROLLBACK TO SAVEPOINT {STATEMENT_SAVEPOINT}", ()).close()
-        gate.execute(db, f"RELEASE SAVEPOINT {STATEMENT_SAVEPOINT}", ()).close()
+        kept = False
         raise
-    gate.execute(db, f"RELEASE SAVEPOINT {STATEMENT_SAVEPOINT}", ()).close()
+    finally:
+        if not kept and db.in_transaction:  # (an interrupted write ended the transaction)
+            gate.execute(db, f"ROLLBACK TO SAVEPOINT {name}", ()).close()
+        if db.in_transaction:
+            gate.execute(db, f"RELEASE SAVEPOINT {name}", ()).close()
+    if not kept:
+        raise sqlite3.OperationalError("abandoned: its caller's timeout expired")
     return result
 
 

@@ -8,6 +8,7 @@ hstore decoded by psycopg2). asyncpg (`postgresql://`) is the faster path.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib
@@ -129,6 +130,15 @@ class AiopgConnection(LibpqConnection):
 
     def transaction(self) -> AiopgTransaction:
         return AiopgTransaction(self)
+
+    def _interrupt(self) -> asyncio.Future[None] | None:
+        """libpq's cancel request (on a thread: psycopg2 waits for it). aiopg turns the
+        statement's QueryCanceled into a CancelledError and reports it to the loop's
+        exception handler; the connection stays usable."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            return None
+        return asyncio.get_running_loop().run_in_executor(None, connection.raw.cancel)
 
     async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
         """All or nothing, as asyncpg's executemany: in a transaction of its own when none

@@ -77,6 +77,8 @@ TRANSACTION_OPTIONS = ("isolation",)
 
 # Bit of the server status flags: the session is inside a transaction.
 _SERVER_STATUS_IN_TRANS = 1
+# `create_pool()` arguments that `connect()` does not take.
+_POOL_ONLY_KWARGS = ("minsize", "maxsize", "pool_recycle")
 
 
 def _fetch_all(cursor: typing.Any) -> typing.Any:
@@ -132,6 +134,15 @@ def _aiomysql_keywords() -> DriverKeywords:
     return DriverKeywords("aiomysql", names)
 
 
+def _server_thread_id(connection: typing.Any) -> int:
+    """The server's id of a connection's session (what KILL takes)."""
+    thread_id = getattr(connection, "thread_id", None)
+    if callable(thread_id):  # aiomysql, as PyMySQL
+        return int(thread_id())
+    value = connection.server_thread_id
+    return int(value[0] if isinstance(value, tuple) else value)
+
+
 def _drop_connection(connection: typing.Any) -> None:
     """Close a driver connection's socket without awaiting anything; never raises.
 
@@ -155,6 +166,7 @@ class MySQLBackend(SQLBackend):
 
     name = "MySQL"
     option_rules = OPTION_RULES
+    default_port = DEFAULT_PORT
     # How the driver is named in messages, and the extra that installs it.
     _driver_name = "aiomysql"
     _driver_extra = "mysql"
@@ -236,6 +248,11 @@ class MySQLBackend(SQLBackend):
         }
         if url.hostname:
             kwargs["host"] = url.hostname
+        if self._connect_timeout is not None:
+            # The driver's own bounds only the TCP connect (not the handshake), but it
+            # also applies to the connections the pool opens later, which `connect()`'s
+            # bound does not reach. asyncmy takes no less than a second.
+            kwargs["connect_timeout"] = max(self._connect_timeout, 1.0)
         kwargs.update(self._get_connection_kwargs())
         return kwargs
 
@@ -244,7 +261,7 @@ class MySQLBackend(SQLBackend):
     async def connect(self) -> None:
         self._require_driver()
         if self._pool is None:
-            self._pool = await self._create_pool(**self._pool_kwargs())
+            self._pool = await self._connecting(self._create_pool(**self._pool_kwargs()))
 
     async def disconnect(self) -> None:
         """Close the pool: idle connections say goodbye, ones still in use are cut."""
@@ -275,6 +292,22 @@ class MySQLBackend(SQLBackend):
         # aiomysql's and asyncmy's public counters; `size` counts connections being opened.
         idle = pool.freesize
         return PoolStats(pool.minsize, pool.maxsize, idle, pool.size - idle)
+
+    async def _kill_query(self, thread_id: int) -> None:
+        """Stop the statement of session `thread_id`, from a connection of its own (the
+        pool may have none free): MySQL ends it with an error and keeps its transaction."""
+        kwargs = {
+            key: value for key, value in self._pool_kwargs().items() if key not in _POOL_ONLY_KWARGS
+        }
+        connection = await self._connecting(self._driver_module().connect(**kwargs))
+        try:
+            cursor = await self._cursor(connection)
+            try:
+                await cursor.execute("KILL QUERY %s", (thread_id,))
+            finally:
+                await _resolve(cursor.close())
+        finally:
+            connection.close()
 
     def terminate(self) -> None:
         pool, self._pool = self._pool, None
@@ -349,6 +382,12 @@ class MySQLConnection(SQLConnection):
         # DDL and a few other statements commit implicitly, ending the transaction.
         connection = self._connection
         return connection is not None and self._backend._in_transaction(connection)
+
+    def _interrupt(self) -> typing.Awaitable[None] | None:
+        connection = self._connection
+        if connection is None or self._backend._is_closed(connection):
+            return None
+        return self._backend._kill_query(_server_thread_id(connection))
 
     def _begin_statements(self, options: dict[str, typing.Any]) -> list[str]:
         _check_transaction_options(options)

@@ -142,6 +142,7 @@ class PostgresBackend(SQLBackend):
 
     name = "PostgreSQL"
     option_rules = OPTION_RULES
+    default_port = 5432
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -163,7 +164,11 @@ class PostgresBackend(SQLBackend):
         kwargs = server_kwargs(self._database_url, "database")
         kwargs.update(self._get_connection_kwargs())
         kwargs["min_size"], kwargs["max_size"] = pool_sizes(kwargs)
-        self._pool = await asyncpg.create_pool(**kwargs)
+        self._pool = await asyncpg.create_pool(connect=self._connect_one, **kwargs)
+
+    def _connect_one(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Awaitable[typing.Any]:
+        """Every connection the pool opens, bounded by `connect_timeout`."""
+        return self._connecting(asyncpg.connect(*args, **kwargs))
 
     async def disconnect(self) -> None:
         pool, self._pool = self._pool, None

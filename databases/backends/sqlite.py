@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import contextvars
 import datetime
+import itertools
 import operator
+import re
 import typing
 from collections.abc import AsyncGenerator
 
@@ -74,6 +76,21 @@ _IN_SAVEPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar(
 OPTION_RULES = OptionRules(url=dict.fromkeys(URI_PARAMETERS, read_text), server=False)
 # Keyword options: sqlite3's, and aiosqlite's and the ones sqlite3 takes that we set.
 SQLITE_KEYWORDS = DriverKeywords("sqlite3", frozenset((*SQLITE3_KEYWORDS, *NOT_SQLITE3_OPTIONS)))
+
+_timed_savepoints = itertools.count(1)
+
+
+# SQL that only reads, by its first word (and a WITH without a writing keyword): the
+# statements SQLite can interrupt inside a transaction without rolling it back.
+_READS = re.compile(r"\s*(SELECT|VALUES)\b", re.IGNORECASE)
+_WITH = re.compile(r"\s*WITH\b", re.IGNORECASE)
+_WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
+
+
+def _only_reads(sql: str) -> bool:
+    if _READS.match(sql):
+        return True
+    return bool(_WITH.match(sql)) and not _WRITES.search(sql)
 
 
 _TZINFO = operator.attrgetter("tzinfo")
@@ -240,6 +257,12 @@ class SQLiteConnection(SQLConnection):
         # Runs one statement per acquire, so it may use the pool's shared statement connection.
         self._one_statement = one_statement
         self._on_statement_connection = False
+        # The answer of the latest call sent to the worker, and its arguments (SQL first),
+        # for `_interrupt()`.
+        self._in_flight: asyncio.Future[typing.Any] | None = None
+        self._in_flight_args: tuple[typing.Any, ...] = ()
+        # The next call runs alone in a savepoint, abandoned through this (a timed call).
+        self._next_abandonment: worker.Abandonment | None = None
 
     def _driver_connection(self) -> SQLiteRawConnection | None:
         connection = self._connection
@@ -266,10 +289,38 @@ class SQLiteConnection(SQLConnection):
         """Run `function(sqlite3_connection, gate, *args)` on the connection's thread."""
         connection: Worker = self._live()
         if _IN_SAVEPOINT.get():
-            return connection.call(worker.in_savepoint, function, self._pool._gate, *args)
+            return connection.call(
+                worker.in_savepoint,
+                self._pool._gate,
+                worker.STATEMENT_SAVEPOINT,
+                None,
+                function,
+                *args,
+            )
         if self._on_statement_connection:
-            return connection.call(worker.alone, function, self._pool._gate, *args)
-        return connection.call(function, self._pool._gate, *args)
+            answer = connection.call(worker.alone, function, self._pool._gate, *args)
+        elif self._next_abandonment is not None and self._next_abandonment.claim():
+            abandonment, self._next_abandonment = self._next_abandonment, None
+            name = f"databases_timed_{next(_timed_savepoints)}"
+            answer = connection.call(
+                worker.in_savepoint, self._pool._gate, name, abandonment, function, *args
+            )
+        else:
+            answer = connection.call(function, self._pool._gate, *args)
+        self._in_flight = answer
+        self._in_flight_args = args
+        return answer
+
+    def _abandonable_next(self) -> worker.Abandonment:
+        abandonment = self._next_abandonment = worker.Abandonment(asyncio.current_task())
+        return abandonment
+
+    def _interrupt(self) -> None:
+        answer, connection = self._in_flight, self._connection
+        if answer is not None and not answer.done() and connection is not None:
+            args = self._in_flight_args
+            sql = args[0] if args and isinstance(args[0], str) else ""
+            connection.interrupt(answer, in_transaction_too=_only_reads(sql))
 
     async def _in_savepoint(
         self, step: typing.Callable[..., typing.Awaitable[T]], *args: typing.Any
@@ -305,7 +356,8 @@ class SQLiteConnection(SQLConnection):
         pending: asyncio.Future[list[typing.Any]] | None = None
         try:
             shape = statement.shape_of(cursor.description)
-            pending = connection.call(worker.fetch_many, cursor, ITERATE_CHUNK)
+            pending = self._in_flight = connection.call(worker.fetch_many, cursor, ITERATE_CHUNK)
+            self._in_flight_args = (sql,)
             while pending is not None:
                 rows = await pending
                 pending = None
@@ -313,6 +365,7 @@ class SQLiteConnection(SQLConnection):
                     # Ask for the next rows before handing out these: the worker thread
                     # reads them (SQLite without the GIL) while the caller works.
                     pending = connection.call(worker.fetch_many, cursor, ITERATE_CHUNK)
+                    self._in_flight, self._in_flight_args = pending, (sql,)
                 if rows:
                     yield shape.make_all(rows)
         finally:

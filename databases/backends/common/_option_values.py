@@ -101,6 +101,19 @@ def read_seconds_or_never(name: str, value: typing.Any) -> float | None:
     return None if seconds < 0 else seconds
 
 
+def read_timeout(name: str, value: typing.Any) -> float | None:
+    """A bound in seconds above zero, or `None` (in a URL: `none`): no bound."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    try:
+        seconds = read_float(name, value)
+    except InvalidOptionError:
+        seconds = 0.0
+    if not 0 < seconds < math.inf:
+        raise invalid(name, value, "seconds above zero, or none for no bound")
+    return seconds
+
+
 def read_bool(name: str, value: typing.Any) -> bool:
     """`true` or `false` in any case, or a bool."""
     if isinstance(value, bool):

@@ -23,6 +23,7 @@ from databases.backends.common._option_values import (
     read_count,
     read_positive_count,
     read_seconds_or_never,
+    read_timeout,
     ssl_option,
 )
 from databases.errors import InvalidOptionError, UnknownOptionError
@@ -66,12 +67,19 @@ LIBRARY_OPTIONS: dict[str, LibraryOption] = {
     # Read by the shared pool-health step (`_pool_health`); SQLite takes and ignores them.
     "pool_pre_ping": LibraryOption(read_bool),
     "pool_recycle": LibraryOption(read_seconds_or_never),
+    # Bounded waits (`timeouts()`): ours, never passed to a driver.
+    "pool_timeout": LibraryOption(read_timeout),
+    "connect_timeout": LibraryOption(read_timeout),
 }
 
 # Pool sizes when the URL and options give none. asyncpg's own default opens ten
 # connections at once; with a pool per event loop that multiplies by the loops in use.
 DEFAULT_MIN_SIZE = 1
 DEFAULT_MAX_SIZE = 10
+# Bounded waits, in seconds, when the URL and options give none (`None` there: no bound).
+# The pool's is SQLAlchemy's `pool_timeout` default.
+DEFAULT_POOL_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
 # URL query keys `DatabaseURL.hostname` reads (a unix socket directory): every server takes them.
 URL_ADDRESS_OPTIONS = ("host", "unix_sock")
 
@@ -263,3 +271,24 @@ def pool_sizes(kwargs: typing.Mapping[str, typing.Any]) -> tuple[int, int]:
     max_size: int = kwargs.get("max_size", max(DEFAULT_MAX_SIZE, kwargs.get("min_size", 0)))
     min_size: int = kwargs.get("min_size", min(DEFAULT_MIN_SIZE, max_size))
     return min_size, max_size
+
+
+class Timeouts(typing.NamedTuple):
+    """The bounded waits of one database, in seconds (`None`: no bound)."""
+
+    pool: float | None
+    connect: float | None
+
+
+def timeouts(url: DatabaseURL, options: typing.Mapping[str, typing.Any]) -> Timeouts:
+    """`pool_timeout` and `connect_timeout` from the keyword options, else the URL query,
+    else their defaults, read as `LIBRARY_OPTIONS` says."""
+    given = {**url.options, **options}
+    values = {
+        name: LIBRARY_OPTIONS[name].read(name, given[name]) if name in given else default
+        for name, default in (
+            ("pool_timeout", DEFAULT_POOL_TIMEOUT),
+            ("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        )
+    }
+    return Timeouts(values["pool_timeout"], values["connect_timeout"])

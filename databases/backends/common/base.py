@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import typing
 from collections.abc import AsyncGenerator, Awaitable, Sequence
 
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
+from databases._bounded import within
 from databases._logging import logger
+from databases._loops import running_loop
 from databases.backends.common._driver import NOT_ACQUIRED
 from databases.backends.common._options import (
     DriverKeywords,
@@ -21,6 +24,7 @@ from databases.backends.common._options import (
     ReadOptions,
     connection_kwargs,
     read_options,
+    timeouts,
 )
 from databases.backends.common._pool_health import (
     PING_TIMEOUT,
@@ -31,6 +35,7 @@ from databases.backends.common._pool_health import (
 )
 from databases.backends.common.compiler import Args, CompiledStatement, QueryCompiler
 from databases.backends.common.records import RecordShape
+from databases.errors import ConnectTimeoutError, PoolTimeoutError
 from databases.interfaces import (
     ConnectionBackend,
     ConnectionCapabilities,
@@ -42,6 +47,7 @@ from databases.interfaces import (
 )
 from databases.url import DatabaseURL
 
+_T = typing.TypeVar("_T")
 _savepoint_ids = itertools.count(1)
 
 # Seconds a polite close of a recycled connection may take before it is cut instead.
@@ -68,6 +74,8 @@ class BackendSetup:
         self.dialect = dialect
         self.compiler = QueryCompiler(dialect)
         self.health = HealthOptions.parse(url, options)
+        # Read (and checked) when the `Database` is made, so a bad value fails there.
+        self.timeouts = timeouts(url, options)
 
 
 class SQLBackend(DatabaseBackend):
@@ -84,6 +92,8 @@ class SQLBackend(DatabaseBackend):
     # Whether connections can die under us (a server): then `pool_pre_ping` and
     # `pool_recycle` apply, and connections found broken are discarded.
     checks_connections: typing.ClassVar[bool] = True
+    # The server's port when the URL gives none (in messages).
+    default_port: int | None = None
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -100,6 +110,7 @@ class SQLBackend(DatabaseBackend):
         self._options = setup.options
         self._dialect = setup.dialect
         self._compiler = setup.compiler
+        self._pool_timeout, self._connect_timeout = setup.timeouts
         # This loop's pool's health records (`_pool_health`).
         self._health = PoolHealth(setup.health if self.checks_connections else HealthOptions())
 
@@ -148,6 +159,34 @@ class SQLBackend(DatabaseBackend):
         The default cannot tell."""
         return False
 
+    # -- bounded waits ----------------------------------------------------------------------
+
+    def _connecting(self, opening: Awaitable[_T]) -> Awaitable[_T]:
+        """`opening` (a connection, or a pool with its first ones) bounded by `connect_timeout`."""
+        return within(opening, self._connect_timeout, self._connect_timed_out)
+
+    def _connect_timed_out(self) -> ConnectTimeoutError:
+        url = self._database_url
+        port = url.port or self.default_port
+        server = f"{url.hostname or 'localhost'}{'' if port is None else f':{port}'}"
+        return ConnectTimeoutError(
+            f"Could not connect to the {self.name} server at {server} within "
+            f"connect_timeout={self._connect_timeout:g} s: check that it is up and reachable, "
+            "or raise connect_timeout (None: no bound)."
+        )
+
+    def _pool_timed_out(self) -> PoolTimeoutError:
+        loop = running_loop()
+        stats = self.pool_stats()
+        return PoolTimeoutError(
+            f"No connection of the {self.name} pool "
+            f"(max_size={'?' if stats is None else stats.max_size}) of "
+            f"event loop {id(loop):#x} in thread {threading.current_thread().name!r} came "
+            f"free within pool_timeout={self._pool_timeout:g} s: hold connections for "
+            "shorter, raise max_size (each event loop has a pool of its own), or raise "
+            "pool_timeout (None: no bound)."
+        )
+
 
 def _retrieve(task: asyncio.Future[typing.Any]) -> None:
     """Mark a task's error as seen (a ping given up on may fail later, unawaited)."""
@@ -178,8 +217,11 @@ class SQLConnection(ConnectionBackend):
 
     async def acquire(self) -> None:
         if self._connection is None:
-            self._connection = await self._take()
-            if self._backend._health.active:
+            backend = self._backend
+            self._connection = await within(
+                self._take(), backend._pool_timeout, backend._pool_timed_out
+            )
+            if backend._health.active:
                 await self._make_healthy()
 
     async def release(self) -> None:
@@ -200,7 +242,7 @@ class SQLConnection(ConnectionBackend):
             self._connection = None
 
     async def _take(self) -> typing.Any:
-        """A driver connection from the pool."""
+        """A driver connection from the pool (`acquire()` bounds the wait by `pool_timeout`)."""
         raise NotImplementedError()  # pragma: no cover
 
     async def _give_back(self, connection: typing.Any) -> None:
