@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -24,6 +23,7 @@ import pytest
 
 from databases import Database, DatabaseURL
 from tests import admin
+from tests.faults.servers import free_port
 
 pytestmark = pytest.mark.dialects("postgresql")
 
@@ -41,13 +41,6 @@ DOCUMENTED_SETTING = {
 }
 # What the drivers raise when a prepared statement meets another server connection.
 PREPARED_STATEMENT_ERRORS = ("invalidsqlstatementname", "duplicatepreparedstatement")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def pgbouncer(command: str, env: dict[str, str]) -> None:

@@ -180,12 +180,7 @@ class SQLitePool:
         if self._idle:
             connection = self._idle.pop()
         elif self._size < self._max_size:
-            self._size += 1
-            try:
-                connection = await self._open()
-            except BaseException:
-                self._size -= 1
-                raise
+            connection = await self._open_counted()
         else:
             waiter: asyncio.Future[Worker]
             waiter = asyncio.get_running_loop().create_future()
@@ -207,13 +202,17 @@ class SQLitePool:
     async def open_min_size(self) -> None:
         """Open connections until the pool holds `min_size` (on `connect()`)."""
         while self._size < self._min_size and not self._closed:
-            self._size += 1
-            try:
-                connection = await self._open()
-            except BaseException:
-                self._size -= 1
-                raise
-            self._hand_over(connection)
+            self._hand_over(await self._open_counted())
+
+    async def _open_counted(self) -> Worker:
+        """A new connection, counted in the pool's size from before it opens (so that
+        callers meanwhile do not open more than `max_size`)."""
+        self._size += 1
+        try:
+            return await self._open()
+        except BaseException:
+            self._size -= 1
+            raise
 
     def statement_connection_is_free(self) -> bool:
         """Whether one-statement calls may share the statement connection now.

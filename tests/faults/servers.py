@@ -89,7 +89,55 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
-class DisposablePostgres:
+class _DisposableServer:
+    """What both disposable servers share: URLs, restarting, running SQL as the admin."""
+
+    user: str
+    database: str
+    host = "127.0.0.1"
+    # The URL scheme of `url()` by default (`databases`' default driver for the server).
+    dialect: str
+    port: int
+
+    def url(self, scheme: str | None = None, port: int | None = None, **query: typing.Any) -> str:
+        """A URL of this server for `databases` (`scheme` picks the driver; `port` another
+        way in, such as a proxy's)."""
+        address = f"{self.host}:{port or self.port}"
+        url = f"{scheme or self.dialect}://{self.user}@{address}/{self.database}"
+        if query:
+            url += "?" + "&".join(f"{key}={value}" for key, value in query.items())
+        return url
+
+    @property
+    def admin_url(self) -> str:
+        return self.url()
+
+    def start(self) -> None:
+        raise NotImplementedError()
+
+    def stop(self, mode: str = "fast") -> None:
+        raise NotImplementedError()
+
+    def is_running(self) -> bool:
+        raise NotImplementedError()
+
+    def restart(self, mode: str = "fast") -> None:
+        """Stop (every connection goes) and start again on the same port."""
+        self.stop(mode)
+        self.start()
+
+    def ensure_running(self) -> None:
+        if not self.is_running():
+            self.start()
+
+    def fetch_all(self, sql: str) -> list[tuple[typing.Any, ...]]:
+        return admin.raw_fetch_all(self.admin_url, sql)
+
+    def execute(self, sql: str) -> None:
+        admin.raw_execute(self.admin_url, sql)
+
+
+class DisposablePostgres(_DisposableServer):
     """A PostgreSQL cluster of the test's own: `initdb` into a temp dir, `pg_ctl` on a free port.
 
     Login `postgres` without a password (`-A trust`), database `postgres`.
@@ -97,7 +145,6 @@ class DisposablePostgres:
 
     user = "postgres"
     database = "postgres"
-    host = "127.0.0.1"
     dialect = "postgresql"
     # The server's id of the connection that runs it.
     connection_id_sql = "SELECT pg_backend_pid()"
@@ -138,18 +185,6 @@ class DisposablePostgres:
                 "postgresql package or set FAULTS_PG_BINDIR."
             )
         return os.path.dirname(initdb)
-
-    def url(self, scheme: str = "postgresql", port: int | None = None, **query: typing.Any) -> str:
-        """A URL of this server for `databases` (`scheme` picks the driver; `port` another
-        way in, such as a proxy's)."""
-        url = f"{scheme}://{self.user}@{self.host}:{port or self.port}/{self.database}"
-        if query:
-            url += "?" + "&".join(f"{key}={value}" for key, value in query.items())
-        return url
-
-    @property
-    def admin_url(self) -> str:
-        return self.url()
 
     def _tool(self, name: str, *args: str) -> list[str]:
         return [*self._as_postgres, os.path.join(self._bindir, name), *args]
@@ -217,15 +252,6 @@ class DisposablePostgres:
             self._log,
         )
 
-    def restart(self, mode: str = "fast") -> None:
-        """Stop (every connection goes) and start again on the same port."""
-        self.stop(mode)
-        self.start()
-
-    def ensure_running(self) -> None:
-        if not self.is_running():
-            self.start()
-
     def is_running(self) -> bool:
         if not self._initialised:
             return False
@@ -237,12 +263,6 @@ class DisposablePostgres:
             check=False,
         )
         return status.returncode == 0
-
-    def fetch_all(self, sql: str) -> list[tuple[typing.Any, ...]]:
-        return admin.raw_fetch_all(self.admin_url, sql)
-
-    def execute(self, sql: str) -> None:
-        admin.raw_execute(self.admin_url, sql)
 
     def terminate_backends(self, application_name: str | None = None) -> int:
         """End every client session but the asking one (only those of `application_name`, if
@@ -283,13 +303,12 @@ class DisposablePostgres:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
-class DisposableMariaDB:
+class DisposableMariaDB(_DisposableServer):
     """A MariaDB of the test's own: `mariadb-install-db` into a temp dir, `mariadbd` on a
     free port with its own socket. Login `root` without a password, database `faults`."""
 
     user = "root"
     database = "faults"
-    host = "127.0.0.1"
     dialect = "mysql"
     # The server's id of the connection that runs it.
     connection_id_sql = "SELECT CONNECTION_ID()"
@@ -311,18 +330,6 @@ class DisposableMariaDB:
         self._socket = os.path.join(self._dir, "mariadb.sock")
         self._process: subprocess.Popen[bytes] | None = None
         self._initialised = False
-
-    def url(self, scheme: str = "mysql", port: int | None = None, **query: typing.Any) -> str:
-        """A URL of this server for `databases` (`scheme` picks the driver; `port` another
-        way in, such as a proxy's)."""
-        url = f"{scheme}://{self.user}@{self.host}:{port or self.port}/{self.database}"
-        if query:
-            url += "?" + "&".join(f"{key}={value}" for key, value in query.items())
-        return url
-
-    @property
-    def admin_url(self) -> str:
-        return self.url()
 
     def _user_options(self) -> list[str]:
         return ["--user=root"] if _is_root() else []
@@ -400,23 +407,8 @@ class DisposableMariaDB:
             process.kill()
             process.wait(STOP_TIMEOUT)
 
-    def restart(self, mode: str = "fast") -> None:
-        """Stop (every connection goes) and start again on the same port."""
-        self.stop(mode)
-        self.start()
-
-    def ensure_running(self) -> None:
-        if not self.is_running():
-            self.start()
-
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
-
-    def fetch_all(self, sql: str) -> list[tuple[typing.Any, ...]]:
-        return admin.raw_fetch_all(self.admin_url, sql)
-
-    def execute(self, sql: str) -> None:
-        admin.raw_execute(self.admin_url, sql)
 
     def _client_ids(self) -> list[int]:
         rows = self.fetch_all(
