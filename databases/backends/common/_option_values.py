@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import typing
 
+from databases._bounded import positive_seconds
 from databases.errors import InvalidOptionError
 
 # (option name, value) -> the converted value.
@@ -106,10 +107,10 @@ def read_timeout(name: str, value: typing.Any) -> float | None:
     if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
         return None
     try:
-        seconds = read_float(name, value)
+        seconds = positive_seconds(read_float(name, value))
     except InvalidOptionError:
-        seconds = 0.0
-    if not 0 < seconds < math.inf:
+        seconds = None
+    if seconds is None:
         raise invalid(name, value, "seconds above zero, or none for no bound")
     return seconds
 
