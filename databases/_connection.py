@@ -49,6 +49,18 @@ if typing.TYPE_CHECKING:
 
 _T = typing.TypeVar("_T")
 
+# Rows per list of `batched_iterate()` when the caller names no size.
+DEFAULT_BATCH_SIZE = 100
+
+
+def check_batch_size(batch_size: object) -> None:
+    """A clear error for a `batch_size` that is not a whole number of rows above zero."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(
+            f"Invalid batch_size {batch_size!r} for batched_iterate(): give the number of "
+            "rows per batch, 1 or more."
+        )
+
 
 class OwningDatabase(typing.Protocol):
     """What a connection reads of its `Database` (typed so because the database module
@@ -496,6 +508,30 @@ class Connection:
         """The rows of `query`; `timeout=` bounds taking the connection and each batch of
         rows the driver fetches (not the whole iteration)."""
         return each_record(self._iterate_batches_of(query, values, timeout))
+
+    async def batched_iterate(
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[list[Record], None]:
+        """The rows of `query` in lists of `batch_size` (the last one may be shorter), as
+        databasez spells it; `timeout=` as for `iterate()`."""
+        check_batch_size(batch_size)
+        rows = self.iterate(query, values, timeout=timeout)
+        try:
+            batch: list[Record] = []
+            async for row in rows:
+                batch.append(row)
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        finally:
+            await rows.aclose()
 
     def _iterate_batches_of(
         self,

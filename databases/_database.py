@@ -18,7 +18,12 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from databases._backend_registry import backend_for_new_loop, find_backend_class
-from databases._connection import Connection, ConnectionRole
+from databases._connection import (
+    DEFAULT_BATCH_SIZE,
+    Connection,
+    ConnectionRole,
+    check_batch_size,
+)
 from databases._force_rollback import ForceRollbackSession
 from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, logger
 from databases._loops import LoopRegistry, LoopState, running_loop
@@ -284,6 +289,21 @@ class Database:
         if not self.is_connected:
             raise DatabaseNotConnectedError(self.url.obscure_password)
         return self.connection().iterate(query, values, timeout=timeout)
+
+    def batched_iterate(
+        self,
+        query: ClauseElement | str,
+        values: dict[str, typing.Any] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[list[Record], None]:
+        """Stream the rows of `query` in lists of `batch_size` (the last may be shorter),
+        as databasez spells it; `timeout=` as for `iterate()`."""
+        if not self.is_connected:
+            raise DatabaseNotConnectedError(self.url.obscure_password)
+        check_batch_size(batch_size)
+        return self.connection().batched_iterate(query, values, batch_size, timeout=timeout)
 
     # -- connections and transactions -----------------------------------------------------
 

@@ -408,6 +408,38 @@ async def test_iterate(database_url: str, force_rollback: bool) -> None:
         assert await database.fetch_val(sa.select(sa.func.count()).select_from(notes)) == 20
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("force_rollback", [False, True])
+async def test_batched_iterate(database_url: str, force_rollback: bool) -> None:
+    """databasez's `batched_iterate()`: lists of `batch_size` rows, the last one shorter,
+    on `Database` and on a connection; a batch loop left early leaves the database usable."""
+    async with Database(database_url, force_rollback=force_rollback) as database:
+        await database.execute_many(
+            notes.insert(), values=[{"text": f"b {i}", "completed": False} for i in range(25)]
+        )
+        query = sa.select(notes.c.text).order_by(notes.c.id)
+        sizes = [len(batch) async for batch in database.batched_iterate(query, batch_size=10)]
+        assert sizes == [10, 10, 5]
+        async with database.connection() as connection:
+            texts = [
+                row[0]
+                async for batch in connection.batched_iterate(query, batch_size=7, timeout=30)
+                for row in batch
+            ]
+        assert texts == [f"b {i}" for i in range(25)]
+        batches = database.batched_iterate(query, batch_size=25)
+        try:
+            async for batch in batches:
+                assert [row[0] for row in batch] == texts
+                break
+        finally:
+            await batches.aclose()
+        assert await database.fetch_val(sa.select(sa.func.count()).select_from(notes)) == 25
+        for bad in (0, -1, 2.5, True):
+            with pytest.raises(ValueError, match="batch_size"):
+                database.batched_iterate(query, batch_size=bad)  # type: ignore[arg-type]
+
+
 # -- DDL -------------------------------------------------------------------------------------
 
 
