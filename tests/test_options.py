@@ -89,6 +89,20 @@ def test_unknown_url_option_is_ignored_with_a_warning_naming_it(
     assert "Accepted in the URL: " in message and "max_size, min_size" in message
 
 
+@pytest.mark.asyncio
+async def test_an_ignored_url_option_is_warned_about_once(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The options are read when the `Database` is built, not again at each connect."""
+    with caplog.at_level(logging.WARNING, logger="databases"):
+        database = Database(with_query(database_url, "max_sise=3"))
+        for _ in range(2):
+            await asyncio.wait_for(database.connect(), 30)
+            assert await asyncio.wait_for(database.fetch_val("SELECT 1"), 30) == 1
+            await asyncio.wait_for(database.disconnect(), 30)
+    assert sum("max_sise" in record.getMessage() for record in caplog.records) == 1
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [

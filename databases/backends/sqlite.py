@@ -36,7 +36,7 @@ from databases.backends._sqlite_worker import Worker
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common._driver import ITERATE_CHUNK, Converter
 from databases.backends.common._option_values import read_text
-from databases.backends.common._options import DriverKeywords, OptionRules
+from databases.backends.common._options import DriverKeywords, OptionRules, ReadOptions
 from databases.backends.common.base import (
     BackendSetup,
     DriverResult,
@@ -164,8 +164,14 @@ class SQLiteDialect(pysqlite.SQLiteDialect_pysqlite):
 class _SQLiteSetup(BackendSetup):
     """Shared by every loop's backend: also the database opened, and its keeper."""
 
-    def __init__(self, url: DatabaseURL, options: dict[str, typing.Any], dialect: Dialect) -> None:
-        super().__init__(url, options, dialect)
+    def __init__(
+        self,
+        url: DatabaseURL,
+        options: dict[str, typing.Any],
+        dialect: Dialect,
+        read: ReadOptions,
+    ) -> None:
+        super().__init__(url, options, dialect, read)
         self.target = target_for(url, options)
         self.memory_keeper = MemoryKeeper()
 
@@ -198,8 +204,13 @@ class SQLiteBackend(SQLBackend):
         # From the pool, not the setup: an ORM may have swapped in its own pool options.
         return type(self)(self._setup, _loop_pool=self._pool.clone())
 
-    def _make_setup(self, url: DatabaseURL, options: dict[str, typing.Any]) -> _SQLiteSetup:
-        return _SQLiteSetup(url, options, self._make_dialect())
+    def _make_setup(
+        self,
+        url: DatabaseURL,
+        options: dict[str, typing.Any],
+        read: ReadOptions,
+    ) -> _SQLiteSetup:
+        return _SQLiteSetup(url, options, self._make_dialect(), read)
 
     def _driver_keywords(self) -> DriverKeywords:
         return SQLITE_KEYWORDS

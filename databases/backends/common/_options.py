@@ -2,9 +2,10 @@
 
 An option is the library's own (`LIBRARY_OPTIONS`: the same name and meaning on every
 bundled backend), one the backend reads from its URL query (`OptionRules.url`), or a
-keyword argument of the backend's driver (`DriverKeywords`). Anything else fails when the
-`Database` is built, listing what that backend accepts, and a bad value names its option,
-so a typo never waits for the first query or passes silently. Keyword options override
+keyword argument of the backend's driver (`DriverKeywords`). Any other keyword option fails
+when the `Database` is built, listing what that backend accepts; any other URL query option
+is ignored, as 0.9 did, with a warning that lists them; a bad value names its option. So
+a typo never waits for the first query or passes silently. Keyword options override
 the URL's; the driver's pass to it unchanged.
 """
 
@@ -38,6 +39,7 @@ __all__ = [
     "OptionRules",
     "ReadOptions",
     "connection_kwargs",
+    "driver_kwargs",
     "pool_sizes",
     "read_options",
     "server_kwargs",
@@ -155,33 +157,35 @@ def read_options(
 ) -> ReadOptions:
     """Check and convert the URL query and keyword `options` of one backend.
 
-    Raises `UnknownOptionError` for an option nobody takes and `InvalidOptionError` for a
-    bad value, each naming the option; `backend` names the backend in the message.
+    Raises `UnknownOptionError` for a keyword option nobody takes and `InvalidOptionError`
+    for a bad value, each naming the option; logs a warning for URL query options nobody
+    takes, which are ignored. `backend` names the backend in the messages.
     """
     ours = library_options(rules.server)
     library: dict[str, typing.Any] = {}
     from_url: dict[str, typing.Any] = {}
-    unknown: list[str] = []
+    ignored: list[str] = []
     for name, text in url.options.items():
         if name in ours:
             library[name] = ours[name].read(name, text)
         elif name in rules.url:
             from_url[name] = rules.url[name](name, text)
         elif not (rules.server and name in URL_ADDRESS_OPTIONS):
-            unknown.append(name)
-    if unknown:
+            ignored.append(name)
+    if ignored:
         # 0.9 ignored them, and shared URLs carry other tools' options (`?sslmode=require`
         # from a hosting platform): ignored still, but never silently.
         accepted = [*ours, *rules.url, *(URL_ADDRESS_OPTIONS if rules.server else ())]
         logger.warning(
-            "Ignoring %s in the query of the database URL %r (%s). Accepted in the URL: %s. "
-            "Give the driver's other options as keyword arguments: Database(url, name=value).",
-            _unknown(unknown, accepted).replace("Unknown", "unknown", 1),
+            "Ignoring unknown %s in the query of the database URL %r (%s). Accepted in the "
+            "URL: %s. Give the driver's other options as keyword arguments: "
+            "Database(url, name=value).",
+            _described(ignored, accepted),
             url.obscure_password,
             backend,
             ", ".join(sorted(accepted)),
         )
-        unknown = []
+    unknown: list[str] = []
     driver_options: dict[str, typing.Any] = {}
     for name, value in options.items():
         if name in ours:
@@ -194,7 +198,7 @@ def read_options(
         listed = sorted({*keywords.names, *rules.renames})
         more = f", and {keywords.more_note}" if keywords.more_note else ""
         raise UnknownOptionError(
-            f"{_unknown(unknown, [*ours, *listed])} for the database "
+            f"Unknown {_described(unknown, [*ours, *listed])} for the database "
             f"{url.obscure_password!r} ({backend}). Accepted: the options of databases "
             f"({', '.join(sorted(ours))}) and {keywords.driver}'s keyword arguments "
             f"({', '.join(listed)}{more})."
@@ -203,14 +207,14 @@ def read_options(
     return ReadOptions(library, from_url, driver_options)
 
 
-def _unknown(names: list[str], accepted: typing.Iterable[str]) -> str:
-    """ "Unknown option 'x' (did you mean 'y'?)" for every name of `names`."""
+def _described(names: list[str], accepted: typing.Iterable[str]) -> str:
+    """ "option 'x' (did you mean 'y'?)" for every name of `names`."""
     candidates = list(accepted)
     described = []
     for name in names:
         close = difflib.get_close_matches(name, candidates, n=1)
         described.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return f"Unknown option{'s' if len(names) > 1 else ''} {', '.join(described)}"
+    return f"option{'s' if len(names) > 1 else ''} {', '.join(described)}"
 
 
 def _check_sizes(library: typing.Mapping[str, typing.Any]) -> None:
@@ -231,7 +235,11 @@ def connection_kwargs(
 ) -> dict[str, typing.Any]:
     """The driver's keyword arguments: the URL's options, then the keyword options, renamed;
     of the library's options, only the pool arguments (`min_size`, `max_size`)."""
-    read = read_options(url, options, rules, keywords, backend)
+    return driver_kwargs(read_options(url, options, rules, keywords, backend), rules)
+
+
+def driver_kwargs(read: ReadOptions, rules: OptionRules) -> dict[str, typing.Any]:
+    """`connection_kwargs()` of options already read."""
     pool = {
         name: value for name, value in read.library.items() if LIBRARY_OPTIONS[name].pool_argument
     }
@@ -280,15 +288,10 @@ class Timeouts(typing.NamedTuple):
     connect: float | None
 
 
-def timeouts(url: DatabaseURL, options: typing.Mapping[str, typing.Any]) -> Timeouts:
-    """`pool_timeout` and `connect_timeout` from the keyword options, else the URL query,
-    else their defaults, read as `LIBRARY_OPTIONS` says."""
-    given = {**url.options, **options}
-    values = {
-        name: LIBRARY_OPTIONS[name].read(name, given[name]) if name in given else default
-        for name, default in (
-            ("pool_timeout", DEFAULT_POOL_TIMEOUT),
-            ("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
-        )
-    }
-    return Timeouts(values["pool_timeout"], values["connect_timeout"])
+def timeouts(library: typing.Mapping[str, typing.Any]) -> Timeouts:
+    """`pool_timeout` and `connect_timeout` from the library's options as read and checked
+    (`SQLBackend._library_options()`), else their defaults."""
+    return Timeouts(
+        library.get("pool_timeout", DEFAULT_POOL_TIMEOUT),
+        library.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+    )

@@ -31,9 +31,6 @@ import time
 import typing
 import weakref
 
-from databases.backends.common._options import LIBRARY_OPTIONS
-from databases.url import DatabaseURL
-
 __all__ = ["PING_TIMEOUT", "PRE_PING_IDLE", "HealthOptions", "Ping", "PoolHealth", "Verdict"]
 
 # Seconds a connection must have been idle before `pool_pre_ping` checks it: busy
@@ -51,16 +48,9 @@ class HealthOptions(typing.NamedTuple):
     recycle: float | None = None
 
     @classmethod
-    def parse(cls, url: DatabaseURL, options: typing.Mapping[str, typing.Any]) -> HealthOptions:
-        """From the URL query, overridden by keyword options, read as `LIBRARY_OPTIONS` says
-        (a bad value names its option)."""
-        given = {**url.options, **options}
-        values = {
-            name: LIBRARY_OPTIONS[name].read(name, given[name])
-            for name in ("pool_pre_ping", "pool_recycle")
-            if name in given
-        }
-        return cls(values.get("pool_pre_ping", False), values.get("pool_recycle"))
+    def of(cls, library: typing.Mapping[str, typing.Any]) -> HealthOptions:
+        """From the library's options as read and checked (`SQLBackend._library_options()`)."""
+        return cls(library.get("pool_pre_ping", False), library.get("pool_recycle"))
 
 
 class Verdict(enum.Enum):

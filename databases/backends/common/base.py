@@ -22,7 +22,7 @@ from databases.backends.common._options import (
     DriverKeywords,
     OptionRules,
     ReadOptions,
-    connection_kwargs,
+    driver_kwargs,
     read_options,
     timeouts,
 )
@@ -68,14 +68,21 @@ class BackendSetup:
     so the dialect is made and statements are compiled once for all loops.
     """
 
-    def __init__(self, url: DatabaseURL, options: dict[str, typing.Any], dialect: Dialect) -> None:
+    def __init__(
+        self,
+        url: DatabaseURL,
+        options: dict[str, typing.Any],
+        dialect: Dialect,
+        read: ReadOptions,
+    ) -> None:
         self.url = url
         self.options = options
         self.dialect = dialect
         self.compiler = QueryCompiler(dialect)
-        self.health = HealthOptions.parse(url, options)
-        # Read (and checked) when the `Database` is made, so a bad value fails there.
-        self.timeouts = timeouts(url, options)
+        # The options, read and checked once, when the `Database` is made.
+        self.read = read
+        self.health = HealthOptions.of(read.library)
+        self.timeouts = timeouts(read.library)
 
 
 class SQLBackend(DatabaseBackend):
@@ -103,8 +110,7 @@ class SQLBackend(DatabaseBackend):
         else:
             url = DatabaseURL(database_url)
             # Checked once, when the `Database` is built: not at the first query.
-            self._read_options(url, options)
-            setup = self._make_setup(url, options)
+            setup = self._make_setup(url, options, self._read_options(url, options))
         self._setup = setup
         self._database_url = setup.url
         self._options = setup.options
@@ -121,29 +127,30 @@ class SQLBackend(DatabaseBackend):
 
     def _read_options(
         self, url: DatabaseURL, options: typing.Mapping[str, typing.Any]
-    ) -> ReadOptions | None:
-        """The URL's and keyword options, checked and converted; `None` when unchecked."""
+    ) -> ReadOptions:
+        """The URL's and keyword options, checked and converted (every keyword option
+        passes to a driver whose keywords the backend does not name)."""
         keywords = self._driver_keywords()
         if keywords is None:
-            return None
+            keywords = DriverKeywords(self.name, frozenset(), more=lambda name: True)
         return read_options(url, options, self.option_rules, keywords, self.name)
 
     def _library_options(self) -> dict[str, typing.Any]:
         """The library's own options given (URL, then keywords), checked and converted."""
-        read = self._read_options(self._database_url, self._options)
-        return {} if read is None else read.library
+        return dict(self._setup.read.library)
 
     def _get_connection_kwargs(self) -> dict[str, typing.Any]:
-        """The driver's keyword arguments: the URL's options, overridden by keyword options."""
-        keywords = self._driver_keywords()
-        if keywords is None:
-            keywords = DriverKeywords(self.name, frozenset(), more=lambda name: True)
-        return connection_kwargs(
-            self._database_url, self._options, self.option_rules, keywords, self.name
-        )
+        """The driver's keyword arguments: the URL's options, overridden by keyword options
+        (read once, when the `Database` was built)."""
+        return driver_kwargs(self._setup.read, self.option_rules)
 
-    def _make_setup(self, url: DatabaseURL, options: dict[str, typing.Any]) -> BackendSetup:
-        return BackendSetup(url, options, self._make_dialect())
+    def _make_setup(
+        self,
+        url: DatabaseURL,
+        options: dict[str, typing.Any],
+        read: ReadOptions,
+    ) -> BackendSetup:
+        return BackendSetup(url, options, self._make_dialect(), read)
 
     def _make_dialect(self) -> Dialect:
         raise NotImplementedError()  # pragma: no cover
