@@ -378,9 +378,7 @@ class Connection:
             return await call.bound(self._perform_timed(call, method, args))
         if not self._for_statement:
             async with self, self._query_lock:
-                if self._statement_savepoints:
-                    return await self._statement(method, *args)
-                return await self._protect(method(*args))
+                return await self._statement(method, *args)
         await self._hold()
         try:
             return await self._protect(method(*args))
