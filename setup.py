@@ -1,70 +1,48 @@
-"""Packaging for `databases`: a maintained, drop-in successor of encode/databases."""
+"""The optional C extension of `databases`; everything else is in pyproject.toml.
 
-import re
+`databases._speedups` builds and reads result rows in C. Without a C compiler (or Python's
+headers), or with `DATABASES_NO_SPEEDUPS=1`, the build says so in one line and makes a
+pure-Python wheel: the package then runs the same code in Python
+(databases/backends/common/record_base.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import sysconfig
 from pathlib import Path
 
-from setuptools import Extension, find_packages, setup
+from setuptools import Extension, setup
 
-HERE = Path(__file__).parent
-
-
-def read_version() -> str:
-    text = (HERE / "databases" / "__init__.py").read_text(encoding="utf-8")
-    match = re.search(r'^__version__ = "([^"]+)"', text, re.MULTILINE)
-    if match is None:
-        raise RuntimeError("databases/__init__.py has no __version__")
-    return match.group(1)
-
-
-# Each range is exactly what CI proves: the suite runs on requirements.txt (the lower
-# bounds) and on requirements-latest.txt (the newest releases below the upper bounds).
-SQLALCHEMY = ["sqlalchemy>=2.0.44,<2.2"]
-# 0.32 fixed a pool slot leaked by a query that meets a connection the server just closed
-# (MagicStack/asyncpg#1307): with it, a small pool could end up waiting forever.
-ASYNCPG = ["asyncpg>=0.32,<0.33"]
-AIOMYSQL = ["aiomysql>=0.3.2,<0.4", "PyMySQL>=1.1,<1.3"]
-AIOSQLITE = ["aiosqlite>=0.20,<0.23"]
-# psycopg 3 with its binary (libpq bundled) wheels. 3.2.0 cannot be installed with
-# [binary] (its metadata asks for psycopg-binary 3.2.0.dev1), so 3.2.1 is the oldest.
-PSYCOPG = ["psycopg[binary]>=3.2.1,<3.4"]
-# aiopg 1.4 is its last release; it needs psycopg2 2.9.5 or later.
-AIOPG = ["aiopg>=1.4,<1.5", "psycopg2-binary>=2.9.5,<2.10"]
-
-# Result rows in C. Optional: without a compiler the package installs and uses the same
-# code in Python (databases/backends/common/record_base.py).
 SPEEDUPS = Extension("databases._speedups", ["databases/_speedups.c"], optional=True)
 
-setup(
-    name="databases",
-    version=read_version(),
-    description="Async database support for Python, safe across event loops.",
-    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
-    long_description_content_type="text/markdown",
-    license="BSD-3-Clause",
-    python_requires=">=3.9",
-    packages=find_packages(include=["databases", "databases.*"]),
-    package_data={"databases": ["py.typed", "_speedups.pyi"]},
-    ext_modules=[SPEEDUPS],
-    include_package_data=True,
-    zip_safe=False,
-    install_requires=SQLALCHEMY,
-    extras_require={
-        "postgresql": ASYNCPG,
-        "asyncpg": ASYNCPG,
-        "mysql": AIOMYSQL,
-        "aiomysql": AIOMYSQL,
-        "sqlite": AIOSQLITE,
-        "aiosqlite": AIOSQLITE,
-        "aiopg": AIOPG,
-        "psycopg": PSYCOPG,
-        "asyncmy": ["asyncmy>=0.2.9"],
-    },
-    classifiers=[
-        "Development Status :: 4 - Beta",
-        "Framework :: AsyncIO",
-        "Intended Audience :: Developers",
-        "Programming Language :: Python :: 3",
-        "Topic :: Database",
-        "Typing :: Typed",
-    ],
-)
+
+def why_no_compiler() -> str | None:
+    """Why the extension cannot be built here, or None when it can be tried."""
+    if os.environ.get("DATABASES_NO_SPEEDUPS") == "1":
+        return "DATABASES_NO_SPEEDUPS=1"
+    if sys.implementation.name != "cpython":
+        return f"{sys.implementation.name} is not CPython"
+    compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    if shutil.which(compiler.split()[0]) is None:
+        return f"no C compiler ({compiler.split()[0]!r} not found)"
+    headers = Path(sysconfig.get_paths()["include"], "Python.h")
+    if not headers.exists():
+        return f"no Python headers ({headers} not found)"
+    return None
+
+
+# Commands that compile: the line is printed once per build, not at every metadata step.
+COMPILING = {"bdist_wheel", "build", "build_ext", "develop", "editable_wheel", "install"}
+
+reason = why_no_compiler()
+if reason is not None and COMPILING.intersection(sys.argv):
+    print(
+        f"databases: building without the C speedups: {reason}; the pure-Python package works"
+        " the same, slower on large results",
+        file=sys.stderr,
+    )
+
+setup(ext_modules=[] if reason is not None else [SPEEDUPS])
