@@ -43,8 +43,8 @@ def mini_backend(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> typing.Iterator[type[DatabaseBackend]]:
     """The documented example as module `mini_backend`, registered for `mini://`."""
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
-    assert len(blocks) == 1, "the page has one Python example"
+    blocks = re.findall(r"```python\n(# mini_backend\.py\n.*?)```", DOC.read_text(), re.DOTALL)
+    assert len(blocks) == 1, "the page shows one module named mini_backend.py"
     (tmp_path / "mini_backend.py").write_text(blocks[0])
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(Database.SUPPORTED_BACKENDS, "mini", "mini_backend:MiniBackend")
