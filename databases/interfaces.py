@@ -412,6 +412,11 @@ class Record(Sequence[typing.Any]):
         if name.startswith("_"):
             raise AttributeError(name)
         try:
-            return self._mapping[name]
-        except (KeyError, NotImplementedError):
+            mapping = self._mapping
+        except NotImplementedError:  # a 0.9 row class need not implement it
             raise AttributeError(f"Record has no column {name!r}") from None
+        try:
+            return mapping[name]
+        except KeyError:
+            columns = ", ".join(map(str, mapping))
+            raise AttributeError(f"Record has no column {name!r}; columns: {columns}") from None

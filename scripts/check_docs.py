@@ -151,7 +151,7 @@ def check(document: Path, blocks: Sequence[Block], work: Path, library: Path) ->
     from mypy import api
 
     folder = work / re.sub(r"\W", "_", _display(document))
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     by_file: dict[str, Block] = {}
     for block in blocks:
         path = folder / block.file_name

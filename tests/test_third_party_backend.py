@@ -103,7 +103,7 @@ async def test_a_0_9_style_row_gets_the_mapping_methods_and_attributes(
         assert list(row.items()) == [("id", 1), ("text", "one")]
         assert dict(row) == {"id": 1, "text": "one"}
         assert list(row) == [1, "one"]  # still the Sequence the 0.9 contract made it
-        with pytest.raises(AttributeError, match="Record has no column 'missing'"):
+        with pytest.raises(AttributeError, match="no column 'missing'; columns: id, text"):
             _ = row.missing
         assert not hasattr(row, "_private")
         clone = copy.copy(row)
