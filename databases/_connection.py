@@ -34,6 +34,7 @@ from databases.interfaces import (
     DatabaseBackend,
     QueryValues,
     Record,
+    RecordKey,
     Statement,
     StatementCancellation,
     TransactionBackend,
@@ -450,7 +451,7 @@ class Connection:
         self,
         query: ClauseElement | str,
         values: dict[str, typing.Any] | None = None,
-        column: typing.Any = 0,
+        column: RecordKey = 0,
         *,
         timeout: float | None = None,
     ) -> typing.Any:

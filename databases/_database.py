@@ -30,7 +30,7 @@ from databases._loops import LoopRegistry, LoopState, running_loop
 from databases._transaction import _ACTIVE_TRANSACTIONS, Transaction
 from databases.backends.common._options import CORE_OPTIONS, take_core_options
 from databases.errors import DatabaseNotConnectedError, TransactionOpenError
-from databases.interfaces import DatabaseBackend, PoolStats, Record
+from databases.interfaces import DatabaseBackend, PoolStats, Record, RecordKey
 from databases.url import DatabaseURL
 
 
@@ -251,7 +251,7 @@ class Database:
         self,
         query: ClauseElement | str,
         values: dict[str, typing.Any] | None = None,
-        column: typing.Any = 0,
+        column: RecordKey = 0,
         *,
         timeout: float | None = None,
     ) -> typing.Any:

@@ -31,6 +31,7 @@ from databases.interfaces import (
     ConnectionBackend,
     DatabaseBackend,
     Record,
+    RecordKey,
     TransactionBackend,
     each_record,
     is_broken,
@@ -361,7 +362,7 @@ class SessionConnection(Connection):
         self,
         query: ClauseElement | str,
         values: dict[str, typing.Any] | None = None,
-        column: typing.Any = 0,
+        column: RecordKey = 0,
         *,
         timeout: float | None = None,
     ) -> typing.Any:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import typing
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, ItemsView, KeysView, Sequence, ValuesView
 
+from sqlalchemy import SQLColumnExpression
 from sqlalchemy.sql import ClauseElement
 
 _T = typing.TypeVar("_T")
@@ -357,14 +358,65 @@ class TransactionBackend:
         raise NotImplementedError()  # pragma: no cover
 
 
+# What `row[key]` takes, besides a slice: a position (negative counts from the end), a
+# column name, or a SQLAlchemy column expression (`table.c.name`, `column("name")`, an ORM
+# attribute), as SQLAlchemy's own rows take them.
+RecordKey = typing.Union[int, str, SQLColumnExpression[typing.Any]]
+
+
 class Record(Sequence[typing.Any]):
-    """A result row: positional like a tuple, keyed like a mapping."""
+    """A result row: positional like a tuple, keyed like a mapping.
+
+    A backend's row class implements `_mapping`, `__getitem__` and `__len__` (the 0.9
+    contract); the mapping methods and attribute access below derive from them. The
+    bundled backends' rows (`databases.backends.common.records.Record`) implement every
+    method themselves, and iterate over the column names, as 0.9's rows did.
+
+    Values are typed `Any`: a row's column types are known only once the query runs.
+    """
 
     __slots__ = ()
 
     @property
-    def _mapping(self) -> typing.Mapping[str, typing.Any]:
+    def _mapping(self) -> typing.Mapping[typing.Any, typing.Any]:
+        """The row as a read-only mapping of column name (or column) to value."""
         raise NotImplementedError()  # pragma: no cover
 
-    def __getitem__(self, key: typing.Any) -> typing.Any:
+    @typing.overload
+    def __getitem__(self, key: RecordKey) -> typing.Any: ...
+
+    @typing.overload
+    def __getitem__(self, key: slice) -> Sequence[typing.Any]: ...
+
+    def __getitem__(self, key: RecordKey | slice) -> typing.Any:
         raise NotImplementedError()  # pragma: no cover
+
+    def keys(self) -> KeysView[str]:
+        """The column names, in order."""
+        return self._mapping.keys()
+
+    def values(self) -> ValuesView[typing.Any]:
+        """The values, in column order."""
+        return self._mapping.values()
+
+    def items(self) -> ItemsView[str, typing.Any]:
+        """(column name, value) pairs, in column order."""
+        return self._mapping.items()
+
+    def __getattr__(self, name: str) -> typing.Any:
+        """`row.name` is `row._mapping["name"]`.
+
+        Names beginning with an underscore are the row's own attributes: a row still being
+        built (or unpickled) then does not look its `_mapping` up as a column.
+        """
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            mapping = self._mapping
+        except NotImplementedError:  # a 0.9 row class need not implement it
+            raise AttributeError(f"Record has no column {name!r}") from None
+        try:
+            return mapping[name]
+        except KeyError:
+            columns = ", ".join(map(str, mapping))
+            raise AttributeError(f"Record has no column {name!r}; columns: {columns}") from None

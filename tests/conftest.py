@@ -28,7 +28,9 @@ import pytest
 
 # The helper modules assert on behalf of the tests: rewrite their asserts as in a test
 # module. This must run before anything imports them, so it comes before the imports below.
-pytest.register_assert_rewrite("tests.admin", "tests.differential", "tests.faults", "tests.loops")
+pytest.register_assert_rewrite(
+    "tests.admin", "tests.differential", "tests.faults", "tests.loops", "tests.typing_checks"
+)
 
 from tests import admin  # noqa: E402
 from tests.settings import (  # noqa: E402

@@ -6,6 +6,7 @@ only the 0.9 methods, so everything else comes from the contract's defaults.
 
 from __future__ import annotations
 
+import copy
 import pathlib
 import re
 import sqlite3
@@ -20,6 +21,7 @@ from databases.interfaces import (
     DEFAULT_CAPABILITIES,
     ConnectionBackend,
     DatabaseBackend,
+    Record,
     capabilities_of,
     in_savepoint,
     is_broken,
@@ -41,8 +43,8 @@ def mini_backend(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> typing.Iterator[type[DatabaseBackend]]:
     """The documented example as module `mini_backend`, registered for `mini://`."""
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
-    assert len(blocks) == 1, "the page has one Python example"
+    blocks = re.findall(r"```python\n(# mini_backend\.py\n.*?)```", DOC.read_text(), re.DOTALL)
+    assert len(blocks) == 1, "the page shows one module named mini_backend.py"
     (tmp_path / "mini_backend.py").write_text(blocks[0])
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(Database.SUPPORTED_BACKENDS, "mini", "mini_backend:MiniBackend")
@@ -82,6 +84,54 @@ async def test_queries_run_through_a_0_9_style_backend(
             "two",
             "3",
         ]
+
+
+@pytest.mark.asyncio
+async def test_a_0_9_style_row_gets_the_mapping_methods_and_attributes(
+    mini_backend: type[DatabaseBackend], url: str
+) -> None:
+    """The example's row implements only `_mapping`, `__getitem__` and `__len__`: what
+    the README shows of rows (`row.name`, `keys()`, `values()`, `dict(row)`) comes from
+    the contract, derived from its `_mapping`, as the contract's type declares."""
+    async with Database(url) as database:
+        await database.execute(notes.insert(), {"text": "one"})
+        row = await database.fetch_one(sa.select(notes))
+        assert row is not None and type(row).__module__ == "mini_backend"
+        assert row.text == "one" and row.id == 1
+        assert list(row.keys()) == ["id", "text"]
+        assert list(row.values()) == [1, "one"]
+        assert list(row.items()) == [("id", 1), ("text", "one")]
+        assert dict(row) == {"id": 1, "text": "one"}
+        assert list(row) == [1, "one"]  # still the Sequence the 0.9 contract made it
+        with pytest.raises(AttributeError, match="no column 'missing'; columns: id, text"):
+            _ = row.missing
+        assert not hasattr(row, "_private")
+        clone = copy.copy(row)
+        assert clone.text == "one" and dict(clone) == dict(row)
+        # A row whose slots are not filled yet (as while being copied) asks for no column.
+        empty = type(row).__new__(type(row))
+        with pytest.raises(AttributeError):
+            _ = empty.text
+
+
+def test_a_row_without_a_mapping_has_no_attributes() -> None:
+    """A 0.9 row class may leave `_mapping` unimplemented: attribute access then finds no
+    column (`hasattr` is False) instead of raising NotImplementedError."""
+
+    class Positional(Record):
+        __slots__ = ()
+
+        def __getitem__(self, key: typing.Any) -> typing.Any:
+            return ("one",)[key]
+
+        def __len__(self) -> int:
+            return 1
+
+    row = Positional()
+    assert row[0] == "one" and list(row) == ["one"]
+    assert not hasattr(row, "text")
+    with pytest.raises(NotImplementedError):
+        row.keys()
 
 
 @pytest.mark.asyncio

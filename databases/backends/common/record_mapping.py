@@ -11,6 +11,8 @@ from __future__ import annotations
 import typing
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 
+from databases.interfaces import RecordKey
+
 
 class Row(typing.Protocol):
     """What the views read of a row (`records.Record`): its shape's names and its values."""
@@ -21,10 +23,11 @@ class Row(typing.Protocol):
     def __getitem__(self, key: typing.Any) -> typing.Any: ...
 
 
-class RecordMapping(Mapping[typing.Any, typing.Any]):
+class RecordMapping(Mapping[str, typing.Any]):
     """A read-only mapping over one row: every column, duplicate names included.
 
-    A key is whatever `row[key]` takes: a name, a SQLAlchemy column or a position.
+    A key is whatever `row[key]` takes: a name, a SQLAlchemy column or a position; it
+    iterates over the names.
     """
 
     __slots__ = ("_record",)
@@ -32,7 +35,7 @@ class RecordMapping(Mapping[typing.Any, typing.Any]):
     def __init__(self, record: Row) -> None:
         self._record = record
 
-    def __getitem__(self, key: typing.Any) -> typing.Any:
+    def __getitem__(self, key: RecordKey) -> typing.Any:
         try:
             return self._record[key]
         except IndexError:  # a position past the end: a missing key to a mapping
@@ -43,6 +46,10 @@ class RecordMapping(Mapping[typing.Any, typing.Any]):
 
     def __len__(self) -> int:
         return len(self._record._values)
+
+    if typing.TYPE_CHECKING:
+        # `Mapping.get`, which takes whatever `__getitem__` takes.
+        def get(self, key: RecordKey, default: typing.Any = None, /) -> typing.Any: ...
 
     def keys(self) -> RecordKeys:
         return RecordKeys(self)

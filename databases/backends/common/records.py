@@ -22,6 +22,7 @@ from databases.backends.common.record_mapping import (
     RecordValues,
 )
 from databases.interfaces import Record as RecordInterface
+from databases.interfaces import RecordKey
 
 
 class RecordShape:
@@ -113,6 +114,17 @@ class Record(RecordBase, RecordInterface):
 
     __slots__ = ()
 
+    if typing.TYPE_CHECKING:
+        # `row[key]` is `RecordBase.__getitem__` (C where built): declared here only, so
+        # that no Python method comes between the caller and the C slot.
+        @typing.overload
+        def __getitem__(self, key: RecordKey) -> typing.Any: ...
+
+        @typing.overload
+        def __getitem__(self, key: slice) -> tuple[typing.Any, ...]: ...
+
+        def __getitem__(self, key: RecordKey | slice) -> typing.Any: ...
+
     def _lookup(self, key: typing.Any) -> typing.Any:
         """`row[key]` for keys other than a column name or an in-range position."""
         if isinstance(key, (int, slice)):
@@ -138,7 +150,8 @@ class Record(RecordBase, RecordInterface):
     def items(self) -> RecordItems:
         return self._mapping.items()
 
-    def get(self, key: typing.Any, default: typing.Any = None) -> typing.Any:
+    def get(self, key: RecordKey, default: typing.Any = None) -> typing.Any:
+        """`row[key]`, or `default` for a missing name, column or position."""
         try:
             return self[key]
         except (KeyError, IndexError):

@@ -1,0 +1,1 @@
+"""Modules that mypy --strict checks (pyproject.toml's `files`) and tests run."""
