@@ -58,6 +58,8 @@ setup(
         "aiopg": AIOPG,
         "psycopg": PSYCOPG,
         "asyncmy": ["asyncmy>=0.2.9"],
+        # databases.opentelemetry: spans for statements (the API only; the app picks an SDK).
+        "opentelemetry": ["opentelemetry-api>=1.27,<2"],
     },
     classifiers=[
         "Development Status :: 4 - Beta",
