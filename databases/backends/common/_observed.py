@@ -40,7 +40,10 @@ async def observed(
     call: typing.Callable[..., Awaitable[_T]],
     *args: typing.Any,
 ) -> _T:
-    """`await call(*args)`, which runs `sql`: noted on error, and reported to `events`."""
+    """`await call(*args)`, which runs `sql`: noted on error, and reported to `events`.
+
+    The statement methods run the driver call themselves, with only the note, when nobody
+    listens: this coroutine would cost them a frame."""
     if not events.watching_statements:
         try:
             return await call(*args)

@@ -18,7 +18,7 @@ from databases._bounded import within
 from databases._logging import logger
 from databases._loops import running_loop
 from databases.backends.common._driver import NOT_ACQUIRED
-from databases.backends.common._observed import observed, observed_batches
+from databases.backends.common._observed import note_sql, observed, observed_batches
 from databases.backends.common._options import (
     DriverKeywords,
     OptionRules,
@@ -404,27 +404,48 @@ class SQLConnection(ConnectionBackend):
 
     async def fetch_all(self, query: Statement) -> list[Record]:
         statement, sql, args = self._compiler.prepare(query)
-        rows, columns = await observed(
-            self._events, self._info, sql, args, False, self._fetch_rows, sql, args
-        )
+        # Inline when nobody listens: no coroutine of its own on the hot path.
+        if self._events.watching_statements:
+            rows, columns = await observed(
+                self._events, self._info, sql, args, False, self._fetch_rows, sql, args
+            )
+        else:
+            try:
+                rows, columns = await self._fetch_rows(sql, args)
+            except Exception as error:
+                note_sql(error, sql)
+                raise
         if not rows:
             return []
         return self._shape(statement, columns).make_all(rows)
 
     async def fetch_one(self, query: Statement) -> Record | None:
         statement, sql, args = self._compiler.prepare(query)
-        row, columns = await observed(
-            self._events, self._info, sql, args, False, self._fetch_row, sql, args
-        )
+        if self._events.watching_statements:
+            row, columns = await observed(
+                self._events, self._info, sql, args, False, self._fetch_row, sql, args
+            )
+        else:
+            try:
+                row, columns = await self._fetch_row(sql, args)
+            except Exception as error:
+                note_sql(error, sql)
+                raise
         if row is None:
             return None
         return self._shape(statement, columns).make(row)
 
     async def execute(self, query: Statement) -> typing.Any:
         statement, sql, args = self._compiler.prepare(query)
-        return await observed(
-            self._events, self._info, sql, args, False, self._execute, statement, sql, args
-        )
+        if self._events.watching_statements:
+            return await observed(
+                self._events, self._info, sql, args, False, self._execute, statement, sql, args
+            )
+        try:
+            return await self._execute(statement, sql, args)
+        except Exception as error:
+            note_sql(error, sql)
+            raise
 
     def _shape(self, statement: CompiledStatement, columns: typing.Any) -> RecordShape:
         """The row shape for the columns as the driver reports them (a DB-API description)."""
