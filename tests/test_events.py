@@ -39,6 +39,12 @@ def empty_table(database_url: str, table: str) -> str:
     return table
 
 
+def driver(url: str) -> str:
+    """The driver that runs the URL's statements (SQLite's: sqlite3, also for
+    `sqlite+aiosqlite://`, whose statements run on the package's own threads)."""
+    return "sqlite3" if admin.dialect_name(url) == "sqlite" else admin.driver_name(url)
+
+
 def first_word(sql: str) -> str:
     return sql.split(" ", 1)[0].upper()
 
@@ -98,7 +104,7 @@ async def test_every_query_method_tells_start_and_end(database_url: str, empty_t
         assert end.started is start
         assert end.elapsed >= 0
         assert start.backend.dialect == admin.dialect_name(database_url)
-        assert start.backend.driver == admin.driver_name(database_url)
+        assert start.backend.driver == driver(database_url)
         assert start.backend.database == DatabaseURL(database_url).database
         assert isinstance(start.loop, asyncio.AbstractEventLoop)
 
@@ -206,7 +212,7 @@ async def test_pool_events_acquire_release_and_connect(database_url: str) -> Non
     else:
         assert actions[0] == "connect"
     event = recorder.pool[-1]
-    assert event.backend.driver == admin.driver_name(database_url)
+    assert event.backend.driver == driver(database_url)
     if admin.dialect_name(database_url) != "sqlite":
         # The driver's connection (SQLite's is our worker, raw_connection wraps it).
         assert event.connection is raw or getattr(raw, "_con", None) is event.connection
@@ -316,7 +322,7 @@ async def test_driver_errors_keep_their_type_and_note_the_sql(
         "sqlite3": "sqlite3.IntegrityError",
     }
     kind = type(single.value)
-    assert f"{kind.__module__}.{kind.__qualname__}" == uniques[admin.driver_name(database_url)]
+    assert f"{kind.__module__}.{kind.__qualname__}" == uniques[driver(database_url)]
     for caught, sql in [
         (single, "INSERT INTO vis_events VALUES ("),
         (many, "INSERT INTO vis_events VALUES ("),
