@@ -18,13 +18,18 @@ class Echo:
 
     def __init__(self, parameters: bool) -> None:
         self.parameters = parameters
+        # Whether logging was looked at (at the first statement, not when the `Database`
+        # is built: a module-global one is built before the application sets logging up).
+        self._looked = False
 
     def register(self, events: DatabaseEvents) -> None:
-        _make_visible()
         events.on_statement(self.finished)
         events.on_statement_error(self.failed)
 
     def finished(self, event: StatementFinished) -> None:
+        if not self._looked:
+            self._looked = True
+            _make_visible()
         if logger.isEnabledFor(logging.INFO):
             started = event.started
             logger.info(
@@ -37,6 +42,9 @@ class Echo:
             )
 
     def failed(self, event: StatementFailed) -> None:
+        if not self._looked:
+            self._looked = True
+            _make_visible()
         if logger.isEnabledFor(logging.INFO):
             started = event.started
             logger.info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import sys
 import typing
 
@@ -333,3 +334,36 @@ async def test_driver_errors_keep_their_type_and_note_the_sql(
         assert len(noted) == 1, noted
         assert noted[0].startswith(f"SQL: {sql}")
         assert SECRET not in noted[0]
+
+
+# What a program without a logging set-up of its own sees: echo writes to stderr, once per
+# statement also when logging is set up after the Database is built (module-global).
+ECHO_PROGRAM = """
+import asyncio, logging, sys
+from databases import Database
+
+database = Database("sqlite:///:memory:", echo=True)
+if sys.argv[1] == "configured-later":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+async def main() -> None:
+    async with database:
+        await database.fetch_val("SELECT :v", {"v": 7})
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("logging_setup", ["none", "configured-later"])
+def test_echo_shows_without_logging_set_up_and_never_twice(logging_setup: str) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", ECHO_PROGRAM, logging_setup],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = [line for line in finished.stderr.splitlines() if "SELECT ?" in line]
+    assert len(lines) == 1, finished.stderr
+    assert "[1 parameter, " in lines[0]
+    assert lines[0].startswith("INFO " if logging_setup == "configured-later" else "SELECT ?")
