@@ -30,6 +30,9 @@ INSTRUMENTATION_NAME = "databases"
 # `db.system.name` by SQLAlchemy dialect name (MariaDB speaks MySQL's protocol: "mysql").
 SYSTEM_NAMES = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite"}
 
+# Drivers whose errors carry MySQL's error number first in their arguments.
+MYSQL_DRIVERS = ("pymysql", "asyncmy")
+
 _IDENTIFIER = r'(?:"[^"]+"|`[^`]+`|\[[^\]]+\]|[\w$.]+)'
 # The table a statement of each operation acts on, for `db.query.summary`.
 _TARGETS = {
@@ -162,21 +165,14 @@ def summarise(sql: str) -> tuple[str | None, str | None]:
 
 
 def response_status_code(error: BaseException) -> str | None:
-    """The database's own error code: PostgreSQL's SQLSTATE, MySQL's error number,
+    """The database's own error code: MySQL's error number, PostgreSQL's SQLSTATE,
     SQLite's extended result code (from the drivers' public attributes)."""
+    args = getattr(error, "args", ())
+    if type(error).__module__.split(".")[0] in MYSQL_DRIVERS:
+        # The number, as the conventions ask (PyMySQL 1.2 also has a `sqlstate`).
+        return str(args[0]) if args and isinstance(args[0], int) else None
     for attribute in ("sqlstate", "pgcode", "sqlite_errorcode"):
         code = getattr(error, attribute, None)
         if code is not None:
             return str(code)
-    args = getattr(error, "args", ())
-    if (
-        args
-        and isinstance(args[0], int)
-        and type(error).__module__.split(".")[0]
-        in (
-            "pymysql",
-            "asyncmy",
-        )
-    ):
-        return str(args[0])
     return None
