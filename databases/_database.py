@@ -24,12 +24,14 @@ from databases._connection import (
     ConnectionRole,
     check_batch_size,
 )
+from databases._echo import Echo
 from databases._force_rollback import ForceRollbackSession
 from databases._logging import CONNECT_EXTRA, DISCONNECT_EXTRA, logger
 from databases._loops import LoopRegistry, LoopState, running_loop
 from databases._transaction import _ACTIVE_TRANSACTIONS, Transaction
 from databases.backends.common._options import CORE_OPTIONS, take_core_options
 from databases.errors import DatabaseNotConnectedError, TransactionOpenError
+from databases.events import DatabaseEvents
 from databases.interfaces import DatabaseBackend, PoolStats, Record, RecordKey
 from databases.url import DatabaseURL
 
@@ -56,23 +58,32 @@ class Database:
         *,
         force_rollback: bool = False,
         force_rollback_savepoints: bool | None = None,
+        echo: bool | None = None,
+        echo_parameters: bool | None = None,
         **options: typing.Any,
     ) -> None:
         """`force_rollback_savepoints` (also `?force_rollback_savepoints=true` in the URL):
         under force_rollback, each statement outside the caller's transactions runs under
-        a savepoint of its own, so a failing one rolls back alone (docs/loops.md)."""
+        a savepoint of its own, so a failing one rolls back alone (docs/loops.md).
+
+        `echo` (`?echo=true`): log each statement, its parameter count and its time on
+        the "databases" logger; `echo_parameters` (`?echo_parameters=true`) adds its
+        values (off by default: they are application data). docs/observability.md."""
         self.url = DatabaseURL(url)
         self.options = options
         self.is_connected = False
         self._force_rollback = force_rollback
         # The backends' URL: without the options read here.
         self._backend_url, core_options = take_core_options(self.url)
-        savepoints: object = force_rollback_savepoints
-        if savepoints is None:
-            savepoints = core_options.get("force_rollback_savepoints", False)
-        self._force_rollback_savepoints: bool = CORE_OPTIONS["force_rollback_savepoints"](
-            "force_rollback_savepoints", savepoints
+        self._force_rollback_savepoints = _core_option(
+            "force_rollback_savepoints", force_rollback_savepoints, core_options
         )
+        # Listeners of statements and pool events; `echo` is one of them.
+        self.events = DatabaseEvents()
+        if _core_option("echo", echo, core_options):
+            Echo(_core_option("echo_parameters", echo_parameters, core_options)).register(
+                self.events
+            )
         self._backend_class = self._find_backend_class(self.url)
         # Built outside any loop and never connected: it answers questions about the
         # dialect (ORMs read `database._backend._dialect`) and is the model for the
@@ -80,6 +91,7 @@ class Database:
         self._template_backend: DatabaseBackend = self._backend_class(
             self._backend_url, **self.options
         )
+        self._template_backend._watch(self.events)
         self._states = LoopRegistry[Connection]()
         # With force_rollback: the one connection and transaction that every loop uses.
         self._session: ForceRollbackSession | None = None
@@ -125,9 +137,11 @@ class Database:
         return session
 
     def _backend_for_new_loop(self) -> DatabaseBackend:
-        return backend_for_new_loop(
+        backend = backend_for_new_loop(
             self._template_backend, self._backend_class, self._backend_url, self.options
         )
+        backend._watch(self.events)
+        return backend
 
     # -- connecting ---------------------------------------------------------------------
 
@@ -401,3 +415,10 @@ class Database:
 
     def __repr__(self) -> str:
         return f"<Database {self.url.obscure_password!r} loops={len(self._states)}>"
+
+
+def _core_option(name: str, keyword: object, from_url: typing.Mapping[str, str]) -> bool:
+    """One of `CORE_OPTIONS`, checked: the keyword's value, else the URL's, else False."""
+    value = keyword if keyword is not None else from_url.get(name, False)
+    checked: bool = CORE_OPTIONS[name](name, value)
+    return checked

@@ -19,6 +19,8 @@ from collections.abc import AsyncGenerator, ItemsView, KeysView, Sequence, Value
 from sqlalchemy import SQLColumnExpression
 from sqlalchemy.sql import ClauseElement
 
+from databases.events import DatabaseEvents
+
 _T = typing.TypeVar("_T")
 
 
@@ -231,6 +233,13 @@ class DatabaseBackend:
         For `Database.pool_stats()`. The default, `None`, says the backend does not tell.
         """
         return None
+
+    def _watch(self, events: DatabaseEvents) -> None:
+        """Report statements and pool events to `events` (`database.events`).
+
+        Called on every instance the `Database` builds, before it connects. The default
+        reports nothing: listeners then see no statement of this backend.
+        """
 
 
 class ConnectionBackend:

@@ -84,7 +84,7 @@ def test_ssl_is_read_only_by_drivers_that_take_it(caplog: pytest.LogCaptureFixtu
     [
         ("sqlite:///:memory:", "cached_statements"),
         ("postgresql://localhost/db?min_size=2", "statement_cache_size"),
-        ("mysql://localhost/db?ssl=true", "echo"),
+        ("mysql://localhost/db?ssl=true", "local_infile"),
     ],
 )
 def test_another_loops_instance_is_constructed_sharing_the_setup(url: str, option: str) -> None:

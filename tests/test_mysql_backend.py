@@ -170,7 +170,9 @@ def test_connection_kwargs_from_options() -> None:
         "minsize": 5,
         "ssl": False,
     }
-    assert kwargs_of("mysql://localhost/database", pool_recycle=30, echo=True) == {"echo": True}
+    assert kwargs_of("mysql://localhost/database", pool_recycle=30, local_infile=True) == {
+        "local_infile": True
+    }
 
     def password() -> str:
         return "secret"

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import pytest
 
 from databases import Database, DatabaseURL
+from databases.backends.common.base import SQLBackend
 from databases.backends.sqlite import SQLiteBackend
 from databases.errors import InvalidOptionError, UnknownOptionError
 from tests import admin
@@ -24,12 +25,10 @@ DRIVER_KEYWORDS: dict[str, dict[str, typing.Any]] = {
     "asyncpg": {"command_timeout": 30, "statement_cache_size": 0},
     "psycopg": {"application_name": "h4-options", "prepare_threshold": None},
     "aiopg": {"application_name": "h4-options", "timeout": 30},
-    "aiomysql": {"charset": "utf8mb4", "echo": True},
-    "asyncmy": {"charset": "utf8mb4", "echo": True},
+    "aiomysql": {"charset": "utf8mb4", "local_infile": False},
+    "asyncmy": {"charset": "utf8mb4", "local_infile": False},
     "sqlite3": {"timeout": 3.0, "cached_statements": 16},
 }
-# Drivers that take `echo=` (aiomysql's and aiopg's logging): it is no typo there.
-TAKE_ECHO = ("aiomysql", "asyncmy", "aiopg")
 # Never to be shown: with a space and a slash, so the URL holds it percent-encoded.
 PASSWORD = "h4 Pa55/word"
 
@@ -60,12 +59,20 @@ def test_unknown_keyword_option_fails_at_database_with_the_accepted_ones(
     assert isinstance(caught.value, ValueError)
 
 
-def test_echo_is_a_keyword_only_of_drivers_that_take_it(database_url: str) -> None:
-    if admin.driver_name(database_url) in TAKE_ECHO:
-        Database(database_url, echo=True)
-    else:
-        with pytest.raises(UnknownOptionError, match="Unknown option 'echo' for the database"):
-            Database(database_url, echo=True)
+def test_echo_is_the_packages_own_option_and_reaches_no_driver(database_url: str) -> None:
+    # aiomysql, asyncmy and aiopg have an `echo=` of their own: it no longer reaches them.
+    for database in (
+        Database(database_url, echo=True, echo_parameters=False),
+        Database(with_query(database_url, "echo=true&echo_parameters=false")),
+    ):
+        backend = database._backend
+        assert isinstance(backend, SQLBackend)
+        assert "echo" not in backend._get_connection_kwargs()
+        assert "echo" not in str(database._backend_url)
+        assert len(database.events._finished) == 1
+    assert not Database(database_url, echo=False).events.watching_statements
+    with pytest.raises(InvalidOptionError, match="echo"):
+        Database(with_query(database_url, "echo=loud"))
 
 
 @pytest.mark.asyncio

@@ -41,7 +41,7 @@ from databases.backends.common.base import (
     SQLConnection,
 )
 from databases.backends.common.compiler import Args, CompiledStatement
-from databases.interfaces import PoolStats, Record, Statement
+from databases.interfaces import PoolStats, Record
 from databases.url import DatabaseURL
 
 CLOSE_TIMEOUT = 5.0
@@ -155,9 +155,11 @@ class LibpqBackend(SQLBackend):
 
     # -- the driver's part --------------------------------------------------------------
 
-    def _open_bounded(self, kwargs: dict[str, typing.Any]) -> typing.Awaitable[typing.Any]:
+    async def _open_bounded(self, kwargs: dict[str, typing.Any]) -> typing.Any:
         """A new connection, bounded by `connect_timeout`."""
-        return self._connecting(self._open_connection(kwargs))
+        connection = await self._connecting(self._open_connection(kwargs))
+        self._pool_event("connect", connection)
+        return connection
 
     async def _open_connection(self, kwargs: dict[str, typing.Any]) -> typing.Any:
         raise NotImplementedError()  # pragma: no cover
@@ -262,13 +264,14 @@ class LibpqConnection(SQLConnection):
     def _begin_statements(self, options: dict[str, typing.Any]) -> list[str]:
         return [begin_statement(options)]
 
-    async def _iterate_batches(self, query: Statement) -> AsyncGenerator[list[Record], None]:
+    async def _stream_batches(
+        self, statement: CompiledStatement, sql: str, args: Args
+    ) -> AsyncGenerator[list[Record], None]:
         """Stream through a server-side cursor declared in SQL, `ITERATE_CHUNK` rows a trip.
 
         Outside a transaction the cursor is WITH HOLD, so it needs no transaction of its
         own: one the caller opens while iterating stays the caller's.
         """
-        statement, sql, args = self._compiler.prepare(query)
         connection = self._live()
         run = self._backend._cursor_run
         name = f"databases_cursor_{next(_cursor_ids)}"

@@ -14,6 +14,7 @@ import typing
 from databases._logging import logger
 from databases._loops import running_loop
 from databases.backends.common._driver import tear_down
+from databases.events import PoolAction
 from databases.interfaces import PoolStats
 
 # libpq's transaction status (psycopg's pq.TransactionStatus, psycopg2's
@@ -26,7 +27,9 @@ STATUS_INERROR = 3
 class LibpqDriver(typing.Protocol):
     """The driver calls the pool makes (a libpq backend provides them)."""
 
-    def _open_bounded(self, kwargs: dict[str, typing.Any]) -> typing.Awaitable[typing.Any]: ...
+    async def _open_bounded(self, kwargs: dict[str, typing.Any]) -> typing.Any: ...
+
+    def _pool_event(self, action: PoolAction, connection: object) -> None: ...
 
     async def _close_connection(self, connection: typing.Any) -> None: ...
 
@@ -95,9 +98,16 @@ class ConnectionPool:
     async def release(self, connection: typing.Any) -> None:
         """Take a connection back, rolled back to no transaction, or drop it."""
         try:
-            if not self._closing and await self._reset(connection):
+            if self._closing:
+                await self.close_connection(connection)
+            elif self._driver._is_closed(connection):
+                # Closed by its user (which reported it as discarded) or by the driver.
+                await self.close_connection(connection)
+            elif await self._reset(connection):
                 self._idle.append(connection)
             else:
+                # Open, but its transaction would not end: thrown away.
+                self._driver._pool_event("discard", connection)
                 await self.close_connection(connection)
         finally:
             self._used.discard(connection)

@@ -148,6 +148,8 @@ class SQLitePool:
         # the pool's size.
         self._statement_connection: Worker | None = None
         self._statement_connection_lock: asyncio.Lock | None = None
+        # Told of each connection opened (the backend's pool events).
+        self.opened: typing.Callable[[Worker], None] | None = None
 
     def clone(self) -> SQLitePool:
         """A new pool like this one, on the same database, for another loop."""
@@ -165,7 +167,10 @@ class SQLitePool:
         return connection
 
     async def _open(self) -> Worker:
-        return await worker.open_worker(self._gate, self._connect)
+        connection = await worker.open_worker(self._gate, self._connect)
+        if self.opened is not None:
+            self.opened(connection)
+        return connection
 
     def raw_connection(self, connection: Worker) -> SQLiteRawConnection:
         """The object `connection.raw_connection` returns, one per connection."""

@@ -63,6 +63,7 @@ class AiopgBackend(LibpqBackend):
     """`postgresql+aiopg://user:password@host:5432/name?min_size=1&max_size=10`."""
 
     name = "PostgreSQL (aiopg)"
+    driver_name = "aiopg"
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any

@@ -49,6 +49,7 @@ class AsyncMyBackend(MySQLBackend):
     """MySQL/MariaDB over asyncmy: `mysql+asyncmy://user:password@host:3306/name`."""
 
     _driver_name = "asyncmy"
+    driver_name = "asyncmy"
     _driver_extra = "asyncmy"
 
     def _driver_module(self) -> typing.Any:

@@ -47,7 +47,6 @@ from databases.interfaces import (
     ConnectionCapabilities,
     PoolStats,
     Record,
-    Statement,
     StatementCancellation,
 )
 from databases.url import DatabaseURL
@@ -165,6 +164,7 @@ class MySQLBackend(SQLBackend):
     """MySQL/MariaDB: `mysql://user:password@host:3306/name` (also `mysql+aiomysql://`)."""
 
     name = "MySQL"
+    driver_name = "aiomysql"
     option_rules = OPTION_RULES
     default_port = DEFAULT_PORT
     # How the driver is named in messages, and the extra that installs it.
@@ -529,8 +529,9 @@ class MySQLConnection(SQLConnection):
             finally:
                 await _resolve(cursor.close())
 
-    async def _iterate_batches(self, query: Statement) -> AsyncGenerator[list[Record], None]:
-        statement, sql, args = self._compiler.prepare(query)
+    async def _stream_batches(
+        self, statement: CompiledStatement, sql: str, args: Args
+    ) -> AsyncGenerator[list[Record], None]:
         async with self._lock:
             connection = self._live()
             await self._settle()

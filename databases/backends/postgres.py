@@ -48,7 +48,7 @@ from databases.backends.common.base import (
 from databases.backends.common.compiler import Args, CompiledStatement
 from databases.backends.common.records import RecordShape
 from databases.backends.common.transports import close_now
-from databases.interfaces import PoolStats, Record, Statement, TransactionBackend
+from databases.interfaces import PoolStats, Record, TransactionBackend
 from databases.url import DatabaseURL
 
 try:
@@ -141,6 +141,7 @@ class PostgresBackend(SQLBackend):
     """`postgresql://user:password@host:5432/name?min_size=1&max_size=10&ssl=true`."""
 
     name = "PostgreSQL"
+    driver_name = "asyncpg"
     option_rules = OPTION_RULES
     default_port = 5432
 
@@ -166,9 +167,12 @@ class PostgresBackend(SQLBackend):
         kwargs["min_size"], kwargs["max_size"] = pool_sizes(kwargs)
         self._pool = await asyncpg.create_pool(connect=self._connect_one, **kwargs)
 
-    def _connect_one(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Awaitable[typing.Any]:
-        """Every connection the pool opens, bounded by `connect_timeout`."""
-        return self._connecting(asyncpg.connect(*args, **kwargs))
+    async def _connect_one(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """Every connection the pool opens, bounded by `connect_timeout` (asyncpg's
+        `connect=` hook: also where pool listeners hear of it)."""
+        connection = await self._connecting(asyncpg.connect(*args, **kwargs))
+        self._pool_event("connect", connection)
+        return connection
 
     async def disconnect(self) -> None:
         pool, self._pool = self._pool, None
@@ -297,14 +301,15 @@ class PostgresConnection(SQLConnection):
     def _execute_group(self, sql: str, rows: list[Args]) -> typing.Any:
         return self._live().executemany(sql, rows)
 
-    async def _iterate_batches(self, query: Statement) -> AsyncGenerator[list[Record], None]:
+    async def _stream_batches(
+        self, statement: CompiledStatement, sql: str, args: Args
+    ) -> AsyncGenerator[list[Record], None]:
         """Stream through a server-side cursor declared in SQL, `ITERATE_CHUNK` rows a trip.
 
         Outside a transaction the cursor is WITH HOLD, so it needs no transaction of its
         own: one opened by the caller while iterating stays the caller's, committed or
         rolled back by its own block and nothing else.
         """
-        statement, sql, args = self._compiler.prepare(query)
         connection = self._live()
         name = self._cursor_name(sql)
         hold = "" if connection.is_in_transaction() else " WITH HOLD"

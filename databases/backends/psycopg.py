@@ -61,6 +61,7 @@ class PsycopgBackend(LibpqBackend):
     """`postgresql+psycopg://user:password@host:5432/name?min_size=1&max_size=10`."""
 
     name = "PostgreSQL (psycopg)"
+    driver_name = "psycopg"
     # `prepare_threshold=none` turns server-side prepared statements off (pgbouncer).
     option_rules = OPTION_RULES._replace(
         url={**OPTION_RULES.url, "prepare_threshold": read_int_or_none}

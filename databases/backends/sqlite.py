@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import contextvars
 import datetime
+import functools
 import itertools
 import operator
 import re
@@ -50,7 +51,6 @@ from databases.interfaces import (
     ConnectionCapabilities,
     PoolStats,
     Record,
-    Statement,
     StatementCancellation,
 )
 from databases.url import DatabaseURL
@@ -171,7 +171,7 @@ class _SQLiteSetup(BackendSetup):
         dialect: Dialect,
         read: ReadOptions,
     ) -> None:
-        super().__init__(url, options, dialect, read)
+        super().__init__(url, options, dialect, read, SQLiteBackend.driver_name)
         self.target = target_for(url, options)
         self.memory_keeper = MemoryKeeper()
 
@@ -180,6 +180,7 @@ class SQLiteBackend(SQLBackend):
     """SQLite: `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:`."""
 
     name = "SQLite"
+    driver_name = "sqlite3"
     option_rules = OPTION_RULES
     _setup: _SQLiteSetup
     # No server can drop a connection: `pool_pre_ping` and `pool_recycle` are accepted
@@ -198,6 +199,7 @@ class SQLiteBackend(SQLBackend):
         if _loop_pool is None:
             _loop_pool = SQLitePool(self._database_url, target=self._setup.target, **self._options)
         self._pool = _loop_pool
+        _loop_pool.opened = functools.partial(self._pool_event, "connect")
         self._memory_keeper = self._setup.memory_keeper
 
     def for_new_loop(self) -> SQLiteBackend:
@@ -359,8 +361,9 @@ class SQLiteConnection(SQLConnection):
     def _execute_group(self, sql: str, rows: list[Args]) -> asyncio.Future[None]:
         return self._call(worker.execute_many, sql, rows)
 
-    async def _iterate_batches(self, query: Statement) -> AsyncGenerator[list[Record], None]:
-        statement, sql, args = self._compiler.prepare(query)
+    async def _stream_batches(
+        self, statement: CompiledStatement, sql: str, args: Args
+    ) -> AsyncGenerator[list[Record], None]:
         cursor = await self._call(worker.open_cursor, sql, args)
         connection = self._connection
         assert connection is not None  # _call() checked it

@@ -250,7 +250,11 @@ def driver_kwargs(read: ReadOptions, rules: OptionRules) -> dict[str, typing.Any
 
 # Options `Database` reads itself, the same on every backend, each with its reader: in the
 # URL query (a keyword of `Database()` overrides it). The backend gets the URL without them.
-CORE_OPTIONS: dict[str, Reader] = {"force_rollback_savepoints": read_bool}
+CORE_OPTIONS: dict[str, Reader] = {
+    "force_rollback_savepoints": read_bool,
+    "echo": read_bool,
+    "echo_parameters": read_bool,
+}
 
 
 def take_core_options(url: DatabaseURL) -> tuple[DatabaseURL, dict[str, str]]:

@@ -18,6 +18,7 @@ from databases._bounded import within
 from databases._logging import logger
 from databases._loops import running_loop
 from databases.backends.common._driver import NOT_ACQUIRED
+from databases.backends.common._observed import note_sql, observed, observed_batches
 from databases.backends.common._options import (
     DriverKeywords,
     OptionRules,
@@ -36,6 +37,7 @@ from databases.backends.common._pool_health import (
 from databases.backends.common.compiler import Args, CompiledStatement, QueryCompiler
 from databases.backends.common.records import RecordShape
 from databases.errors import ConnectTimeoutError, PoolTimeoutError
+from databases.events import BackendInfo, DatabaseEvents, PoolAction
 from databases.interfaces import (
     ConnectionBackend,
     ConnectionCapabilities,
@@ -74,10 +76,15 @@ class BackendSetup:
         options: dict[str, typing.Any],
         dialect: Dialect,
         read: ReadOptions,
+        driver: str,
     ) -> None:
         self.url = url
         self.options = options
         self.dialect = dialect
+        # What statement and pool events say about the database; `events` is the
+        # `Database`'s once it watches this backend (`SQLBackend._watch`).
+        self.info = BackendInfo(dialect.name, driver, url.hostname, url.port, url.database)
+        self.events = DatabaseEvents()
         self.compiler = QueryCompiler(dialect)
         # The options, read and checked once, when the `Database` is made.
         self.read = read
@@ -101,6 +108,8 @@ class SQLBackend(DatabaseBackend):
     checks_connections: typing.ClassVar[bool] = True
     # The server's port when the URL gives none (in messages).
     default_port: int | None = None
+    # The driver's name in statement and pool events.
+    driver_name = "unknown"
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -150,13 +159,23 @@ class SQLBackend(DatabaseBackend):
         options: dict[str, typing.Any],
         read: ReadOptions,
     ) -> BackendSetup:
-        return BackendSetup(url, options, self._make_dialect(), read)
+        return BackendSetup(url, options, self._make_dialect(), read, self.driver_name)
 
     def _make_dialect(self) -> Dialect:
         raise NotImplementedError()  # pragma: no cover
 
     def for_new_loop(self) -> SQLBackend:
         return type(self)(self._setup)
+
+    def _watch(self, events: DatabaseEvents) -> None:
+        # On the setup every loop's instance shares, and their connections read.
+        self._setup.events = events
+
+    def _pool_event(self, action: PoolAction, connection: object) -> None:
+        """Tell the pool listeners, if any, what happened to `connection`."""
+        setup = self._setup
+        if setup.events.watching_pool:
+            setup.events._pool_event(action, setup.info, connection)
 
     def _not_connected(self) -> RuntimeError:
         return RuntimeError(f"The {self.name} backend is not connected: call connect() first.")
@@ -217,6 +236,8 @@ class SQLConnection(ConnectionBackend):
         self._backend = backend
         self._compiler = backend._compiler
         self._dialect = backend._dialect
+        self._events = backend._setup.events
+        self._info = backend._setup.info
         # The driver connection while acquired.
         self._connection: typing.Any = None
 
@@ -230,6 +251,8 @@ class SQLConnection(ConnectionBackend):
             )
             if backend._health.active:
                 await self._make_healthy()
+            if self._events.watching_pool:
+                backend._pool_event("acquire", self._connection)
 
     async def release(self) -> None:
         connection = self._connection
@@ -244,6 +267,8 @@ class SQLConnection(ConnectionBackend):
             else:
                 if health.active:
                     health.alive(self._health_key(connection))
+                if self._events.watching_pool:
+                    self._backend._pool_event("release", connection)
                 await self._give_back(connection)
         finally:
             self._connection = None
@@ -319,6 +344,7 @@ class SQLConnection(ConnectionBackend):
     async def _discard(self, connection: typing.Any, polite: bool) -> None:
         """Close `connection` (a recycled one politely, within `RECYCLE_CLOSE_TIMEOUT`),
         then give it back: every pool drops a closed connection, freeing its slot."""
+        self._backend._pool_event("discard", connection)
         try:
             if polite:
                 try:
@@ -378,21 +404,48 @@ class SQLConnection(ConnectionBackend):
 
     async def fetch_all(self, query: Statement) -> list[Record]:
         statement, sql, args = self._compiler.prepare(query)
-        rows, columns = await self._fetch_rows(sql, args)
+        # Inline when nobody listens: no coroutine of its own on the hot path.
+        if self._events.watching_statements:
+            rows, columns = await observed(
+                self._events, self._info, sql, args, False, self._fetch_rows, sql, args
+            )
+        else:
+            try:
+                rows, columns = await self._fetch_rows(sql, args)
+            except Exception as error:
+                note_sql(error, sql)
+                raise
         if not rows:
             return []
         return self._shape(statement, columns).make_all(rows)
 
     async def fetch_one(self, query: Statement) -> Record | None:
         statement, sql, args = self._compiler.prepare(query)
-        row, columns = await self._fetch_row(sql, args)
+        if self._events.watching_statements:
+            row, columns = await observed(
+                self._events, self._info, sql, args, False, self._fetch_row, sql, args
+            )
+        else:
+            try:
+                row, columns = await self._fetch_row(sql, args)
+            except Exception as error:
+                note_sql(error, sql)
+                raise
         if row is None:
             return None
         return self._shape(statement, columns).make(row)
 
     async def execute(self, query: Statement) -> typing.Any:
         statement, sql, args = self._compiler.prepare(query)
-        return await self._execute(statement, sql, args)
+        if self._events.watching_statements:
+            return await observed(
+                self._events, self._info, sql, args, False, self._execute, statement, sql, args
+            )
+        try:
+            return await self._execute(statement, sql, args)
+        except Exception as error:
+            note_sql(error, sql)
+            raise
 
     def _shape(self, statement: CompiledStatement, columns: typing.Any) -> RecordShape:
         """The row shape for the columns as the driver reports them (a DB-API description)."""
@@ -413,17 +466,40 @@ class SQLConnection(ConnectionBackend):
     def iterate(self, query: Statement) -> AsyncGenerator[Record, None]:
         return each_record(self._iterate_batches(query))
 
-    async def _iterate_batches(self, query: Statement) -> AsyncGenerator[list[Record], None]:
+    def _iterate_batches(self, query: Statement) -> AsyncGenerator[list[Record], None]:
+        statement, sql, args = self._compiler.prepare(query)
+        return observed_batches(
+            self._events, self._info, sql, args, self._stream_batches(statement, sql, args)
+        )
+
+    async def _stream_batches(
+        self, statement: CompiledStatement, sql: str, args: Args
+    ) -> AsyncGenerator[list[Record], None]:
+        """The rows of one statement, in the driver's batches."""
         raise NotImplementedError()  # pragma: no cover
         yield []  # pragma: no cover
 
     async def execute_many(self, queries: list[ClauseElement]) -> None:
-        await self._run_many(self._compiler.prepare_many(queries))
+        await self._observed_many(self._compiler.prepare_many(queries))
 
     async def _execute_many_values(
         self, query: ClauseElement | str, rows: typing.Sequence[typing.Mapping[str, typing.Any]]
     ) -> None:
-        await self._run_many(self._compiler.prepare_values(query, rows))
+        await self._observed_many(self._compiler.prepare_values(query, rows))
+
+    def _observed_many(
+        self, groups: list[tuple[CompiledStatement, str, list[Args]]]
+    ) -> Awaitable[None]:
+        """`_run_many(groups)`, reported as one statement: its SQL (each group's, when
+        they differ) and every row."""
+        if len(groups) == 1:
+            sql, rows = groups[0][1], groups[0][2]
+        else:
+            sql = ";\n".join(dict.fromkeys(group[1] for group in groups))
+            # Copied only for listeners: an error's note needs the SQL alone.
+            watching = self._events.watching_statements
+            rows = [row for group in groups for row in group[2]] if watching else []
+        return observed(self._events, self._info, sql, rows, True, self._run_many, groups)
 
     async def _run_many(self, groups: list[tuple[CompiledStatement, str, list[Args]]]) -> None:
         """Run each group of alike statements with the driver's executemany."""
