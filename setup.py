@@ -59,9 +59,12 @@ setup(
         "psycopg": PSYCOPG,
         "asyncmy": ["asyncmy>=0.2.9"],
     },
+    # Only adds the plugin's options; its fixtures are enabled by them (docs/testing.md).
+    entry_points={"pytest11": ["databases = databases.testing.pytest_options"]},
     classifiers=[
         "Development Status :: 4 - Beta",
         "Framework :: AsyncIO",
+        "Framework :: Pytest",
         "Intended Audience :: Developers",
         "Programming Language :: Python :: 3",
         "Topic :: Database",

@@ -1,0 +1,1 @@
+"""A small FastAPI notes app on a module-global `databases.Database`."""
