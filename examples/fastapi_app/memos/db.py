@@ -2,7 +2,7 @@
 
 The `Database` is created at import time, as most apps do; its URL comes from the
 environment. Tests point the `databases` pytest plugin at this very object
-(`notes_tests/conftest.py`), so the app's code runs in force-rollback mode under test.
+(`memos_tests/conftest.py`), so the app's code runs in force-rollback mode under test.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import sqlalchemy
 
 from databases import Database
 
-DATABASE_URL = os.environ.get("NOTES_DATABASE_URL", "sqlite:///notes.sqlite")
+DATABASE_URL = os.environ.get("MEMOS_DATABASE_URL", "sqlite:///memos.sqlite")
 
 database = Database(DATABASE_URL)
 
 metadata = sqlalchemy.MetaData()
 
-notes = sqlalchemy.Table(
-    "notes",
+memos_table = sqlalchemy.Table(
+    "memos",
     metadata,
     sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True, autoincrement=True),
     sqlalchemy.Column("title", sqlalchemy.String(200), nullable=False),

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
-class NoteIn(BaseModel):
+class MemoIn(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     done: bool = False
 
 
-class Note(NoteIn):
+class Memo(MemoIn):
     id: int

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi.testclient import TestClient
-from notes.app import app
-from notes.db import DATABASE_URL, database, metadata
+from memos.app import app
+from memos.db import DATABASE_URL, database, metadata
 from sqlalchemy.schema import CreateTable, DropTable
 
 from databases import Database
@@ -38,7 +38,7 @@ async def _drop_tables() -> None:
 
 
 @pytest.fixture(scope="session")
-def notes_tables() -> Iterator[None]:
+def memos_tables() -> Iterator[None]:
     """The tables, created outside the force-rollback session: MySQL would commit the
     session's transaction at a CREATE TABLE inside it."""
     asyncio.run(_create_tables())
@@ -47,7 +47,7 @@ def notes_tables() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def databases_database(notes_tables: None) -> Database:
+def databases_database(memos_tables: None) -> Database:
     """The plugin manages the app's own database (after the tables exist)."""
     return database
 
@@ -64,5 +64,5 @@ async def async_client(databases_db: Database) -> AsyncIterator[httpx.AsyncClien
     """The app in the test's own loop, through `httpx.ASGITransport` (no lifespan: the
     plugin has connected the database)."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://notes") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://memos") as http:
         yield http

@@ -1,1 +1,0 @@
-"""A small FastAPI notes app on a module-global `databases.Database`."""
