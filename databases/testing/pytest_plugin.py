@@ -30,6 +30,7 @@ import pytest
 
 from databases import Database
 from databases.testing._fixture_loop import FixtureLoop
+from databases.testing.pytest_options import DEFAULT_TIMEOUT
 
 __all__ = ["databases_database", "databases_db", "databases_session", "databases_url"]
 
@@ -45,16 +46,25 @@ def _ini(config: pytest.Config, name: str) -> str:
 
 
 def _timeout(config: pytest.Config) -> float:
-    raw = _ini(config, "databases_timeout") or "30"
+    raw = _ini(config, "databases_timeout") or DEFAULT_TIMEOUT
     try:
         seconds = float(raw)
     except ValueError:
         seconds = math.nan
     if not (seconds > 0 and math.isfinite(seconds)):
         raise pytest.UsageError(
-            f"databases_timeout must be a positive number of seconds, got {raw!r}"
+            f"databases_timeout must be a positive number of seconds, got {raw!r} "
+            "(set it in the ini file, or with -o databases_timeout=SECONDS)"
         )
     return seconds
+
+
+_TIMEOUT = pytest.StashKey[float]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Check the options once, at the start of the run (a bad one stops it at once)."""
+    config.stash[_TIMEOUT] = _timeout(config)
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +93,7 @@ def databases_database(databases_url: str) -> Database:
 def _databases_fixture_loop(pytestconfig: pytest.Config) -> Iterator[FixtureLoop]:
     loop = FixtureLoop("databases-pytest-fixtures")
     yield loop
-    loop.close(_timeout(pytestconfig))
+    loop.close(pytestconfig.stash[_TIMEOUT])
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +109,7 @@ def databases_session(
             "The fixture databases_database must return a databases.Database, "
             f"got {type(database).__name__}"
         )
-    timeout = _timeout(pytestconfig)
+    timeout = pytestconfig.stash[_TIMEOUT]
     loop = _databases_fixture_loop
     previous = database._set_force_rollback(True)
     try:
@@ -120,7 +130,7 @@ def databases_db(
 ) -> Iterator[Database]:
     """The database inside a savepoint that is rolled back after the test."""
     database = databases_session
-    timeout = _timeout(pytestconfig)
+    timeout = pytestconfig.stash[_TIMEOUT]
     loop = _databases_fixture_loop
     savepoint = database.transaction(force_rollback=True)
     loop.run(savepoint.start(), timeout, "Beginning the test's savepoint")

@@ -148,3 +148,13 @@ def test_enabled_without_a_url_says_what_to_do(tmp_path: Path) -> None:
     result = run_pytest(".", suite, dict(os.environ), extra_args=["-p", PLUGIN])
     assert result.returncode == 1, result.stdout + result.stderr
     assert "pass --databases-url URL, set the ini option databases_url" in result.stdout
+
+
+def test_a_bad_timeout_stops_the_run_at_once(tmp_path: Path) -> None:
+    suite = tmp_path / "bad_timeout_suite"
+    suite.mkdir()
+    (suite / "pytest.ini").write_text(INI + "databases_timeout = soon\n")
+    (suite / "test_nothing.py").write_text("def test_nothing() -> None:\n    pass\n")
+    result = run_pytest(".", suite, dict(os.environ), extra_args=["-p", PLUGIN])
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "databases_timeout must be a positive number of seconds, got 'soon'" in result.stderr
