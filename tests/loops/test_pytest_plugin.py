@@ -99,7 +99,7 @@ def test_each_test_rolled_back_in_every_loop(
     )
     result = run_pytest(".", suite, env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "13 passed" in result.stdout, result.stdout
+    assert "14 passed" in result.stdout, result.stdout
     assert committed(database_url) == []
 
 

@@ -28,6 +28,13 @@ async def test_function_loop(databases_db: Database) -> None:
         assert (await client.post("/rows/asgi")).json() == {"count": 2}
 
 
+@pytest.mark.asyncio
+async def test_function_loop_leaves_a_transaction_open(databases_db: Database) -> None:
+    """Rolled back when its loop ends, before the savepoint: the next test sees nothing."""
+    await databases_db.transaction()
+    assert await write_and_count("left open") == 1
+
+
 @pytest.mark.asyncio(loop_scope="session")
 async def test_session_loop(databases_db: Database) -> None:
     assert await write_and_count("session") == 1
