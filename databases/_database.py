@@ -352,6 +352,13 @@ class Database:
         finally:
             self._force_rollback = initial
 
+    def _set_force_rollback(self, enabled: bool) -> bool:
+        """Switch force-rollback on or off for every context and loop, as the constructor's
+        flag does; returns the previous setting. The pytest plugin's switch for an app's own
+        instance (`force_rollback()` is the per-block form)."""
+        previous, self._force_rollback = self._force_rollback, enabled
+        return previous
+
     # -- introspection (also what existing tests and ORMs reach for) ----------------------
 
     @property

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
 def run_pytest(
-    target: str, cwd: Path, env: Mapping[str, str], timeout: float = 120
+    target: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float = 120,
+    extra_args: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m pytest -q -p no:cacheprovider <target>` in `cwd` with exactly `env`; its
-    output is captured as text."""
+    """`python -m pytest -q -p no:cacheprovider <extra_args> <target>` in `cwd` with exactly
+    `env`; its output is captured as text."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", target],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra_args, target],
         cwd=cwd,
         env=dict(env),
         capture_output=True,

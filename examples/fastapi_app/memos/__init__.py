@@ -1,0 +1,1 @@
+"""A small FastAPI memos app on a module-global `databases.Database`."""
