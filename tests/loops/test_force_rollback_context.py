@@ -199,7 +199,11 @@ def test_app_started_by_test_client_inside_the_block(database_url: str) -> None:
         assert client.post("/items").json() == {"count": 2}
     assert not database.is_connected
     assert committed_rows(database_url, items) == []
-    # Outside the block the same app commits.
+    # Outside the block the same app commits; a client entered before a block sends the
+    # requests made inside it to the session (the portal runs them in a copy of the
+    # caller's context).
     with TestClient(app) as client:
         assert client.post("/items").json() == {"count": 1}
+        with database.force_rollback():
+            assert client.post("/items").json() == {"count": 2}
     assert committed_rows(database_url, items) == [("app", 1)]
