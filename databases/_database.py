@@ -250,7 +250,8 @@ class Database:
         """
         if not self.is_connected:
             raise DatabaseNotConnectedError(self.url.obscure_password)
-        if self._forced():
+        # `_forced()`, without its call when no block is open (the common case).
+        if (self._force_rollback or _BLOCKS_HERE.get()) and self._forced():
             return self._force_rollback_session().connection
         state = self._state()
         connection = state.connection_for_statement()
