@@ -145,10 +145,11 @@ def _in_transaction(db: sqlite3.Connection) -> bool:
 def _failing_fast(
     db: sqlite3.Connection, holder: str, method: typing.Callable[..., T], *args: typing.Any
 ) -> T:
-    """`method(*args)` waiting `SESSION_LOCK_WAIT_MS` at most for a lock; a lock error
-    then is the session's."""
+    """`method(*args)` waiting `SESSION_LOCK_WAIT_MS` at most for a lock (less if the
+    connection's own busy timeout is shorter); a lock error then is the session's."""
     (busy_timeout,) = db.execute("PRAGMA busy_timeout").fetchone()
-    db.execute(f"PRAGMA busy_timeout = {SESSION_LOCK_WAIT_MS}").close()
+    wait = min(int(busy_timeout), SESSION_LOCK_WAIT_MS)
+    db.execute(f"PRAGMA busy_timeout = {wait}").close()
     try:
         return method(*args)
     except sqlite3.OperationalError as error:
