@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import threading
 import typing
 import weakref
 from collections.abc import AsyncGenerator
@@ -39,6 +40,7 @@ from databases.interfaces import (
     StatementCancellation,
     TransactionBackend,
     capabilities_of,
+    carry_session,
     each_record,
     in_savepoint,
     is_broken,
@@ -72,6 +74,9 @@ class OwningDatabase(typing.Protocol):
 
     @property
     def is_connected(self) -> bool: ...
+
+    @property
+    def _force_rollback(self) -> bool: ...
 
 
 class ConnectionRole(enum.Enum):
@@ -268,6 +273,16 @@ class Connection:
         self._transactions.push(entry)
         # Held until the session closes, so the connection outlives every block.
         self._connection_counter += 1
+        carry_session(self._connection, self._session_holder())
+
+    def _session_holder(self) -> str:
+        """The session, as another connection's error names it (`_carry_session()`)."""
+        database = self._database
+        how = "force_rollback=True" if database._force_rollback else "`force_rollback()` blocks"
+        return (
+            f"the force-rollback session of {database.url.obscure_password} (for {how}; "
+            f"its transaction is served by thread {threading.current_thread().name!r})"
+        )
 
     async def _close_session(self, lost: bool = False) -> None:
         """Roll back everything done on the session's connection and release it.
@@ -287,6 +302,7 @@ class Connection:
             finally:
                 self._transactions.clear()
                 self._connection_counter = 0
+                carry_session(self._connection, None)
                 await self._connection.release()
 
     async def _roll_back_session(self, root: _OpenTransaction) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 import typing
 from collections.abc import AsyncGenerator, Iterator
@@ -34,6 +35,24 @@ from databases.errors import DatabaseNotConnectedError, TransactionOpenError
 from databases.events import DatabaseEvents
 from databases.interfaces import DatabaseBackend, PoolStats, Record, RecordKey
 from databases.url import DatabaseURL
+
+
+class _ForceRollbackBlock:
+    """One `with database.force_rollback():` block."""
+
+    __slots__ = ("database",)
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+
+# The `force_rollback()` blocks the current context is inside. A context variable, so a
+# block reaches what runs in this context and what copies it (tasks created inside the
+# block, `asyncio.run()`, `asyncio.to_thread()`, anyio's threads and portals), but not a
+# concurrent task that was created outside the block.
+_BLOCKS_HERE: contextvars.ContextVar[tuple[_ForceRollbackBlock, ...]] = contextvars.ContextVar(
+    "databases:force_rollback_blocks", default=()
+)
 
 
 class Database:
@@ -72,6 +91,8 @@ class Database:
         self.url = DatabaseURL(url)
         self.options = options
         self.is_connected = False
+        # The constructor's flag: every context of every loop (a `force_rollback()` block
+        # adds the contexts inside it, see `_forced()`).
         self._force_rollback = force_rollback
         # The backends' URL: without the options read here.
         self._backend_url, core_options = take_core_options(self.url)
@@ -136,6 +157,14 @@ class Database:
                 )
         return session
 
+    def _forced(self) -> bool:
+        """Whether the current context's queries go to the force-rollback session: the
+        constructor's `force_rollback=True`, or inside a `force_rollback()` block."""
+        if self._force_rollback:
+            return True
+        blocks = _BLOCKS_HERE.get()
+        return bool(blocks) and any(block.database is self for block in blocks)
+
     def _backend_for_new_loop(self) -> DatabaseBackend:
         backend = backend_for_new_loop(
             self._template_backend, self._backend_class, self._backend_url, self.options
@@ -151,14 +180,15 @@ class Database:
         if state.connected_explicitly:
             logger.debug("Already connected, skipping connection")
             return
-        if self._force_rollback:
+        forced = self._forced()
+        if forced:
             self.is_connected = True
             try:
                 await self._force_rollback_session().start()
             except BaseException:
                 self.is_connected = any(s.connected_explicitly for s in self._states.all())
                 raise
-        await state.connect(open_backend=not self._force_rollback)
+        await state.connect(open_backend=not forced)
         self.is_connected = True
         logger.info("Connected to database %s", self.url.obscure_password, extra=CONNECT_EXTRA)
 
@@ -234,7 +264,8 @@ class Database:
         """
         if not self.is_connected:
             raise DatabaseNotConnectedError(self.url.obscure_password)
-        if self._force_rollback:
+        # `_forced()`, without its call when no block is open (the common case).
+        if (self._force_rollback or _BLOCKS_HERE.get()) and self._forced():
             return self._force_rollback_session().connection
         state = self._state()
         connection = state.connection_for_statement()
@@ -323,8 +354,8 @@ class Database:
 
     def connection(self) -> Connection:
         """The current task's connection, or with force_rollback the session's, shared by
-        every task of every loop."""
-        if self._force_rollback:
+        every task of every loop (and inside a `force_rollback()` block, its contexts')."""
+        if self._forced():
             return self._force_rollback_session().connection
         state = self._state()
         task = asyncio.current_task()
@@ -344,13 +375,25 @@ class Database:
 
     @contextlib.contextmanager
     def force_rollback(self) -> Iterator[None]:
-        """Route every query of the block through the force-rollback session."""
-        initial = self._force_rollback
-        self._force_rollback = True
+        """Route the queries of the current context through the force-rollback session
+        for the block: this task, and the tasks, `asyncio.run()` calls and threads that
+        copy its context inside the block (docs/loops.md). Other tasks keep the pool.
+
+        A plain (not async) context manager; nests, and restores the previous setting.
+        """
+        block = _ForceRollbackBlock(self)
+        token = _BLOCKS_HERE.set((*_BLOCKS_HERE.get(), block))
         try:
             yield
         finally:
-            self._force_rollback = initial
+            try:
+                _BLOCKS_HERE.reset(token)
+            except ValueError:
+                # Left in another context than it was entered in (a fixture whose
+                # teardown runs elsewhere): this block ends there, other blocks stay.
+                blocks = _BLOCKS_HERE.get()
+                if block in blocks:
+                    _BLOCKS_HERE.set(tuple(other for other in blocks if other is not block))
 
     def _set_force_rollback(self, enabled: bool) -> bool:
         """Switch force-rollback on or off for every context and loop, as the constructor's

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import typing
+
+if typing.TYPE_CHECKING:
+    from databases.backends._sqlite_gate import ForceRollbackLockError as ForceRollbackLockError
 
 
 class DatabaseNotConnectedError(RuntimeError):
@@ -107,3 +111,13 @@ class ConnectTimeoutError(DatabaseTimeoutError):
 
 class QueryTimeoutError(DatabaseTimeoutError):
     """A call given `timeout=` did not finish in time; its statement was cancelled."""
+
+
+def __getattr__(name: str) -> typing.Any:
+    """`ForceRollbackLockError`, an `sqlite3.OperationalError`, lives with SQLite's file
+    gate: imported on first use, so that `import databases` needs no `sqlite3`."""
+    if name == "ForceRollbackLockError":
+        from databases.backends._sqlite_gate import ForceRollbackLockError as ForceRollbackLockError
+
+        return ForceRollbackLockError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

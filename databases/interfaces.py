@@ -125,6 +125,12 @@ def is_broken(connection: object) -> bool:
     return isinstance(connection, ConnectionBackend) and connection._is_broken()
 
 
+def carry_session(connection: object, holder: str | None) -> None:
+    """`connection._carry_session(holder)`; nothing for one that does not derive from ours."""
+    if isinstance(connection, ConnectionBackend):
+        connection._carry_session(holder)
+
+
 def in_savepoint(
     connection: typing.Any, step: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any
 ) -> typing.Awaitable[_T]:
@@ -313,6 +319,13 @@ class ConnectionBackend:
         after a failure, to tell a lost connection from a failing statement. The default
         cannot tell: never."""
         return False
+
+    def _carry_session(self, holder: str | None) -> None:
+        """This connection now carries the force-rollback session's transaction, open
+        until the session ends (`holder` names the session, for other connections'
+        errors), or no longer does (None). SQLite's tells the file's gate, so that a
+        statement of another connection blocked by that transaction fails at once with
+        an error that names it. The default: nothing."""
 
     async def _in_savepoint(
         self, step: typing.Callable[..., typing.Awaitable[_T]], *args: typing.Any

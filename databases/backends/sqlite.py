@@ -24,6 +24,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import sqltypes
 
 from databases.backends import _sqlite_worker as worker
+from databases.backends._sqlite_gate import ForceRollbackLockError
 from databases.backends._sqlite_pool import (
     NOT_SQLITE3_OPTIONS,
     SQLITE3_KEYWORDS,
@@ -56,6 +57,7 @@ from databases.interfaces import (
 from databases.url import DatabaseURL
 
 __all__ = [
+    "ForceRollbackLockError",
     "SQLiteBackend",
     "SQLiteConnection",
     "SQLitePool",
@@ -323,6 +325,12 @@ class SQLiteConnection(SQLConnection):
         self._in_flight = answer
         self._in_flight_args = args
         return answer
+
+    def _carry_session(self, holder: str | None) -> None:
+        connection = self._connection
+        db = None if connection is None else connection.db
+        if db is not None:
+            self._pool._gate.carry_session(db, holder)
 
     def _abandonable_next(self) -> worker.Abandonment:
         abandonment = self._next_abandonment = worker.Abandonment(asyncio.current_task())
