@@ -196,6 +196,8 @@ class Connection:
     # -- holding the driver connection ----------------------------------------------------
 
     async def __aenter__(self) -> Connection:
+        """Hold a driver connection from the pool until the matching exit; nested entries
+        are counted, and the last exit gives it back."""
         self._check_loop()
         lock = self._connection_lock
         if self._for_statement:
@@ -209,6 +211,8 @@ class Connection:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        """Leave one `async with connection:`; the last one gives the driver connection
+        back to the pool."""
         lock = self._connection_lock
         if self._for_statement:
             await self._let_go()
@@ -448,6 +452,7 @@ class Connection:
         *,
         timeout: float | None = None,
     ) -> list[Record]:
+        """Every row of `query` on this connection; as `Database.fetch_all()`."""
         return await self._perform(
             self._connection.fetch_all, self._prepare(query, values), timeout=timeout
         )
@@ -459,6 +464,7 @@ class Connection:
         *,
         timeout: float | None = None,
     ) -> Record | None:
+        """The first row of `query`, or None; as `Database.fetch_one()`."""
         return await self._perform(
             self._connection.fetch_one, self._prepare(query, values), timeout=timeout
         )
@@ -471,6 +477,7 @@ class Connection:
         *,
         timeout: float | None = None,
     ) -> typing.Any:
+        """One value of the first row, or None; as `Database.fetch_val()`."""
         return await self._perform(
             self._connection.fetch_val, self._prepare(query, values), column, timeout=timeout
         )
@@ -482,6 +489,7 @@ class Connection:
         *,
         timeout: float | None = None,
     ) -> typing.Any:
+        """Run a statement on this connection; returns as `Database.execute()`."""
         return await self._perform(
             self._connection.execute, self._prepare(query, values), timeout=timeout
         )
@@ -493,6 +501,7 @@ class Connection:
         *,
         timeout: float | None = None,
     ) -> None:
+        """Run `query` once for each dict of `values`; as `Database.execute_many()`."""
         run_many = self._execute_many_step(query, values)
         if timeout is not None:
             call = TimedCall(self._connection, "execute_many()", timeout)
@@ -626,10 +635,14 @@ class Connection:
     def transaction(
         self, *, force_rollback: bool = False, timeout: float | None = None, **kwargs: typing.Any
     ) -> Transaction:
+        """A transaction on this connection (a savepoint inside another one), to use as
+        `async with`, to await, or as a decorator; as `Database.transaction()`."""
         return Transaction(lambda: self, force_rollback, timeout=timeout, **kwargs)
 
     @property
     def raw_connection(self) -> typing.Any:
+        """The driver's own connection (asyncpg, psycopg, aiomysql...; SQLite: an object
+        with aiosqlite's API), while this connection is held."""
         return self._connection.raw_connection
 
     def in_transaction(self) -> bool:

@@ -247,10 +247,12 @@ class Database:
                 )
 
     async def __aenter__(self) -> Database:
+        """`async with database:` connects, and disconnects at the end of the block."""
         await self.connect()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        """Disconnect (see `disconnect()`), also when the block raised."""
         await self.disconnect()
 
     # -- queries ----------------------------------------------------------------------
@@ -280,7 +282,14 @@ class Database:
         *,
         timeout: float | None = None,
     ) -> list[Record]:
-        """Every row; `timeout=` (seconds) bounds the whole call, as for every query method."""
+        """Run `query` and return every row it gives.
+
+        `query` is a SQLAlchemy Core statement or a SQL string with `:name` parameters;
+        `values` binds them (for a statement: `query.values(**values)`, as in 0.9).
+        `timeout=` (seconds) bounds the whole call and raises `QueryTimeoutError`, after
+        stopping the statement on the server; every query method takes it. The statement
+        runs on the current task's connection, or a free one of this loop's pool.
+        """
         return await self._connection_for_statement().fetch_all(query, values, timeout=timeout)
 
     async def fetch_one(
@@ -290,6 +299,8 @@ class Database:
         *,
         timeout: float | None = None,
     ) -> Record | None:
+        """The first row of `query`, or None when it gives none (the rest are not read).
+        `values` and `timeout=` as for `fetch_all()`."""
         return await self._connection_for_statement().fetch_one(query, values, timeout=timeout)
 
     async def fetch_val(
@@ -300,6 +311,8 @@ class Database:
         *,
         timeout: float | None = None,
     ) -> typing.Any:
+        """One value of the first row of `query`: its `column` (a position, a name or a
+        SQLAlchemy column; the first by default), or None when there is no row."""
         return await self._connection_for_statement().fetch_val(
             query, values, column=column, timeout=timeout
         )
@@ -311,6 +324,13 @@ class Database:
         *,
         timeout: float | None = None,
     ) -> typing.Any:
+        """Run a statement that returns no rows to read (INSERT, UPDATE, DDL...).
+
+        Returns what 0.9 returned: on PostgreSQL the first column of the first row returned
+        (an INSERT into a table with a primary key gives the new key); on MySQL the last
+        inserted id, or the affected row count when there is none; on SQLite the last row
+        id if non-zero, else the row count.
+        """
         return await self._connection_for_statement().execute(query, values, timeout=timeout)
 
     async def execute_many(
@@ -320,6 +340,8 @@ class Database:
         *,
         timeout: float | None = None,
     ) -> None:
+        """Run `query` once for each dict of `values` (through the driver's executemany
+        where it has one); returns None, as in 0.9."""
         return await self._connection_for_statement().execute_many(query, values, timeout=timeout)
 
     def iterate(

@@ -97,6 +97,7 @@ class Transaction:
         return backend
 
     async def __aenter__(self) -> Transaction:
+        """Start the transaction (see `start()`)."""
         return await self.start()
 
     async def __aexit__(
@@ -109,6 +110,8 @@ class Transaction:
             await self.rollback()
 
     def __await__(self) -> typing.Generator[typing.Any, None, Transaction]:
+        """`transaction = await database.transaction()` starts it; end it with `commit()`
+        or `rollback()`."""
         return self.start().__await__()
 
     def __call__(self, func: _CallableT) -> _CallableT:
@@ -122,6 +125,8 @@ class Transaction:
         return typing.cast(_CallableT, wrapper)
 
     async def start(self) -> Transaction:
+        """Begin the transaction, or a savepoint when the connection is in one already,
+        and return it; the task that started it (and its children) are inside it."""
         connection = self._connection_callable()
         backend = await within(
             connection._start_transaction(self, self._extra_options),
@@ -147,9 +152,12 @@ class Transaction:
         self._open[backend] = connection
 
     async def commit(self) -> None:
+        """Commit it (release the savepoint, when nested). A transaction nested inside it
+        must have ended first."""
         await self._end(commit=True)
 
     async def rollback(self) -> None:
+        """Roll it back (to its savepoint, when nested); an outer transaction goes on."""
         await self._end(commit=False)
 
     async def _end(self, commit: bool) -> None:

@@ -115,6 +115,7 @@ class DatabaseURL:
     """An immutable database URL; parsed once, derived values computed on first use."""
 
     def __init__(self, url: Union[str, DatabaseURL]) -> None:
+        """Parse `url`, a `str` or another `DatabaseURL`; anything else is a TypeError."""
         if isinstance(url, DatabaseURL):
             self._url: str = url._url
         elif isinstance(url, str):
@@ -127,18 +128,22 @@ class DatabaseURL:
 
     @cached_property
     def components(self) -> SplitResult:
+        """The `urllib.parse.urlsplit()` result of the URL."""
         return urlsplit(self._url)
 
     @property
     def scheme(self) -> str:
+        """The whole scheme: `postgresql+asyncpg` in `postgresql+asyncpg://...`."""
         return self.components.scheme
 
     @property
     def dialect(self) -> str:
+        """The scheme before `+`: `postgresql`, `mysql`, `sqlite`."""
         return self.scheme.split("+", 1)[0]
 
     @property
     def driver(self) -> str:
+        """The scheme after `+` (`asyncpg`), or `""` when the URL names none."""
         _, _, driver = self.scheme.partition("+")
         return driver
 
@@ -148,6 +153,7 @@ class DatabaseURL:
 
     @property
     def userinfo(self) -> Optional[bytes]:
+        """`user:password` as given (still quoted), in bytes, or None without `@`."""
         netloc = self.components.netloc
         if "@" not in netloc:
             return None
@@ -155,16 +161,19 @@ class DatabaseURL:
 
     @property
     def username(self) -> Optional[str]:
+        """The user name, unquoted, or None."""
         user = self._netloc_parts[0]
         return None if user is None else unquote(user)
 
     @property
     def password(self) -> Optional[str]:
+        """The password, unquoted, or None. `repr()` and error messages never show it."""
         password = self._netloc_parts[1]
         return None if password is None else unquote(password)
 
     @property
     def hostname(self) -> Optional[str]:
+        """The host, else the `host` or `unix_sock` query option (a socket directory)."""
         # libpq and asyncpg accept a unix socket directory as ``?host=``; upstream also
         # honoured ``?unix_sock=``. Backends read the host from here either way.
         options = self._options
@@ -172,6 +181,7 @@ class DatabaseURL:
 
     @cached_property
     def port(self) -> Optional[int]:
+        """The port as a number, or None; a ValueError names a bad one."""
         # Parsed here rather than via SplitResult.port so the error names the URL (without
         # its password) and reads the same on every Python version.
         text = self._netloc_parts[3]
@@ -192,10 +202,13 @@ class DatabaseURL:
 
     @property
     def netloc(self) -> str:
+        """`user:password@host:port` as written in the URL."""
         return self.components.netloc
 
     @property
     def database(self) -> str:
+        """The path without its leading `/`, unquoted: the database name (SQLite: the
+        file)."""
         path = self.components.path
         if path.startswith("/"):
             path = path[1:]
@@ -207,6 +220,7 @@ class DatabaseURL:
 
     @property
     def options(self) -> dict[str, str]:
+        """The query options as a new dict (changing it leaves the URL alone)."""
         # A copy, so a caller popping keys cannot corrupt the cached parse.
         return dict(self._options)
 
