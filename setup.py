@@ -18,7 +18,8 @@ def read_version() -> str:
 
 # Each range is exactly what CI proves: the suite runs on requirements.txt (the lower
 # bounds) and on requirements-latest.txt (the newest releases below the upper bounds).
-SQLALCHEMY = ["sqlalchemy>=2.0.44,<2.2"]
+# [asyncio]: greenlet, which run_sync(), create_all() and drop_all() run on.
+SQLALCHEMY = ["sqlalchemy[asyncio]>=2.0.44,<2.2"]
 # 0.32 fixed a pool slot leaked by a query that meets a connection the server just closed
 # (MagicStack/asyncpg#1307): with it, a small pool could end up waiting forever.
 ASYNCPG = ["asyncpg>=0.32,<0.33"]

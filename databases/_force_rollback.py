@@ -401,6 +401,16 @@ class SessionConnection(Connection):
             lambda: self._here(self._home.execute_many, query, values, timeout=timeout)
         )
 
+    async def run_sync(
+        self, fn: typing.Callable[..., _T], *args: typing.Any, **kwargs: typing.Any
+    ) -> _T:
+        """On the session loop's thread (where the session's connection lives), inside
+        the session's transaction."""
+        home = self._home
+        return await self._session.call(
+            lambda: self._here(home.run_sync, functools.partial(fn, **kwargs), *args)
+        )
+
     # -- on the session loop ----------------------------------------------------------------
 
     async def _here(
