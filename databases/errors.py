@@ -107,3 +107,13 @@ class ConnectTimeoutError(DatabaseTimeoutError):
 
 class QueryTimeoutError(DatabaseTimeoutError):
     """A call given `timeout=` did not finish in time; its statement was cancelled."""
+
+
+class DatabaseExistsError(RuntimeError):
+    """`create_database()` found the database there already."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"The database {url} exists already: pass existing='keep' to use it as it is, "
+            "or existing='drop' to drop it and create it empty."
+        )
