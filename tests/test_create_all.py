@@ -72,7 +72,7 @@ def inspect_schema(database_url: str) -> Iterator[typing.Callable[[], sa.Inspect
 
 
 def assert_created(inspector: sa.Inspector, url: str) -> None:
-    metadata, owners, pets = schema()
+    _, owners, pets = schema()
     names = set(inspector.get_table_names())
     assert {owners.name, pets.name} <= names
     assert [column["name"] for column in inspector.get_columns(pets.name)] == [

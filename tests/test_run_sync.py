@@ -72,9 +72,12 @@ async def test_run_sync_runs_on_the_connection_it_is_called_on(database_url: str
             await connection.run_sync(
                 lambda sync: sync.execute(sa.text(f"INSERT INTO {TEMP} (x) VALUES (1)"))
             )
-            assert await connection.run_sync(
-                lambda sync: sync.execute(sa.text(f"SELECT count(*) FROM {TEMP}")).scalar()
-            ) == 1
+            assert (
+                await connection.run_sync(
+                    lambda sync: sync.execute(sa.text(f"SELECT count(*) FROM {TEMP}")).scalar()
+                )
+                == 1
+            )
             assert await connection.fetch_val(f"SELECT count(*) FROM {TEMP}") == 1
         finally:
             await connection.execute(f"DROP TABLE {TEMP}")
@@ -180,9 +183,7 @@ async def test_concurrent_run_sync_calls_each_use_their_own_connection(
             await database.run_sync(insert_note, text)
             await asyncio.sleep(0.01)
             return await database.run_sync(
-                lambda sync: list(
-                    sync.scalars(sa.select(notes.c.text).where(notes.c.text == text))
-                )
+                lambda sync: list(sync.scalars(sa.select(notes.c.text).where(notes.c.text == text)))
             )
 
     async with Database(database_url) as database:

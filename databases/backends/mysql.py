@@ -31,12 +31,12 @@ from databases.backends.common._driver import (
     tear_down,
 )
 from databases.backends.common._option_values import read_text, ssl_reader
-from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.common._options import (
     DriverKeywords,
     OptionRules,
     signature_keywords,
 )
+from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.common.base import (
     BackendSetup,
     DriverResult,

@@ -25,7 +25,6 @@ from databases._logging import logger
 from databases.backends.common import _driver_compat as driver
 from databases.backends.common import _run_sync as run_sync
 from databases.backends.common import _sqlalchemy_compat as compat
-from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.common._driver import ITERATE_CHUNK, require_driver
 from databases.backends.common._option_values import (
     LIBPQ_SSL_MODES,
@@ -40,6 +39,7 @@ from databases.backends.common._options import (
     server_kwargs,
     signature_keywords,
 )
+from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.common.base import (
     BackendSetup,
     DriverResult,
@@ -141,7 +141,7 @@ class PostgresRunSyncDialect(BorrowedConnectionDialect, PostgresDialect):
         def autocommit(adapted: typing.Any) -> None:
             # Only the adapter's own setting (no SQL): it then begins no asyncpg
             # transaction of its own, and statements join the caller's.
-            PGDialect_asyncpg.set_isolation_level(self, adapted, "AUTOCOMMIT")
+            PGDialect_asyncpg.set_isolation_level(self, adapted, "AUTOCOMMIT")  # type: ignore[no-untyped-call]
 
         return autocommit
 

@@ -24,10 +24,10 @@ from databases.backends._libpq_common import (
 )
 from databases.backends.common import _run_sync as run_sync
 from databases.backends.common import _sqlalchemy_compat as compat
-from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.common._driver import require_driver
 from databases.backends.common._option_values import read_int_or_none
 from databases.backends.common._options import DriverKeywords
+from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.common.base import BackendSetup, SQLTransaction
 from databases.backends.common.compiler import Args
 from databases.url import DatabaseURL

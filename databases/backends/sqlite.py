@@ -25,6 +25,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import sqltypes
 
 from databases.backends import _sqlite_worker as worker
+from databases.backends._sqlite_gate import FileGate
 from databases.backends._sqlite_pool import (
     NOT_SQLITE3_OPTIONS,
     SQLITE3_KEYWORDS,
@@ -35,13 +36,12 @@ from databases.backends._sqlite_pool import (
 )
 from databases.backends._sqlite_raw import SQLiteRawConnection, SQLiteRawCursor
 from databases.backends._sqlite_worker import Worker
-from databases.backends._sqlite_gate import FileGate
 from databases.backends.common import _run_sync as run_sync
 from databases.backends.common import _sqlalchemy_compat as compat
-from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.common._driver import ITERATE_CHUNK, Converter
 from databases.backends.common._option_values import read_text
 from databases.backends.common._options import DriverKeywords, OptionRules, ReadOptions
+from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.common.base import (
     BackendSetup,
     DriverResult,

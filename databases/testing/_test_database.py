@@ -150,8 +150,10 @@ async def create_database(
             await _drop_on(server, kind, name)
         preparer = server.dialect.identifier_preparer
         sql = f"CREATE DATABASE {preparer.quote(name)}"
-        if encoding is not None:
-            sql += f" ENCODING '{encoding}'" if kind == "postgresql" else f" CHARACTER SET {encoding}"
+        if encoding is not None and kind == "postgresql":
+            sql += f" ENCODING '{encoding}'"
+        elif encoding is not None:
+            sql += f" CHARACTER SET {encoding}"
         if template is not None:
             if kind != "postgresql":
                 raise ValueError("template= is PostgreSQL's (CREATE DATABASE ... TEMPLATE).")

@@ -75,9 +75,10 @@ class BorrowedConnectionDialect:
         # psycopg's sync dialect names its own async one here: this class instead.
         return cls
 
-    def on_connect(self) -> typing.Callable[[typing.Any], None] | None:
-        # The base dialects install codecs or notice handlers on the driver connection,
-        # which would change what our own statements get back.
+    def on_connect(self) -> typing.Any:
+        # None: nothing to run on a new connection. The base dialects install codecs or
+        # notice handlers on the driver connection, which would change what our own
+        # statements get back.
         return None
 
     def do_begin(self, dbapi_connection: typing.Any) -> None:
