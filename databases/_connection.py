@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import inspect
 import typing
 import weakref
 from collections.abc import AsyncGenerator
@@ -60,6 +61,16 @@ def check_batch_size(batch_size: object) -> None:
         raise ValueError(
             f"Invalid batch_size {batch_size!r} for batched_iterate(): give the number of "
             "rows per batch, 1 or more."
+        )
+
+
+def check_sync_function(fn: object) -> None:
+    """`run_sync()` calls `fn` in SQLAlchemy's synchronous world: a coroutine function
+    would only make a coroutine that nobody awaits."""
+    if inspect.iscoroutinefunction(fn) or not callable(fn):
+        raise TypeError(
+            f"run_sync() takes a synchronous function of a SQLAlchemy Connection, not {fn!r}: "
+            "await async code directly instead."
         )
 
 
@@ -603,6 +614,7 @@ class Connection:
         the transactions are this package's (`transaction()`); outside one, each of its
         statements commits as it runs. Not on aiopg (an error says what to use).
         """
+        check_sync_function(fn)
         async with self, self._query_lock:
             return typing.cast(_T, await self._protect(self._sync_call(fn, args, kwargs)))
 

@@ -201,3 +201,19 @@ async def test_run_sync_on_aiopg_says_what_to_use(database_url: str) -> None:
         with pytest.raises(NotImplementedError, match="aiopg"):
             await database.create_all(sa.MetaData())
         assert await database.fetch_val("SELECT 1") == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("force_rollback", [False, True], ids=["plain", "force_rollback"])
+async def test_run_sync_of_a_coroutine_function_says_what_to_do(
+    database_url: str, force_rollback: bool
+) -> None:
+    async def not_sync(connection: sa.Connection) -> None:
+        pass
+
+    async with Database(database_url, force_rollback=force_rollback) as database:
+        with pytest.raises(TypeError, match="synchronous function"):
+            await database.run_sync(not_sync)
+        with pytest.raises(TypeError, match="synchronous function"):
+            await database.run_sync("not callable")  # type: ignore[arg-type]
+        assert await database.fetch_val("SELECT 1") == 1
