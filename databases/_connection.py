@@ -12,10 +12,12 @@ import asyncio
 import enum
 import functools
 import threading
+import inspect
 import typing
 import weakref
 from collections.abc import AsyncGenerator
 
+from sqlalchemy import MetaData, Table
 from sqlalchemy.sql import ClauseElement
 
 from databases._logging import logger
@@ -62,6 +64,16 @@ def check_batch_size(batch_size: object) -> None:
         raise ValueError(
             f"Invalid batch_size {batch_size!r} for batched_iterate(): give the number of "
             "rows per batch, 1 or more."
+        )
+
+
+def check_sync_function(fn: object) -> None:
+    """`run_sync()` calls `fn` in SQLAlchemy's synchronous world: a coroutine function
+    would only make a coroutine that nobody awaits."""
+    if inspect.iscoroutinefunction(fn) or not callable(fn):
+        raise TypeError(
+            f"run_sync() takes a synchronous function of a SQLAlchemy Connection, not {fn!r}: "
+            "await async code directly instead."
         )
 
 
@@ -614,6 +626,60 @@ class Connection:
     ) -> list[Record] | None:
         async with self._query_lock:
             return await call.step(lambda: _next_or_none(batches), bool(self._transactions))
+
+    # -- synchronous SQLAlchemy code ------------------------------------------------------
+
+    async def run_sync(
+        self, fn: typing.Callable[..., _T], *args: typing.Any, **kwargs: typing.Any
+    ) -> _T:
+        """`fn(sync_connection, *args, **kwargs)`, where `sync_connection` is a SQLAlchemy
+        `Connection` running on this connection's driver connection (no second driver,
+        no second connection), inside the caller's transaction if one is open.
+
+        `fn` runs alone on the connection; its `commit()`/`rollback()` do nothing, as
+        the transactions are this package's (`transaction()`); outside one, each of its
+        statements commits as it runs. Not on aiopg (an error says what to use).
+        """
+        check_sync_function(fn)
+        async with self, self._query_lock:
+            return typing.cast(_T, await self._protect(self._sync_call(fn, args, kwargs)))
+
+    def _sync_call(
+        self,
+        fn: typing.Callable[..., typing.Any],
+        args: tuple[typing.Any, ...],
+        kwargs: dict[str, typing.Any],
+    ) -> typing.Awaitable[typing.Any]:
+        """The backend's call (a backend not deriving from `ConnectionBackend` has none)."""
+        run = getattr(self._connection, "_run_sync", None)
+        if run is None:
+            raise NotImplementedError(
+                f"run_sync() is not supported by {type(self._connection).__name__}"
+            )
+        return typing.cast(typing.Awaitable[typing.Any], run(fn, args, kwargs))
+
+    async def create_all(
+        self,
+        metadata: MetaData,
+        *,
+        checkfirst: bool = True,
+        tables: typing.Sequence[Table] | None = None,
+    ) -> None:
+        """`metadata.create_all()` on this connection (through `run_sync()`): tables,
+        indexes, constraints and types (a PostgreSQL ENUM); with `checkfirst`, what
+        exists already is skipped."""
+        await self.run_sync(metadata.create_all, tables=tables, checkfirst=checkfirst)
+
+    async def drop_all(
+        self,
+        metadata: MetaData,
+        *,
+        checkfirst: bool = True,
+        tables: typing.Sequence[Table] | None = None,
+    ) -> None:
+        """`metadata.drop_all()` on this connection (through `run_sync()`); with
+        `checkfirst`, what does not exist is skipped."""
+        await self.run_sync(metadata.drop_all, tables=tables, checkfirst=checkfirst)
 
     @staticmethod
     def _build_query(

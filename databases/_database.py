@@ -15,6 +15,7 @@ import threading
 import typing
 from collections.abc import AsyncGenerator, Iterator
 
+from sqlalchemy import MetaData, Table
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -35,6 +36,8 @@ from databases.errors import DatabaseNotConnectedError, TransactionOpenError
 from databases.events import DatabaseEvents
 from databases.interfaces import DatabaseBackend, PoolStats, Record, RecordKey
 from databases.url import DatabaseURL
+
+_T = typing.TypeVar("_T")
 
 
 class _ForceRollbackBlock:
@@ -371,6 +374,40 @@ class Database:
             raise DatabaseNotConnectedError(self.url.obscure_password)
         check_batch_size(batch_size)
         return self.connection().batched_iterate(query, values, batch_size, timeout=timeout)
+
+    # -- synchronous SQLAlchemy code ------------------------------------------------------
+
+    async def run_sync(
+        self, fn: typing.Callable[..., _T], *args: typing.Any, **kwargs: typing.Any
+    ) -> _T:
+        """`fn(sync_connection, *args, **kwargs)` with a SQLAlchemy `Connection` on the
+        task's connection (see `Connection.run_sync()`)."""
+        return await self._connection_for_statement().run_sync(fn, *args, **kwargs)
+
+    async def create_all(
+        self,
+        metadata: MetaData,
+        *,
+        checkfirst: bool = True,
+        tables: typing.Sequence[Table] | None = None,
+    ) -> None:
+        """Create the tables, indexes and types of `metadata` (`metadata.create_all()`
+        over this package's own connection: no second driver needed)."""
+        await self._connection_for_statement().create_all(
+            metadata, checkfirst=checkfirst, tables=tables
+        )
+
+    async def drop_all(
+        self,
+        metadata: MetaData,
+        *,
+        checkfirst: bool = True,
+        tables: typing.Sequence[Table] | None = None,
+    ) -> None:
+        """Drop the tables, indexes and types of `metadata` (`metadata.drop_all()`)."""
+        await self._connection_for_statement().drop_all(
+            metadata, checkfirst=checkfirst, tables=tables
+        )
 
     # -- connections and transactions -----------------------------------------------------
 

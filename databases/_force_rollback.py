@@ -21,7 +21,13 @@ from collections.abc import AsyncGenerator
 
 from sqlalchemy.sql import ClauseElement
 
-from databases._connection import Connection, ConnectionRole, OwningDatabase, _next_or_none
+from databases._connection import (
+    Connection,
+    ConnectionRole,
+    OwningDatabase,
+    _next_or_none,
+    check_sync_function,
+)
 from databases._logging import logger
 from databases._loops import LEFT_BY_PARENT, LoopState
 from databases._session_loop import SESSION_LOOP, call_blocking, call_in
@@ -400,6 +406,17 @@ class SessionConnection(Connection):
             return
         await self._session.call(
             lambda: self._here(self._home.execute_many, query, values, timeout=timeout)
+        )
+
+    async def run_sync(
+        self, fn: typing.Callable[..., _T], *args: typing.Any, **kwargs: typing.Any
+    ) -> _T:
+        """On the session loop's thread (where the session's connection lives), inside
+        the session's transaction."""
+        check_sync_function(fn)
+        home = self._home
+        return await self._session.call(
+            lambda: self._here(home.run_sync, functools.partial(fn, **kwargs), *args)
         )
 
     # -- on the session loop ----------------------------------------------------------------

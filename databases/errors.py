@@ -113,6 +113,16 @@ class QueryTimeoutError(DatabaseTimeoutError):
     """A call given `timeout=` did not finish in time; its statement was cancelled."""
 
 
+class DatabaseExistsError(RuntimeError):
+    """`create_database()` found the database there already."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"The database {url} exists already: pass existing='keep' to use it as it is, "
+            "or existing='drop' to drop it and create it empty."
+        )
+
+
 def __getattr__(name: str) -> typing.Any:
     """`ForceRollbackLockError`, an `sqlite3.OperationalError`, lives with SQLite's file
     gate: imported on first use, so that `import databases` needs no `sqlite3`."""

@@ -313,6 +313,19 @@ class ConnectionBackend:
         """A new, not yet started transaction object on this connection."""
         raise NotImplementedError()  # pragma: no cover
 
+    async def _run_sync(
+        self,
+        fn: typing.Callable[..., typing.Any],
+        args: tuple[typing.Any, ...],
+        kwargs: dict[str, typing.Any],
+    ) -> typing.Any:
+        """`fn(sync_connection, *args, **kwargs)` with a SQLAlchemy `Connection` running on
+        this (acquired) driver connection, for `run_sync()`. The default: not supported."""
+        raise NotImplementedError(
+            f"run_sync() is not supported by {type(self).__name__}: its backend offers no "
+            "SQLAlchemy connection over its driver connection"
+        )
+
     def _is_broken(self) -> bool:
         """Whether the driver connection held now is gone for good: closed by the server
         (a restart, a killed session) or by the network. The force-rollback session asks

@@ -246,3 +246,18 @@ def test_a_backend_without_a_dialect_says_so(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(Database.SUPPORTED_BACKENDS, "nodialect", NoDialect)
     with pytest.raises(AttributeError, match="NoDialect does not name its SQLAlchemy dialect"):
         Database("nodialect:///x").dialect  # noqa: B018
+
+
+@pytest.mark.asyncio
+async def test_run_sync_on_a_0_9_style_backend_says_it_is_not_supported(
+    mini_backend: type[DatabaseBackend], url: str
+) -> None:
+    async with Database(url) as database:
+        with pytest.raises(
+            NotImplementedError, match=r"run_sync\(\) is not supported by MiniConnection"
+        ):
+            await database.run_sync(lambda connection: None)
+        with pytest.raises(NotImplementedError, match="MiniConnection"):
+            await database.create_all(sa.MetaData())
+        # The connection is released and works on.
+        assert await database.fetch_val(sa.select(sa.func.count()).select_from(notes)) == 0

@@ -64,6 +64,12 @@ class AiopgBackend(LibpqBackend):
 
     name = "PostgreSQL (aiopg)"
     driver_name = "aiopg"
+    # psycopg2 under aiopg runs in its asynchronous mode, which SQLAlchemy has no
+    # dialect for.
+    run_sync_unsupported = (
+        "SQLAlchemy has no async dialect for aiopg; use postgresql+psycopg:// (psycopg 3) "
+        "or postgresql+asyncpg:// for run_sync(), create_all() and drop_all()"
+    )
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any

@@ -9,7 +9,11 @@ from __future__ import annotations
 import importlib
 import typing
 
+from sqlalchemy.dialects.mysql.asyncmy import MySQLDialect_asyncmy
+
+from databases.backends.common import _run_sync as run_sync
 from databases.backends.common._options import DriverKeywords
+from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.mysql import (
     MySQLBackend,
     MySQLConnection,
@@ -45,12 +49,22 @@ ASYNCMY_KEYWORDS = DriverKeywords(
 )
 
 
+class AsyncMyRunSyncDialect(BorrowedConnectionDialect, MySQLDialect_asyncmy):
+    """`run_sync()` on our asyncmy connections (autocommit: transactions are ours)."""
+
+    supports_statement_cache = True
+
+
+RUN_SYNC_DRIVER = run_sync.register("mysql.databases_asyncmy", __name__, "AsyncMyRunSyncDialect")
+
+
 class AsyncMyBackend(MySQLBackend):
     """MySQL/MariaDB over asyncmy: `mysql+asyncmy://user:password@host:3306/name`."""
 
     _driver_name = "asyncmy"
     driver_name = "asyncmy"
     _driver_extra = "asyncmy"
+    run_sync_driver = RUN_SYNC_DRIVER
 
     def _driver_module(self) -> typing.Any:
         return asyncmy

@@ -18,11 +18,13 @@ import typing
 from collections.abc import AsyncGenerator, Sequence
 
 from sqlalchemy.dialects.mysql import pymysql as pymysql_dialect
+from sqlalchemy.dialects.mysql.aiomysql import MySQLDialect_aiomysql
 from sqlalchemy.engine.interfaces import Dialect
 
 from databases._logging import logger
 from databases._loops import running_loop
 from databases.backends.common import _driver_compat as driver
+from databases.backends.common import _run_sync as run_sync
 from databases.backends.common._driver import (
     ITERATE_CHUNK,
     require_driver,
@@ -34,6 +36,7 @@ from databases.backends.common._options import (
     OptionRules,
     signature_keywords,
 )
+from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.common.base import (
     BackendSetup,
     DriverResult,
@@ -160,6 +163,15 @@ def _drop_connection(connection: typing.Any) -> None:
         logger.debug("Could not close a MySQL connection of a closed loop", exc_info=True)
 
 
+class AiomysqlRunSyncDialect(BorrowedConnectionDialect, MySQLDialect_aiomysql):
+    """`run_sync()` on our aiomysql connections (autocommit: transactions are ours)."""
+
+    supports_statement_cache = True
+
+
+RUN_SYNC_DRIVER = run_sync.register("mysql.databases_aiomysql", __name__, "AiomysqlRunSyncDialect")
+
+
 class MySQLBackend(SQLBackend):
     """MySQL/MariaDB: `mysql://user:password@host:3306/name` (also `mysql+aiomysql://`)."""
 
@@ -170,6 +182,7 @@ class MySQLBackend(SQLBackend):
     # How the driver is named in messages, and the extra that installs it.
     _driver_name = "aiomysql"
     _driver_extra = "mysql"
+    run_sync_driver = RUN_SYNC_DRIVER
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any

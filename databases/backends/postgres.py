@@ -23,6 +23,7 @@ from sqlalchemy.sql import sqltypes
 
 from databases._logging import logger
 from databases.backends.common import _driver_compat as driver
+from databases.backends.common import _run_sync as run_sync
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common._driver import ITERATE_CHUNK, require_driver
 from databases.backends.common._option_values import (
@@ -38,6 +39,7 @@ from databases.backends.common._options import (
     server_kwargs,
     signature_keywords,
 )
+from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.common.base import (
     BackendSetup,
     DriverResult,
@@ -130,6 +132,25 @@ class PostgresDialect(PGDialect_asyncpg):
         compat.assume_standard_conforming_strings(self)
 
 
+class PostgresRunSyncDialect(BorrowedConnectionDialect, PostgresDialect):
+    """`run_sync()` on our asyncpg connections: JSON as our statements get it (no codec)."""
+
+    supports_statement_cache = True
+
+    def on_connect(self) -> typing.Callable[[typing.Any], None]:
+        def autocommit(adapted: typing.Any) -> None:
+            # Only the adapter's own setting (no SQL): it then begins no asyncpg
+            # transaction of its own, and statements join the caller's.
+            PGDialect_asyncpg.set_isolation_level(self, adapted, "AUTOCOMMIT")  # type: ignore[no-untyped-call]
+
+        return autocommit
+
+
+RUN_SYNC_DRIVER = run_sync.register(
+    "postgresql.databases_asyncpg", __name__, "PostgresRunSyncDialect"
+)
+
+
 @functools.cache
 def _asyncpg_keywords() -> DriverKeywords:
     """What `asyncpg.create_pool()` takes, its own and `asyncpg.connect()`'s."""
@@ -144,6 +165,7 @@ class PostgresBackend(SQLBackend):
     driver_name = "asyncpg"
     option_rules = OPTION_RULES
     default_port = 5432
+    run_sync_driver = RUN_SYNC_DRIVER
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any

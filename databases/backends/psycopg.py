@@ -11,7 +11,7 @@ import functools
 import importlib
 import typing
 
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg, PGDialectAsync_psycopg
 from sqlalchemy.engine.interfaces import Dialect
 
 from databases.backends._libpq_common import (
@@ -22,10 +22,12 @@ from databases.backends._libpq_common import (
     libpq_keywords,
     make_dialect,
 )
+from databases.backends.common import _run_sync as run_sync
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common._driver import require_driver
 from databases.backends.common._option_values import read_int_or_none
 from databases.backends.common._options import DriverKeywords
+from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.common.base import BackendSetup, SQLTransaction
 from databases.backends.common.compiler import Args
 from databases.url import DatabaseURL
@@ -57,11 +59,23 @@ def _psycopg_keywords() -> DriverKeywords:
     return libpq_keywords("psycopg", connect, _OWN_KEYWORDS, _is_libpq_parameter)
 
 
+class PsycopgRunSyncDialect(BorrowedConnectionDialect, PGDialectAsync_psycopg):
+    """`run_sync()` on our psycopg connections (autocommit: transactions are ours)."""
+
+    supports_statement_cache = True
+
+
+RUN_SYNC_DRIVER = run_sync.register(
+    "postgresql.databases_psycopg", __name__, "PsycopgRunSyncDialect"
+)
+
+
 class PsycopgBackend(LibpqBackend):
     """`postgresql+psycopg://user:password@host:5432/name?min_size=1&max_size=10`."""
 
     name = "PostgreSQL (psycopg)"
     driver_name = "psycopg"
+    run_sync_driver = RUN_SYNC_DRIVER
     # `prepare_threshold=none` turns server-side prepared statements off (pgbouncer).
     option_rules = OPTION_RULES._replace(
         url={**OPTION_RULES.url, "prepare_threshold": read_int_or_none}

@@ -15,16 +15,19 @@ import functools
 import itertools
 import operator
 import re
+import sqlite3
 import typing
 from collections.abc import AsyncGenerator
 
 from sqlalchemy.dialects.sqlite import base as sqlite_types
 from sqlalchemy.dialects.sqlite import pysqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import sqltypes
 
 from databases.backends import _sqlite_worker as worker
 from databases.backends._sqlite_gate import ForceRollbackLockError
+from databases.backends._sqlite_gate import FileGate
 from databases.backends._sqlite_pool import (
     NOT_SQLITE3_OPTIONS,
     SQLITE3_KEYWORDS,
@@ -35,10 +38,12 @@ from databases.backends._sqlite_pool import (
 )
 from databases.backends._sqlite_raw import SQLiteRawConnection, SQLiteRawCursor
 from databases.backends._sqlite_worker import Worker
+from databases.backends.common import _run_sync as run_sync
 from databases.backends.common import _sqlalchemy_compat as compat
 from databases.backends.common._driver import ITERATE_CHUNK, Converter
 from databases.backends.common._option_values import read_text
 from databases.backends.common._options import DriverKeywords, OptionRules, ReadOptions
+from databases.backends.common._run_sync import BorrowedConnectionDialect
 from databases.backends.common.base import (
     BackendSetup,
     DriverResult,
@@ -163,6 +168,29 @@ class SQLiteDialect(pysqlite.SQLiteDialect_pysqlite):
         return impl
 
 
+class SQLiteRunSyncDialect(BorrowedConnectionDialect, SQLiteDialect):
+    """`run_sync()` on our sqlite3 connections, on their worker threads (autocommit:
+    transactions are ours)."""
+
+    supports_statement_cache = True
+    supports_native_decimal = False
+
+
+RUN_SYNC_DRIVER = run_sync.register("sqlite.databases_sqlite3", __name__, "SQLiteRunSyncDialect")
+
+
+def _run_sync_on_worker(
+    db: sqlite3.Connection,
+    gate: FileGate,
+    engine: Engine,
+    fn: typing.Callable[..., typing.Any],
+    args: tuple[typing.Any, ...],
+    kwargs: dict[str, typing.Any],
+) -> typing.Any:
+    """On the worker thread: the whole call through the gate, as one statement would."""
+    return gate.call(db, run_sync.run_here, engine, db, fn, args, kwargs)
+
+
 class _SQLiteSetup(BackendSetup):
     """Shared by every loop's backend: also the database opened, and its keeper."""
 
@@ -188,6 +216,7 @@ class SQLiteBackend(SQLBackend):
     # No server can drop a connection: `pool_pre_ping` and `pool_recycle` are accepted
     # (one configuration serves every URL) and change nothing.
     checks_connections = False
+    run_sync_driver = RUN_SYNC_DRIVER
 
     def __init__(
         self,
@@ -218,6 +247,10 @@ class SQLiteBackend(SQLBackend):
 
     def _driver_keywords(self) -> DriverKeywords:
         return SQLITE_KEYWORDS
+
+    def _make_sync_engine(self, drivername: str) -> Engine:
+        # sqlite3 is synchronous on the worker thread: no greenlets needed.
+        return run_sync.sync_engine(drivername)
 
     def _make_dialect(self) -> Dialect:
         dialect = SQLiteDialect(paramstyle="qmark")
@@ -285,6 +318,15 @@ class SQLiteConnection(SQLConnection):
 
     def transaction(self) -> SQLiteTransaction:
         return SQLiteTransaction(self)
+
+    async def _run_sync(
+        self,
+        fn: typing.Callable[..., typing.Any],
+        args: tuple[typing.Any, ...],
+        kwargs: dict[str, typing.Any],
+    ) -> typing.Any:
+        engine = self._backend._sync_engine()
+        return await self._call(_run_sync_on_worker, engine, fn, args, kwargs)
 
     async def _take(self) -> Worker:
         if self._one_statement and self._pool.statement_connection_is_free():

@@ -17,6 +17,7 @@ from sqlalchemy.sql import ClauseElement
 from databases._bounded import within
 from databases._logging import logger
 from databases._loops import running_loop
+from databases.backends.common import _run_sync as run_sync
 from databases.backends.common._driver import NOT_ACQUIRED
 from databases.backends.common._observed import note_sql, observed, observed_batches
 from databases.backends.common._options import (
@@ -110,6 +111,10 @@ class SQLBackend(DatabaseBackend):
     default_port: int | None = None
     # The driver's name in statement and pool events.
     driver_name = "unknown"
+    # For `run_sync()`: the drivername of the SQLAlchemy async dialect registered to run
+    # on this backend's driver connections (`_run_sync.register()`), or why there is none.
+    run_sync_driver: typing.ClassVar[str | None] = None
+    run_sync_unsupported: typing.ClassVar[str] = "this backend has no SQLAlchemy async dialect"
 
     def __init__(
         self, database_url: DatabaseURL | str | BackendSetup, **options: typing.Any
@@ -128,6 +133,8 @@ class SQLBackend(DatabaseBackend):
         self._pool_timeout, self._connect_timeout = setup.timeouts
         # This loop's pool's health records (`_pool_health`).
         self._health = PoolHealth(setup.health if self.checks_connections else HealthOptions())
+        # The engine of `run_sync()`, made on first use (per loop, as this instance).
+        self._run_sync_engine: typing.Any = None
 
     def _driver_keywords(self) -> DriverKeywords | None:
         """The keyword arguments the driver takes (it is imported by now); `None`: options
@@ -176,6 +183,21 @@ class SQLBackend(DatabaseBackend):
         setup = self._setup
         if setup.events.watching_pool:
             setup.events._pool_event(action, setup.info, connection)
+    def _sync_engine(self) -> typing.Any:
+        """The engine that runs `run_sync()` on this backend's driver connections."""
+        engine = self._run_sync_engine
+        if engine is None:
+            drivername = self.run_sync_driver
+            if drivername is None:
+                raise NotImplementedError(
+                    f"run_sync() is not supported on {self._database_url.scheme}://: "
+                    f"{self.run_sync_unsupported}."
+                )
+            engine = self._run_sync_engine = self._make_sync_engine(drivername)
+        return engine
+
+    def _make_sync_engine(self, drivername: str) -> typing.Any:
+        return run_sync.async_engine(drivername)
 
     def _not_connected(self) -> RuntimeError:
         return RuntimeError(f"The {self.name} backend is not connected: call connect() first.")
@@ -395,6 +417,15 @@ class SQLConnection(ConnectionBackend):
 
     def transaction(self) -> TransactionBackend:
         return SQLTransaction(self)
+
+    async def _run_sync(
+        self,
+        fn: typing.Callable[..., typing.Any],
+        args: tuple[typing.Any, ...],
+        kwargs: dict[str, typing.Any],
+    ) -> typing.Any:
+        engine = self._backend._sync_engine()
+        return await run_sync.run_async(engine, self._live(), fn, args, kwargs)
 
     def _is_broken(self) -> bool:
         connection = self._connection
