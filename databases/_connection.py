@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
-import threading
 import inspect
+import threading
 import typing
 import weakref
 from collections.abc import AsyncGenerator

@@ -26,8 +26,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import sqltypes
 
 from databases.backends import _sqlite_worker as worker
-from databases.backends._sqlite_gate import ForceRollbackLockError
-from databases.backends._sqlite_gate import FileGate
+from databases.backends._sqlite_gate import FileGate, ForceRollbackLockError
 from databases.backends._sqlite_pool import (
     NOT_SQLITE3_OPTIONS,
     SQLITE3_KEYWORDS,

@@ -183,6 +183,7 @@ class SQLBackend(DatabaseBackend):
         setup = self._setup
         if setup.events.watching_pool:
             setup.events._pool_event(action, setup.info, connection)
+
     def _sync_engine(self) -> typing.Any:
         """The engine that runs `run_sync()` on this backend's driver connections."""
         engine = self._run_sync_engine

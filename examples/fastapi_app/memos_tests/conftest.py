@@ -16,7 +16,6 @@ import pytest_asyncio
 from fastapi.testclient import TestClient
 from memos.app import app
 from memos.db import DATABASE_URL, database, metadata
-from sqlalchemy.schema import CreateTable, DropTable
 
 from databases import Database
 
@@ -24,17 +23,13 @@ pytest_plugins = ["databases.testing.pytest_plugin"]
 
 
 async def _create_tables() -> None:
-    # TODO: `await schema_database.create_all(metadata)` once the package has create_all.
     async with Database(DATABASE_URL) as schema_database:
-        for table in metadata.sorted_tables:
-            await schema_database.execute(CreateTable(table, if_not_exists=True))
+        await schema_database.create_all(metadata)
 
 
 async def _drop_tables() -> None:
-    # TODO: `await schema_database.drop_all(metadata)` once the package has drop_all.
     async with Database(DATABASE_URL) as schema_database:
-        for table in reversed(metadata.sorted_tables):
-            await schema_database.execute(DropTable(table, if_exists=True))
+        await schema_database.drop_all(metadata)
 
 
 @pytest.fixture(scope="session")
