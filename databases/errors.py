@@ -7,7 +7,7 @@ import sys
 import typing
 
 if typing.TYPE_CHECKING:
-    from databases.backends._sqlite_gate import ForceRollbackLockError as ForceRollbackLockError
+    from databases._sqlite_lock_error import ForceRollbackLockError as ForceRollbackLockError
 
 
 class DatabaseNotConnectedError(RuntimeError):
@@ -124,10 +124,10 @@ class DatabaseExistsError(RuntimeError):
 
 
 def __getattr__(name: str) -> typing.Any:
-    """`ForceRollbackLockError`, an `sqlite3.OperationalError`, lives with SQLite's file
-    gate: imported on first use, so that `import databases` needs no `sqlite3`."""
+    """`ForceRollbackLockError`, an `sqlite3.OperationalError`, lives in a module of its
+    own: imported on first use, so that `import databases` needs no `sqlite3`."""
     if name == "ForceRollbackLockError":
-        from databases.backends._sqlite_gate import ForceRollbackLockError as ForceRollbackLockError
+        from databases._sqlite_lock_error import ForceRollbackLockError as ForceRollbackLockError
 
         return ForceRollbackLockError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,8 @@ import sqlite3
 import threading
 import typing
 
+from databases._sqlite_lock_error import ForceRollbackLockError
+
 T = typing.TypeVar("T")
 
 # How long a statement beside a force-rollback session's transaction waits for a lock
@@ -24,31 +26,6 @@ def is_lock_error(error: sqlite3.OperationalError) -> bool:
     if code is not None:
         return code & 0xFF in _LOCK_ERROR_CODES
     return str(error).startswith(_LOCK_ERROR_TEXTS)
-
-
-class ForceRollbackLockError(sqlite3.OperationalError):
-    """A statement on a SQLite file needed the lock that a force-rollback session's
-    transaction holds on that file, from outside the session: it would wait in vain, as
-    the session keeps the lock until it ends.
-
-    An `sqlite3.OperationalError`, as SQLite's "database is locked" it replaces (the
-    `__cause__`, whose `sqlite_errorcode` and `sqlite_errorname` it copies), so code
-    that catches that goes on catching it. Raised after a short wait instead of SQLite's
-    busy timeout (5 seconds by default).
-    """
-
-    def __init__(self, holder: str, cause: sqlite3.OperationalError) -> None:
-        super().__init__(
-            f"{cause}: {holder} holds a lock on this SQLite file until that session "
-            "ends (the last `disconnect()`), and this statement runs outside the "
-            "session, on another connection. Run it in the session: through that "
-            "database, inside its `with database.force_rollback():` block (or a task or "
-            "thread started in the block); or use another database file for it; or end "
-            "the session first."
-        )
-        for name in ("sqlite_errorcode", "sqlite_errorname"):
-            if hasattr(cause, name):
-                setattr(self, name, getattr(cause, name))
 
 
 class _SessionHold(typing.NamedTuple):

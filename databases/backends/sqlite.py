@@ -25,8 +25,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import sqltypes
 
+from databases._sqlite_lock_error import ForceRollbackLockError
 from databases.backends import _sqlite_worker as worker
-from databases.backends._sqlite_gate import FileGate, ForceRollbackLockError
+from databases.backends._sqlite_gate import FileGate
 from databases.backends._sqlite_pool import (
     NOT_SQLITE3_OPTIONS,
     SQLITE3_KEYWORDS,
