@@ -27,34 +27,32 @@ class Echo:
         events.on_statement_error(self.failed)
 
     def finished(self, event: StatementFinished) -> None:
-        if not self._looked:
-            self._looked = True
-            _make_visible()
-        if logger.isEnabledFor(logging.INFO):
-            started = event.started
-            logger.info(
-                "%s [%s, %.3f ms]%s",
-                started.sql,
-                _counted(started),
-                event.elapsed * 1000,
-                self._values(started),
-                extra={**ECHO_EXTRA, **_fields(started, event.elapsed)},
-            )
+        self._log(event.started, event.elapsed, None, ECHO_EXTRA)
 
     def failed(self, event: StatementFailed) -> None:
+        self._log(event.started, event.elapsed, type(event.exception).__name__, ECHO_ERROR_EXTRA)
+
+    def _log(
+        self,
+        started: StatementStarted,
+        elapsed: float,
+        error: str | None,
+        extra: typing.Mapping[str, typing.Any],
+    ) -> None:
+        """One record: the SQL, its parameter count, its time and, if it failed, the error."""
         if not self._looked:
             self._looked = True
             _make_visible()
         if logger.isEnabledFor(logging.INFO):
-            started = event.started
+            took = f"{elapsed * 1000:.3f} ms"
+            outcome = took if error is None else f"failed after {took}: {error}"
             logger.info(
-                "%s [%s, failed after %.3f ms: %s]%s",
+                "%s [%s, %s]%s",
                 started.sql,
                 _counted(started),
-                event.elapsed * 1000,
-                type(event.exception).__name__,
+                outcome,
                 self._values(started),
-                extra={**ECHO_ERROR_EXTRA, **_fields(started, event.elapsed)},
+                extra={**extra, **_fields(started, elapsed)},
             )
 
     def _values(self, started: StatementStarted) -> str:
