@@ -2,7 +2,7 @@
 databases here, and the pytest plugin in `databases.testing.pytest_plugin`.
 
 The names are imported on first use: pytest loads this package for the plugin's options in
-every run, and that must not import SQLAlchemy.
+every run, which needs none of them.
 """
 
 from __future__ import annotations
