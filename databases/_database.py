@@ -90,7 +90,8 @@ class Database:
 
         `echo` (`?echo=true`): log each statement, its parameter count and its time on
         the "databases" logger; `echo_parameters` (`?echo_parameters=true`) adds its
-        values (off by default: they are application data). docs/observability.md."""
+        values (off by default: they are application data) and turns `echo` on.
+        docs/observability.md."""
         self.url = DatabaseURL(url)
         self.options = options
         self.is_connected = False
@@ -104,10 +105,10 @@ class Database:
         )
         # Listeners of statements and pool events; `echo` is one of them.
         self.events = DatabaseEvents()
-        if _core_option("echo", echo, core_options):
-            Echo(_core_option("echo_parameters", echo_parameters, core_options)).register(
-                self.events
-            )
+        # `echo_parameters` alone asks for the statements too: it turns `echo` on.
+        with_values = _core_option("echo_parameters", echo_parameters, core_options)
+        if _core_option("echo", echo, core_options) or with_values:
+            Echo(with_values).register(self.events)
         self._backend_class = self._find_backend_class(self.url)
         # Built outside any loop and never connected: it answers questions about the
         # dialect (ORMs read `database._backend._dialect`) and is the model for the

@@ -18,6 +18,7 @@ import typing
 import weakref
 
 from databases._database import Database
+from databases._logging import logger
 from databases.events import StatementFailed, StatementFinished, StatementStarted
 
 if typing.TYPE_CHECKING:
@@ -44,6 +45,9 @@ _TARGETS = {
 }
 _FIRST_WORD = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*([A-Za-z]+)", re.DOTALL)
 
+# Each instrumented database's instrumentation, until `uninstrument()`.
+_INSTRUMENTED: weakref.WeakKeyDictionary[Database, Instrumentation] = weakref.WeakKeyDictionary()
+
 
 class Instrumentation:
     """The listeners `instrument()` registered; `uninstrument()` takes them out."""
@@ -60,6 +64,9 @@ class Instrumentation:
         events.on_statement_error(self._failed)
 
     def uninstrument(self) -> None:
+        """Take the listeners out: `database`'s statements make no more spans."""
+        if _INSTRUMENTED.get(self._database) is self:
+            del _INSTRUMENTED[self._database]
         events = self._database.events
         for listener in (self._started, self._finished, self._failed):
             events.remove(listener)
@@ -117,8 +124,21 @@ def instrument(
         ) from error
     from databases import __version__
 
+    current = _INSTRUMENTED.get(database)
+    if current is not None:
+        # As OpenTelemetry's instrumentors do: a second call changes nothing (it would
+        # make every span twice).
+        logger.warning(
+            "databases.opentelemetry.instrument(): %r is instrumented already; call "
+            "uninstrument() on what the first call returned to change its settings",
+            database,
+        )
+        return current
     tracer = trace.get_tracer(INSTRUMENTATION_NAME, __version__, tracer_provider)
-    return Instrumentation(database, tracer, capture_parameters)
+    instrumentation = _INSTRUMENTED[database] = Instrumentation(
+        database, tracer, capture_parameters
+    )
+    return instrumentation
 
 
 def statement_attributes(

@@ -290,6 +290,23 @@ async def test_echo_parameters_logs_the_values(
     assert PASSWORD not in caplog.text
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("spelling", ["keyword", "url"])
+async def test_echo_parameters_alone_turns_echo_on(
+    database_url: str, caplog: pytest.LogCaptureFixture, spelling: str
+) -> None:
+    if spelling == "keyword":
+        database = Database(echo_url(database_url, ""), echo_parameters=True)
+    else:
+        database = Database(echo_url(database_url, "echo_parameters=true"))
+    with caplog.at_level(logging.INFO, logger="databases"):
+        async with database:
+            await database.fetch_val("SELECT :value", {"value": SECRET})
+    echoed = [r.getMessage() for r in caplog.records if getattr(r, "db_statement", None)]
+    assert len(echoed) == 1
+    assert f"parameters: [{SECRET!r}]" in echoed[0]
+
+
 # -- the SQL noted on driver errors -------------------------------------------------------------
 
 

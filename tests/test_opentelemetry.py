@@ -4,6 +4,7 @@ in-memory exporter collects them)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import typing
 
@@ -136,6 +137,27 @@ async def test_parameters_when_asked_and_uninstrument(database_url: str, tracing
     (span,) = tracing.spans()
     assert dict(span.attributes or {})["db.query.parameter.0"] == repr(SECRET)
     assert span.name == "SELECT"
+
+
+@pytest.mark.asyncio
+async def test_instrumenting_twice_makes_one_span_per_statement(
+    database_url: str, tracing: Tracing, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Database(database_url) as database:
+        first = instrument(database, tracer_provider=tracing.provider)
+        with caplog.at_level(logging.WARNING, logger="databases"):
+            second = instrument(database, tracer_provider=tracing.provider)
+        assert second is first
+        assert "instrumented already" in caplog.text
+        await database.fetch_val("SELECT 1")
+        assert len(tracing.spans()) == 1
+        first.uninstrument()
+        # Instrumented anew after uninstrument(): spans again, once each.
+        again = instrument(database, tracer_provider=tracing.provider)
+        assert again is not first
+        await database.fetch_val("SELECT 2")
+        again.uninstrument()
+    assert len(tracing.spans()) == 2
 
 
 def test_a_clear_error_without_the_opentelemetry_api(monkeypatch: pytest.MonkeyPatch) -> None:
