@@ -292,9 +292,22 @@ class SQLConnection(ConnectionBackend):
                     health.alive(self._health_key(connection))
                 if self._events.watching_pool:
                     self._backend._pool_event("release", connection)
-                await self._give_back(connection)
+                await self._give_back_or_drop(connection)
         finally:
             self._connection = None
+
+    async def _give_back_or_drop(self, connection: typing.Any) -> None:
+        """Give `connection` back; if the driver's own reset on return finds it lost (asyncpg
+        resets, then closes it and frees its slot), drop it without an error: the caller's
+        work ended before, and SQLAlchemy's pool does the same (it logs and invalidates)."""
+        try:
+            await self._give_back(connection)
+        except Exception as error:
+            if not self._backend._is_broken(connection):
+                raise
+            self._backend._health.found_dead()
+            self._backend._pool_event("discard", connection)
+            logger.info("A connection was lost before it was given back: dropped (%r)", error)
 
     async def _take(self) -> typing.Any:
         """A driver connection from the pool (`acquire()` bounds the wait by `pool_timeout`)."""
