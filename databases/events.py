@@ -46,6 +46,9 @@ class BackendInfo:
     port: int | None
     # The database name (SQLite: the file).
     database: str | None
+    # The database system, as OpenTelemetry names it: the dialect's name, except "mariadb"
+    # for a MySQL URL once a connection met a MariaDB server.
+    system: str = ""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

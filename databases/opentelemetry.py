@@ -28,8 +28,14 @@ if typing.TYPE_CHECKING:
 __all__ = ["Instrumentation", "instrument"]
 
 INSTRUMENTATION_NAME = "databases"
-# `db.system.name` by SQLAlchemy dialect name (MariaDB speaks MySQL's protocol: "mysql").
-SYSTEM_NAMES = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite"}
+# `db.system.name` by `BackendInfo.system`: the dialect's name, or "mariadb" for a MySQL URL
+# whose server turned out to be MariaDB.
+SYSTEM_NAMES = {
+    "postgresql": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mariadb",
+    "sqlite": "sqlite",
+}
 
 # Drivers whose errors carry MySQL's error number first in their arguments.
 MYSQL_DRIVERS = ("pymysql", "asyncmy")
@@ -147,7 +153,7 @@ def statement_attributes(
     """The semantic conventions' attributes of one statement."""
     backend = event.backend
     attributes: dict[str, str | int] = {
-        "db.system.name": SYSTEM_NAMES.get(backend.dialect, "other_sql"),
+        "db.system.name": SYSTEM_NAMES.get(backend.system or backend.dialect, "other_sql"),
         "db.query.text": event.sql,
     }
     if backend.database:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import typing
 from collections.abc import AsyncGenerator, Sequence
@@ -418,6 +419,10 @@ class MySQLConnection(SQLConnection):
             raise self._backend._not_connected()
         connection = await self._backend._acquire_from(pool)
         self._pool = pool
+        setup = self._backend._setup
+        if setup.info.system == "mysql" and "MariaDB" in _server_info(connection):
+            # Known from the server's handshake: statement events name the system.
+            setup.info = dataclasses.replace(setup.info, system="mariadb")
         return connection
 
     async def _give_back(self, connection: typing.Any) -> None:
@@ -619,3 +624,10 @@ class MySQLConnection(SQLConnection):
             connection = self._live()
             await self._settle()
             await self._run_on(connection, sql)
+
+
+def _server_info(connection: typing.Any) -> str:
+    """The server's version string from its handshake (aiomysql's and asyncmy's public
+    `get_server_info()`): `10.11.19-MariaDB-...` on MariaDB."""
+    get = getattr(connection, "get_server_info", None)
+    return str(get()) if get is not None else ""

@@ -84,7 +84,9 @@ class BackendSetup:
         self.dialect = dialect
         # What statement and pool events say about the database; `events` is the
         # `Database`'s once it watches this backend (`SQLBackend._watch`).
-        self.info = BackendInfo(dialect.name, driver, url.hostname, url.port, url.database)
+        self.info = BackendInfo(
+            dialect.name, driver, url.hostname, url.port, url.database, system=dialect.name
+        )
         self.events = DatabaseEvents()
         self.compiler = QueryCompiler(dialect)
         # The options, read and checked once, when the `Database` is made.
@@ -260,9 +262,13 @@ class SQLConnection(ConnectionBackend):
         self._compiler = backend._compiler
         self._dialect = backend._dialect
         self._events = backend._setup.events
-        self._info = backend._setup.info
         # The driver connection while acquired.
         self._connection: typing.Any = None
+
+    @property
+    def _info(self) -> BackendInfo:
+        # Read at each use: a backend may learn more about its server once connected.
+        return self._backend._setup.info
 
     # -- the connection slot --------------------------------------------------------------
 
