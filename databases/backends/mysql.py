@@ -420,9 +420,11 @@ class MySQLConnection(SQLConnection):
         connection = await self._backend._acquire_from(pool)
         self._pool = pool
         setup = self._backend._setup
-        if setup.info.system == "mysql" and "MariaDB" in _server_info(connection):
-            # Known from the server's handshake: statement events name the system.
-            setup.info = dataclasses.replace(setup.info, system="mariadb")
+        if not setup.server_known:
+            # The server's handshake tells MariaDB from MySQL: events name the system.
+            setup.server_known = True
+            if "MariaDB" in _server_info(connection):
+                setup.info = dataclasses.replace(setup.info, system="mariadb")
         return connection
 
     async def _give_back(self, connection: typing.Any) -> None:

@@ -88,6 +88,9 @@ class BackendSetup:
             dialect.name, driver, url.hostname, url.port, url.database, system=dialect.name
         )
         self.events = DatabaseEvents()
+        # Whether a connection has told more about the server than the URL does (MySQL or
+        # MariaDB: `info.system`), for backends that look.
+        self.server_known = False
         self.compiler = QueryCompiler(dialect)
         # The options, read and checked once, when the `Database` is made.
         self.read = read
