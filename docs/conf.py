@@ -35,7 +35,7 @@ autodoc_mock_imports = ["asyncpg", "aiomysql", "pymysql", "aiopg", "psycopg", "a
 # projects are not linked (the site is built offline, without their inventories).
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(sqlalchemy|asyncio|typing|collections|types|enum|contextlib|urllib|opentelemetry)\..*"),
+    (r"py:.*", r"(sqlalchemy|asyncio|typing|collections|types|enum|contextlib|urllib|opentelemetry|_pytest|pytest)\..*"),
     (r"py:.*", r"(_T|T|Any|Self|TracebackType|ClauseElement|Dialect|Iterator|AsyncGenerator|Tracer|TracerProvider)"),
     # Internal types in signatures (constructors users do not call).
     (r"py:.*", r"(.*\._.*|OwningDatabase|LoopState|ConnectionRole)"),

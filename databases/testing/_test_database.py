@@ -224,7 +224,7 @@ def _prefixed(url: DatabaseURL, prefix: str) -> DatabaseURL:
 
 class TestDatabase:
     """A dedicated database for a test run: created empty and connected on entry,
-    disconnected and dropped on exit.
+    disconnected and dropped on exit::
 
         async with TestDatabase("postgresql://localhost/app", prefix="test_") as database:
             ...  # `database` is a connected `Database` on `test_app`
