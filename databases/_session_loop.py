@@ -37,24 +37,31 @@ class SessionLoop:
 
     @staticmethod
     def _start() -> asyncio.AbstractEventLoop:
-        loop = asyncio.new_event_loop()
-        started = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(started.set)
-            loop.run_forever()
-
         # A daemon: it serves the others and must never keep the process alive. Sessions
         # still open at exit are rolled back by an atexit hook, while it still runs.
-        threading.Thread(target=run, name="databases-session-loop", daemon=True).start()
-        started.wait()
+        loop, _ = start_loop_thread("databases-session-loop")
         return loop
 
     def forget(self) -> None:
         """In a forked child: the parent's thread does not exist here."""
         self._lock = threading.Lock()
         self._loop = None
+
+
+def start_loop_thread(name: str) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    """A new event loop running forever on a new daemon thread `name`, once it runs."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(started.set)
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    started.wait()
+    return loop, thread
 
 
 SESSION_LOOP = SessionLoop()

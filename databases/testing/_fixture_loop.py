@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import threading
 import typing
 from collections.abc import Coroutine
+
+from databases._session_loop import start_loop_thread
 
 _T = typing.TypeVar("_T")
 
@@ -26,18 +27,8 @@ class FixtureLoop:
     """A running event loop on a daemon thread; `run()` awaits a coroutine there."""
 
     def __init__(self, name: str) -> None:
-        self._loop = asyncio.new_event_loop()
-        started = threading.Event()
-
-        def run_forever() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.call_soon(started.set)
-            self._loop.run_forever()
-
         # A daemon: a run interrupted at a bad moment must not hang the process at exit.
-        self._thread = threading.Thread(target=run_forever, name=name, daemon=True)
-        self._thread.start()
-        started.wait()
+        self._loop, self._thread = start_loop_thread(name)
 
     def run(
         self, coroutine: Coroutine[typing.Any, typing.Any, _T], timeout: float, what: str
