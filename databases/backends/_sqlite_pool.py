@@ -56,7 +56,7 @@ def split_query(url: DatabaseURL) -> tuple[dict[str, str], dict[str, typing.Any]
     return uri_query, pool_options
 
 
-def _is_memory(url: DatabaseURL, uri: bool) -> bool:
+def is_memory(url: DatabaseURL, uri: bool) -> bool:
     """Whether the URL names a memory database, which lives only while a connection does."""
     database = url.database
     if database in ("", ":memory:") or split_query(url)[0].get("mode") == "memory":
@@ -76,7 +76,7 @@ class Target(typing.NamedTuple):
 def target_for(url: DatabaseURL, options: typing.Mapping[str, typing.Any]) -> Target:
     uri = bool(options.get("uri", False))
     name, is_uri = _connect_target(url, uri)
-    return Target(name, is_uri, _is_memory(url, uri), gate_for(name))
+    return Target(name, is_uri, is_memory(url, uri), gate_for(name))
 
 
 def _connect_target(url: DatabaseURL, uri: bool) -> tuple[str, bool]:

@@ -14,6 +14,7 @@ import typing
 from collections.abc import AsyncIterator
 
 from databases._database import Database
+from databases.backends._sqlite_pool import is_memory
 from databases.errors import DatabaseExistsError
 from databases.url import DatabaseURL
 
@@ -66,15 +67,12 @@ async def _server(url: DatabaseURL, options: dict[str, typing.Any]) -> AsyncIter
 
 
 def _sqlite_file(url: DatabaseURL) -> str | None:
-    """The file of a SQLite URL; None for a memory database."""
-    database = url.database
-    if database in ("", ":memory:") or url.options.get("mode") == "memory":
+    """The file of a SQLite URL; None for a memory database (as the SQLite pool tells
+    them, taking `file:` names as URIs)."""
+    if is_memory(url, uri=True):
         return None
-    if database.startswith("file:"):
-        database = database[len("file:") :]
-        if database.startswith(":memory:"):
-            return None
-    return database
+    database = url.database
+    return database[len("file:") :] if database.startswith("file:") else database
 
 
 async def _exists_on(server: Database, kind: str, name: str) -> bool:
